@@ -1,0 +1,153 @@
+"""Analytic FLOPs and parameters of an arch: no network built, microseconds per arch.
+
+The rules mirror fvcore's counting on the networks of ``supernet.network`` (one multiply-add is
+one FLOP; linear = tokens * in * out; conv = prod(weight shape) * output pixels; LayerNorm 5 and
+eval-mode BatchNorm 2 FLOPs per element; matmul counted; elementwise ops, softmax and mean free),
+so the two agree exactly; tests/searchspace/test_cost.py checks that on random archs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .arch import Arch, StageChoice
+from .settings import NetSettings
+from .space import SearchSpace
+
+LN, BN = 5, 2  # fvcore FLOPs per element of an affine LayerNorm / eval-mode affine BatchNorm
+
+
+@dataclass(frozen=True)
+class Cost:
+    flops: int
+    params: int
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops + other.flops, self.params + other.params)
+
+
+ZERO = Cost(0, 0)
+
+
+def attention_window(kernel: int, resolution: int) -> int:
+    """Swin's rule: a window no larger than the map is the whole map (and then no shift)."""
+    return min(kernel, resolution)
+
+
+def padded(resolution: int, window: int) -> int:
+    return math.ceil(resolution / window) * window
+
+
+def _mlp(dim: int, hidden: int, tokens: int) -> Cost:
+    return Cost(2 * tokens * dim * hidden, dim * hidden + hidden + hidden * dim + dim)
+
+
+def _window_attention(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
+    tokens = res * res
+    window = attention_window(kernel, res)
+    padded_tokens = padded(res, window) ** 2
+    win_tokens = window * window
+    flops = LN * dim * tokens + padded_tokens * (4 * dim * dim + 2 * dim * win_tokens)
+    # The bias table is sized for the arch's kernel, not the clamped window: at the deployment
+    # setting no window is ever clamped, and a smaller map uses the table's centre.
+    params = 2 * dim + (3 * dim * dim + 3 * dim) + (dim * dim + dim) + (2 * kernel - 1) ** 2 * s.num_heads(dim)
+    return Cost(flops, params) + Cost(LN * dim * tokens, 2 * dim)  # + the FFN's LayerNorm
+
+
+def _dwconv(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
+    tokens = res * res
+    flops = 2 * tokens * dim * dim + 3 * BN * dim * tokens + dim * kernel * kernel * tokens
+    params = 2 * dim * dim + 3 * 2 * dim + dim * kernel * kernel + dim
+    return Cost(flops, params) + Cost(BN * dim * tokens, 2 * dim)  # + the FFN's BatchNorm
+
+
+def _dynamic_dwconv(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
+    reduced = max(1, dim // 4)
+    kk = kernel * kernel
+    generator = Cost(dim * reduced + BN * reduced + reduced * dim * kk,
+                     dim * reduced + 2 * reduced + reduced * dim * kk + dim * kk)
+    no_static_kernel = Cost(0, -dim * kk)  # the kernel is generated; only the conv's bias is static
+    return _dwconv(dim, kernel, res, s) + generator + no_static_kernel
+
+
+MIXER_COSTS = {
+    "window_attention": _window_attention,
+    "dwconv": _dwconv,
+    "dynamic_dwconv": _dynamic_dwconv,
+}
+
+
+def stem_cost(s: NetSettings) -> Cost:
+    res = s.img_size // s.patch_size
+    conv = Cost(s.embed_dim * s.in_chans * s.patch_size ** 2 * res * res,
+                s.embed_dim * s.in_chans * s.patch_size ** 2 + s.embed_dim)
+    return conv + Cost(LN * s.embed_dim * res * res, 2 * s.embed_dim)
+
+
+def transition_cost(in_dim: int, dim: int, pool: int, res: int) -> tuple[Cost, int]:
+    """Cost of a stage entry and the resolution after it."""
+    if pool == 2:  # patch merging: 2x2 neighbourhood concatenated, LayerNorm(4C), Linear(4C -> dim)
+        out = math.ceil(res / 2)
+        return Cost(LN * 4 * in_dim * out * out + out * out * 4 * in_dim * dim, 2 * 4 * in_dim + 4 * in_dim * dim), out
+    if in_dim == dim:
+        return ZERO, res
+    return Cost(LN * in_dim * res * res + res * res * in_dim * dim, 2 * in_dim + in_dim * dim), res
+
+
+def block_cost(choice: StageChoice, dim: int, res: int, s: NetSettings) -> Cost:
+    return MIXER_COSTS[choice.mixer](dim, choice.kernel, res, s) + _mlp(dim, s.mlp_hidden(dim), res * res)
+
+
+def stage_cost(choice: StageChoice, in_dim: int, dim: int, res: int, s: NetSettings) -> tuple[Cost, int]:
+    cost, res = transition_cost(in_dim, dim, choice.pool, res)
+    block = block_cost(choice, dim, res, s)
+    return cost + Cost(block.flops * choice.depth, block.params * choice.depth), res
+
+
+def head_cost(dim: int, res: int, s: NetSettings) -> Cost:
+    return Cost(LN * dim * res * res + dim * s.num_classes, 2 * dim + dim * s.num_classes + s.num_classes)
+
+
+def stage_resolutions(arch: Arch, s: NetSettings) -> tuple[int, ...]:
+    """The token-map side of each stage after its entry."""
+    res, out = s.img_size // s.patch_size, []
+    for choice in arch.stages:
+        res = math.ceil(res / 2) if choice.pool == 2 else res
+        out.append(res)
+    return tuple(out)
+
+
+def arch_cost(arch: Arch, s: NetSettings) -> Cost:
+    dims = s.stage_dims(len(arch.stages))
+    total, res, in_dim = stem_cost(s), s.img_size // s.patch_size, s.embed_dim
+    for choice, dim in zip(arch.stages, dims):
+        cost, res = stage_cost(choice, in_dim, dim, res, s)
+        total, in_dim = total + cost, dim
+    return total + head_cost(in_dim, res, s)
+
+
+def extreme_archs(space: SearchSpace, s: NetSettings) -> tuple[Arch, Arch]:
+    """The cheapest and the dearest arch by FLOPs, exactly, by dynamic programming over the
+    resolution entering each stage (a stage's cost depends only on that and its own choice)."""
+    dims = s.stage_dims(space.num_stages)
+    results = []
+    for better in (lambda a, b: a < b, lambda a, b: a > b):
+        # state: resolution -> (flops so far, choices so far)
+        states = {s.img_size // s.patch_size: (stem_cost(s).flops, ())}
+        in_dim = s.embed_dim
+        for stage, dim in zip(space.stages, dims):
+            nxt: dict[int, tuple[int, tuple]] = {}
+            for res, (flops, chosen) in states.items():
+                for choice in stage:
+                    cost, out = stage_cost(choice, in_dim, dim, res, s)
+                    cand = (flops + cost.flops, chosen + (choice,))
+                    if out not in nxt or better(cand[0], nxt[out][0]):
+                        nxt[out] = cand
+            states, in_dim = nxt, dim
+        finals = [(f + head_cost(in_dim, r, s).flops, c) for r, (f, c) in states.items()]
+        best = finals[0]
+        for cand in finals[1:]:
+            if better(cand[0], best[0]):
+                best = cand
+        results.append(Arch(best[1]))
+    return results[0], results[1]

@@ -1,0 +1,246 @@
+"""Token mixers, each elastic in its kernel (or window) size.
+
+A mixer owns the weights of its largest kernel and one function that cuts out the active part:
+``bias_table(window)``, ``conv_weight(kernel)``, ``generator_rows(kernel)``. ``forward`` and
+``inherit`` (sub-network extraction) both call that function, so a standalone network, which is
+the same class built for a single kernel, computes exactly what the supernet's active path does.
+
+Tensors between blocks are NHWC, as in timm's Swin. Every mixer maps (B, H, W, C) to the residual
+branch's output of the same shape; the block adds it through DropPath.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models.swin_transformer import get_relative_position_index, window_partition, window_reverse
+from torch import nn
+
+
+class BatchNormNHWC(nn.BatchNorm1d):
+    """BatchNorm over the channels of an NHWC tensor (statistics over batch and positions).
+
+    Viewing (B, H, W, C) as (B*H*W, C) normalises exactly as BatchNorm2d on NCHW, with no permute.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+class ElasticMixer(nn.Module):
+    """Base: ``inherit`` copies a larger mixer's weights, cut by ``elastic_state``, into this one."""
+
+    ffn_norm: type[nn.Module] = nn.LayerNorm
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        """The entries of the state dict that depend on the kernel, cut for ``kernel``."""
+        return {}
+
+    @torch.no_grad()
+    def inherit(self, source: "ElasticMixer", kernel: int) -> None:
+        state = source.state_dict()
+        state.update(source.elastic_state(kernel))
+        self.load_state_dict(state)
+
+
+# --- window attention ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _relative_position_index(window: tuple[int, int], device: torch.device) -> torch.Tensor:
+    return get_relative_position_index(window[0], window[1], device=device).view(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _shift_mask(padded: tuple[int, int], window: tuple[int, int], shift: tuple[int, int],
+                device: torch.device) -> torch.Tensor:
+    """Swin's SW-MSA mask: tokens from different regions of the rolled map must not attend."""
+    img = torch.zeros((1, padded[0], padded[1], 1), device=device)
+    region = 0
+    for hs in ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None)):
+        for ws in ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None)):
+            img[:, hs[0]:hs[1], ws[0]:ws[1], :] = region
+            region += 1
+    windows = window_partition(img, window).view(-1, window[0] * window[1])
+    mask = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0)
+
+
+class WindowAttentionMixer(ElasticMixer):
+    """Swin's (shifted) window attention with relative position bias, as W-MSA(LN(x)).
+
+    The window side is the kernel choice. The projections are shared by every window size, and
+    the bias table is the one of the largest window: a window w uses its (2w-1)^2 centre, which
+    holds exactly the offsets -(w-1)..(w-1). Where the map is not larger than the window, the
+    window is the whole map and there is no shift (Swin's rule); a map not divisible by the window
+    is zero-padded after the norm (timm's rule).
+    """
+
+    ffn_norm = nn.LayerNorm
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.max_kernel = max_kernel
+        self.scale = (dim // num_heads) ** -0.5
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        side = 2 * max_kernel - 1
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(side * side, num_heads))
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def bias_table(self, window: tuple[int, int]) -> torch.Tensor:
+        """The ((2wh-1)*(2ww-1), heads) centre of the largest window's table."""
+        side = 2 * self.max_kernel - 1
+        table = self.relative_position_bias_table.view(side, side, self.num_heads)
+        oh, ow = self.max_kernel - window[0], self.max_kernel - window[1]
+        return table[oh:oh + 2 * window[0] - 1, ow:ow + 2 * window[1] - 1].reshape(-1, self.num_heads)
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        return {"relative_position_bias_table": self.bias_table((kernel, kernel))}
+
+    def forward(self, x: torch.Tensor, kernel: int, shift: bool) -> torch.Tensor:
+        B, H, W, C = x.shape
+        window = (min(kernel, H), min(kernel, W))
+        shifts = (window[0] // 2 if shift and H > kernel else 0, window[1] // 2 if shift and W > kernel else 0)
+        x = self.norm(x)
+        if any(shifts):
+            x = torch.roll(x, shifts=(-shifts[0], -shifts[1]), dims=(1, 2))
+        pad_h, pad_w = (-H) % window[0], (-W) % window[1]
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        Hp, Wp = H + pad_h, W + pad_w
+
+        n = window[0] * window[1]
+        windows = window_partition(x, window).view(-1, n, C)
+        qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        index = _relative_position_index(window, x.device)
+        bias = self.bias_table(window)[index].view(n, n, self.num_heads).permute(2, 0, 1)
+        attn = attn + bias.unsqueeze(0)
+        if any(shifts):
+            mask = _shift_mask((Hp, Wp), window, shifts, x.device).to(attn.dtype)
+            attn = attn.view(-1, mask.shape[0], self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, n, C)
+        out = self.proj(out)
+
+        x = window_reverse(out.view(-1, window[0], window[1], C), window, Hp, Wp)[:, :H, :W, :]
+        if any(shifts):
+            x = torch.roll(x, shifts=shifts, dims=(1, 2))
+        return x.contiguous()
+
+
+# --- depth-wise convolutions --------------------------------------------------------------------
+
+class _ConvMixer(ElasticMixer):
+    """DWNet's mixer branch: 1x1 -> BN -> ReLU -> depth-wise kxk -> BN -> ReLU -> 1x1 -> BN.
+
+    No norm in front (as published); the FFN that follows is pre-normed with BatchNorm. The 1x1
+    convs are Linear layers on NHWC tensors (the same maps and FLOPs, no permutes).
+    """
+
+    ffn_norm = BatchNormNHWC
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__()
+        if max_kernel % 2 == 0:
+            raise ValueError(f"depth-wise conv kernels must be odd, got {max_kernel}")
+        self.max_kernel = max_kernel
+        self.proj_in = nn.Linear(dim, dim, bias=False)
+        self.norm_in = BatchNormNHWC(dim)
+        self.norm_dw = BatchNormNHWC(dim)
+        self.proj_out = nn.Linear(dim, dim, bias=False)
+        self.norm_out = BatchNormNHWC(dim)
+
+    def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W) depth-wise conv with the given kernel size."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, kernel: int, shift: bool) -> torch.Tensor:
+        x = F.relu(self.norm_in(self.proj_in(x)))
+        x = self.depthwise(x.permute(0, 3, 1, 2), kernel).permute(0, 2, 3, 1)
+        x = F.relu(self.norm_dw(x))
+        return self.norm_out(self.proj_out(x))
+
+
+class DWConvMixer(_ConvMixer):
+    """Static depth-wise conv (DWNet). A kernel k is the centre k x k of the largest kernel."""
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__(dim, num_heads, max_kernel)
+        conv = nn.Conv2d(dim, dim, max_kernel, padding=max_kernel // 2, groups=dim)  # for its default init
+        self.dw_weight = nn.Parameter(conv.weight.detach().clone())
+        self.dw_bias = nn.Parameter(conv.bias.detach().clone())
+
+    def conv_weight(self, kernel: int) -> torch.Tensor:
+        o = (self.max_kernel - kernel) // 2
+        return self.dw_weight[:, :, o:o + kernel, o:o + kernel]
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        return {"dw_weight": self.conv_weight(kernel)}
+
+    def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        return F.conv2d(x, self.conv_weight(kernel), self.dw_bias, padding=kernel // 2, groups=x.shape[1])
+
+
+class DynamicDWConvMixer(_ConvMixer):
+    """Homogeneous dynamic depth-wise conv (dynamic DWNet): one k x k kernel per sample and
+    channel, generated from the globally pooled input, shared across positions.
+
+    Generator: mean over positions -> Linear C -> C/4 (no bias) -> BN -> ReLU -> Linear C/4 -> C*K*K.
+    A kernel k < K uses the generator rows of each channel's centre k x k, so the generator is
+    shared by every kernel size. The conv bias is static and zero-initialised. The conv runs as one
+    grouped conv with the batch folded into the channels (groups = B*C).
+    """
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__(dim, num_heads, max_kernel)
+        reduced = max(1, dim // 4)
+        self.generator_reduce = nn.Linear(dim, reduced, bias=False)
+        self.generator_norm = nn.BatchNorm1d(reduced)
+        self.generator_expand = nn.Linear(reduced, dim * max_kernel * max_kernel)
+        self.dw_bias = nn.Parameter(torch.zeros(dim))
+
+    def generator_rows(self, kernel: int) -> torch.Tensor:
+        """Indices of the expand layer's outputs that form each channel's centre k x k."""
+        K, o = self.max_kernel, (self.max_kernel - kernel) // 2
+        offsets = torch.arange(o, o + kernel, device=self.dw_bias.device)
+        pos = (offsets[:, None] * K + offsets[None, :]).reshape(-1)
+        channels = torch.arange(self.dw_bias.shape[0], device=pos.device)
+        return (channels[:, None] * K * K + pos[None, :]).reshape(-1)
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        if kernel == self.max_kernel:
+            return {}
+        rows = self.generator_rows(kernel)
+        return {"generator_expand.weight": self.generator_expand.weight[rows],
+                "generator_expand.bias": self.generator_expand.bias[rows]}
+
+    def generate_kernel(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        """Per-sample kernels (B, C, k, k) for the NCHW input ``x``."""
+        B, C = x.shape[:2]
+        h = F.relu(self.generator_norm(self.generator_reduce(x.mean(dim=(2, 3)))))
+        if kernel == self.max_kernel:
+            weight, bias = self.generator_expand.weight, self.generator_expand.bias
+        else:
+            rows = self.generator_rows(kernel)
+            weight, bias = self.generator_expand.weight[rows], self.generator_expand.bias[rows]
+        return F.linear(h, weight, bias).view(B, C, kernel, kernel)
+
+    def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        B, C, H, W = x.shape
+        weight = self.generate_kernel(x, kernel).reshape(B * C, 1, kernel, kernel)
+        out = F.conv2d(x.reshape(1, B * C, H, W), weight, self.dw_bias.repeat(B), padding=kernel // 2, groups=B * C)
+        return out.view(B, C, H, W)
+
+
+MIXERS: dict[str, type[ElasticMixer]] = {
+    "window_attention": WindowAttentionMixer,
+    "dwconv": DWConvMixer,
+    "dynamic_dwconv": DynamicDWConvMixer,
+}
