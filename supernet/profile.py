@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -15,7 +16,8 @@ def fvcore_flops(model: nn.Module, img_size: int, in_chans: int) -> int:
     # fvcore logs every op it does not count (softmax, roll, ...); those are free by its convention.
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     device = next(model.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore traces with torch.jit, deprecated in torch 2.x
         analysis = FlopCountAnalysis(model, torch.randn(1, in_chans, img_size, img_size, device=device))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         total = int(analysis.total())

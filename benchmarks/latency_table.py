@@ -1,0 +1,122 @@
+"""Latency lookup table vs whole-network measurement at the deployment setting.
+
+Builds (or loads from results/latency) the table of measured component latencies at DEPLOYMENT
+(224x224x3, C = 96, 1000 classes) on the CPU, then measures seeded random archs of the space as
+whole standalone networks and compares. Writes the rows to results/benchmarks/.
+
+    python benchmarks/latency_table.py --archs 20 --seed 0 --batch 1 --max-gflops 12
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, write_json_atomic  # noqa: E402
+from nas.latency import device_tag, load_or_build_table, measure_latency, table_path  # noqa: E402
+from supernet import MixerNet  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", type=int, default=20, help="random archs to measure (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--max-gflops", type=float, default=12.0,
+                        help="measure only archs under this many GFLOPs (analytic); 0 = no cap (default 12)")
+    parser.add_argument("--space", metavar="FILE", default=None, help="a search-space file (default: built-in)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--cache-dir", default=str(ROOT / "results" / "latency"))
+    parser.add_argument("--out-dir", default=str(ROOT / "results" / "benchmarks"))
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space = SearchSpace.default() if args.space is None else SearchSpace.from_file(args.space)
+    settings = DEPLOYMENT
+    tag = device_tag("cpu", args.batch)
+    path = table_path(space, settings, batch_size=args.batch, cache_dir=args.cache_dir)
+    print(f"device {tag}, torch {torch.__version__}, table {path}", flush=True)
+
+    started = time.perf_counter()
+    table = load_or_build_table(space, settings, batch_size=args.batch, cache_dir=args.cache_dir)
+    build_s = time.perf_counter() - started
+    print(f"table: {len(table.entries)} entries, overhead {table.overhead * 1e3:+.3f} ms, "
+          f"built in {table.meta.get('build_seconds', float('nan')):.1f} s (this run spent {build_s:.1f} s on it)",
+          flush=True)
+
+    # Seeded archs under the FLOP cap, excluding the table's calibration archs (they fitted the
+    # overhead, so comparing on them would flatter the table).
+    calibration = {row["arch"] for row in table.meta.get("calibration", [])}
+    cap = args.max_gflops * 1e9 if args.max_gflops > 0 else float("inf")
+    rng, archs, seen, draws = random.Random(args.seed), [], set(), 0
+    while len(archs) < args.archs and draws < 100_000:
+        arch, draws = space.sample(rng), draws + 1
+        if arch.key() in seen or arch.key() in calibration or arch_cost(arch, settings).flops > cap:
+            continue
+        seen.add(arch.key())
+        archs.append(arch)
+    cap_text = f"under {args.max_gflops:g} GFLOPs (analytic), " if args.max_gflops > 0 else ""
+    print(f"measuring {len(archs)} random archs {cap_text}seed {args.seed}, batch {args.batch}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats} runs after {args.warmup} warm-up "
+          f"(first {draws} draws; calibration archs excluded)", flush=True)
+
+    rows = []
+    header = f"{'arch':<36} {'GFLOPs':>7} {'pred ms':>9} {'meas ms':>9} {'err %':>7} {'no-ovh %':>8}"
+    print(header)
+    print("-" * len(header))
+    for arch in archs:
+        net = MixerNet.from_arch(arch, settings)
+        measured = measure_latency(net, settings, batch_size=args.batch, warmup=args.warmup, repeats=args.repeats)
+        del net
+        predicted = table.predict(arch)
+        modules = table.modules_sum(arch)
+        row = {"arch": arch.key(), "gflops": arch_cost(arch, settings).flops / 1e9,
+               "predicted_ms": predicted * 1e3, "measured_ms": measured * 1e3,
+               "error_pct": 100 * (predicted - measured) / measured,
+               "error_no_overhead_pct": 100 * (modules - measured) / measured}
+        rows.append(row)
+        print(f"{row['arch']:<36} {row['gflops']:>7.2f} {row['predicted_ms']:>9.2f} {row['measured_ms']:>9.2f} "
+              f"{row['error_pct']:>+7.1f} {row['error_no_overhead_pct']:>+8.1f}", flush=True)
+
+    errors = [abs(r["error_pct"]) for r in rows]
+    raw = [abs(r["error_no_overhead_pct"]) for r in rows]
+    summary = {
+        "device": tag, "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
+        "seed": args.seed, "archs": len(rows), "max_gflops": args.max_gflops or None,
+        "overhead_ms": table.overhead * 1e3, "table_entries": len(table.entries),
+        "median_abs_error_pct": statistics.median(errors), "max_abs_error_pct": max(errors),
+        "mean_error_pct": statistics.mean(r["error_pct"] for r in rows),
+        "median_abs_error_no_overhead_pct": statistics.median(raw), "max_abs_error_no_overhead_pct": max(raw),
+    }
+    print("-" * len(header))
+    print(f"median |error| {summary['median_abs_error_pct']:.1f}%, max |error| {summary['max_abs_error_pct']:.1f}%, "
+          f"mean signed error {summary['mean_error_pct']:+.1f}% over {len(rows)} archs {cap_text.rstrip(', ')}")
+    print(f"without the fitted overhead ({summary['overhead_ms']:+.3f} ms): median |error| "
+          f"{summary['median_abs_error_no_overhead_pct']:.1f}%, max {summary['max_abs_error_no_overhead_pct']:.1f}%")
+
+    out = Path(args.out_dir)
+    stem = f"latency_table-{tag}-seed{args.seed}"
+    write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out / stem}.json and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

