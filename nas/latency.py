@@ -15,8 +15,8 @@ token-map side)::
     block/s{i}/r{res}/{mixer}/k{kernel}/shift   the same with Swin's shifted windows (block j >= 1)
     head/r{res}                            final LayerNorm + average pool + linear classifier
 
-plus a whole-network ``overhead`` (seconds, may be negative), fitted at build time; see
-``_fit_overhead``.
+and a whole-network ``scale`` (about 1), fitted at build time on a few whole networks: the
+prediction is ``scale * sum(components)``; see ``LatencyTable._fit_scale``.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,27 +177,112 @@ def space_settings_hash(space: SearchSpace, settings: NetSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.device = "cpu", *, warmup: int = 2,
+                     repeats: int = 5, progress: str | None = None) -> dict[str, float]:
+    """Median seconds of each call in ``fns``, timed in rounds: ``warmup`` untimed rounds, then
+    ``repeats`` timed rounds, each calling every function once in turn.
+
+    Why rounds rather than one function's runs back to back: (1) a module then runs after other
+    modules, with its weights out of the caches, as in a network, not hot from its own previous
+    run; (2) on a shared machine, a change in load during the build hits every entry alike instead
+    of a few entries hard."""
+    device = _device(device)
+    samples: dict[str, list[float]] = {key: [] for key in fns}
+    for r in range(warmup + repeats):
+        for key, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if r >= warmup:
+                samples[key].append(time.perf_counter() - start)
+        if progress:
+            print(f"[latency] {progress}: round {r + 1}/{warmup + repeats} ({'warm-up' if r < warmup else 'timed'})",
+                  file=sys.stderr, flush=True)
+    return {key: statistics.median(v) for key, v in samples.items()}
+
+
+class _Modules:
+    """What a table times, on one device: the stem, every entry and the head of a skeleton network,
+    and one standalone block per (stage, mixer, kernel), each on a random input of its shape."""
+
+    def __init__(self, space: SearchSpace, settings: NetSettings, device: torch.device, batch_size: int) -> None:
+        from supernet.network import MixerNet  # torch modules only when timing
+
+        self.settings, self.device, self.batch_size = settings, device, batch_size
+        self.skeleton = MixerNet(_skeleton_space(space), settings).to(device).eval()
+        self.dims = settings.stage_dims(space.num_stages)
+        self.blocks: dict[tuple[int, str, int], nn.Module] = {}
+        self.inputs: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def block(self, stage: int, mixer: str, kernel: int) -> nn.Module:
+        from supernet.network import MixerBlock, _init_weights
+
+        if (stage, mixer, kernel) not in self.blocks:
+            dim = self.dims[stage - 1]
+            # Exactly the block of a standalone network (MixerStage over a one-arch space: its
+            # largest kernel is the kernel). A supernet block would also slice its largest kernel's
+            # weights (and gather generator rows) on every call, which a standalone network does
+            # not: that is measurable time, so supernet blocks are not used here.
+            block = MixerBlock(dim, (mixer,), kernel, self.settings.num_heads(dim), self.settings.mlp_hidden(dim))
+            block.apply(_init_weights)
+            self.blocks[(stage, mixer, kernel)] = block.to(self.device).eval()
+        return self.blocks[(stage, mixer, kernel)]
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Random data (not zeros), one tensor per shape."""
+        if shape not in self.inputs:
+            self.inputs[shape] = torch.randn(self.batch_size, *shape, device=self.device)
+        return self.inputs[shape]
+
+    def call(self, what: tuple) -> Callable[[], Any]:
+        """The call that runs one component (a plan item) on its input."""
+        net, s = self.skeleton, self.settings
+        kind = what[0]
+        if kind == "stem":
+            x = self.randn(s.in_chans, s.img_size, s.img_size)
+            return lambda: net.patch_embed(x)
+        if kind == "entry":
+            _, i, r, p, in_dim = what
+            x, entry = self.randn(r, r, in_dim), net.stages[i - 1].transitions[f"pool{p}"]
+            return lambda: entry(x)
+        if kind == "block":
+            _, i, r, m, k, sh, dim = what
+            x, block = self.randn(r, r, dim), self.block(i, m, k)
+            return lambda: block(x, m, k, sh)
+        _, r, dim = what
+        x = self.randn(r, r, dim)
+        return lambda: net.forward_head(net.norm(x))
+
+    def time(self, plan: dict[str, tuple], warmup: int, repeats: int, progress: str | None = None
+             ) -> dict[str, float]:
+        with torch.inference_mode():
+            return time_round_robin({key: self.call(what) for key, what in plan.items()}, self.device,
+                                    warmup=warmup, repeats=repeats, progress=progress)
+
+
 class LatencyTable:
-    """Measured seconds per network component on one device; ``predict(arch)`` sums them."""
+    """Measured seconds per network component on one device; ``predict(arch)`` is their sum for the
+    arch's components, times a whole-network ``scale`` fitted at build time (see ``_fit_scale``)."""
 
     def __init__(self, entries: dict[str, float], *, space: SearchSpace, settings: NetSettings, device: str,
-                 batch_size: int, overhead: float = 0.0, meta: dict[str, Any] | None = None) -> None:
+                 batch_size: int, scale: float = 1.0, meta: dict[str, Any] | None = None) -> None:
         self.entries = dict(entries)
         self.space = space
         self.settings = settings
         self.device = device            # the device tag
         self.batch_size = batch_size
-        self.overhead = overhead        # seconds added once per network (fitted; see _fit_overhead)
+        self.scale = scale              # whole network / sum of its components (fitted; see _fit_scale)
         self.meta = dict(meta or {})    # torch version, build time, calibration data, ...
 
     # --- prediction ---------------------------------------------------------------------------
     def components(self, arch: Arch) -> list[str]:
         return arch_components(arch, self.settings)
 
-    def predict(self, arch: Arch) -> float:
-        """Predicted seconds per forward pass (whole batch). Raises SpaceError for an arch that
-        needs an entry the table lacks (a choice or a resolution outside the table's space)."""
-        total = self.overhead
+    def modules_sum(self, arch: Arch) -> float:
+        """Seconds summed over the arch's components, without the fitted scale. Raises SpaceError
+        for an arch that needs an entry the table lacks (a choice or resolution outside its space)."""
+        total = 0.0
         for key in self.components(arch):
             try:
                 total += self.entries[key]
@@ -205,108 +291,87 @@ class LatencyTable:
                                  "rebuild it for a space that holds this arch") from None
         return total
 
-    def modules_sum(self, arch: Arch) -> float:
-        """The prediction without the fitted overhead."""
-        return self.predict(arch) - self.overhead
+    def predict(self, arch: Arch) -> float:
+        """Predicted seconds per forward pass (whole batch). Raises SpaceError as ``modules_sum``."""
+        return self.scale * self.modules_sum(arch)
 
     # --- building -----------------------------------------------------------------------------
     @classmethod
     def build(cls, space: SearchSpace, settings: NetSettings, *, device: str | torch.device = "cpu",
               batch_size: int = 1, warmup: int = 2, repeats: int = 5, progress: bool = True,
-              calibration_archs: int = 2, seed: int = 0) -> "LatencyTable":
-        """Time every component of ``space`` at ``settings`` on ``device``, then fit the whole-network
-        overhead on ``calibration_archs`` archs (the cheapest by FLOPs, then seeded random ones;
-        0 leaves the overhead at 0)."""
-        from supernet.network import MixerBlock, MixerNet, _init_weights  # torch modules only here
-
+              calibration_archs: int = 3, seed: int = 0) -> "LatencyTable":
+        """Time every component any arch of ``space`` needs at ``settings`` on ``device``, each once
+        (enumerating components, not archs), then fit the whole-network scale on
+        ``calibration_archs`` standalone networks (0: scale 1, the plain sum)."""
         device = _device(device)
-        plan = _plan(space, settings)
         started = time.perf_counter()
-        skeleton = MixerNet(_skeleton_space(space), settings).to(device).eval()
-        dims = settings.stage_dims(space.num_stages)
-        blocks: dict[tuple[int, str, int], nn.Module] = {}  # one standalone block per (stage, mixer, kernel)
-
-        def block_for(stage: int, mixer: str, kernel: int) -> nn.Module:
-            if (stage, mixer, kernel) not in blocks:
-                for old in [k for k in blocks if k[0] != stage]:  # keep one stage's blocks in memory
-                    del blocks[old]
-                dim = dims[stage - 1]
-                # Exactly the block of a standalone network (MixerStage over a one-arch space: its
-                # largest kernel is the kernel). A supernet block would also slice its largest
-                # kernel's weights (and gather generator rows) on every call, which a standalone
-                # network does not: that is measurable time, so it is not used here.
-                block = MixerBlock(dim, (mixer,), kernel, settings.num_heads(dim), settings.mlp_hidden(dim))
-                block.apply(_init_weights)
-                blocks[(stage, mixer, kernel)] = block.to(device).eval()
-            return blocks[(stage, mixer, kernel)]
-
-        def randn(*shape: int) -> torch.Tensor:
-            return torch.randn(batch_size, *shape, device=device)
-
-        entries: dict[str, float] = {}
-        with torch.inference_mode():
-            for n, (key, what) in enumerate(plan, start=1):
-                kind = what[0]
-                if kind == "stem":
-                    x = randn(settings.in_chans, settings.img_size, settings.img_size)
-                    fn = lambda m=skeleton.patch_embed, x=x: m(x)  # noqa: E731
-                elif kind == "entry":
-                    _, i, r, p, in_dim = what
-                    x = randn(r, r, in_dim)
-                    fn = lambda m=skeleton.stages[i - 1].transitions[f"pool{p}"], x=x: m(x)  # noqa: E731
-                elif kind == "block":
-                    _, i, r, m, k, sh, dim = what
-                    x = randn(r, r, dim)
-                    fn = lambda b=block_for(i, m, k), x=x, m=m, k=k, sh=sh: b(x, m, k, sh)  # noqa: E731
-                else:
-                    _, r, dim = what
-                    x = randn(r, r, dim)
-                    fn = lambda x=x: skeleton.forward_head(skeleton.norm(x))  # noqa: E731
-                entries[key] = time_call(fn, device, warmup=warmup, repeats=repeats)
-                if progress:
-                    print(f"[latency {n}/{len(plan)}] {key}: {entries[key] * 1e3:.3f} ms", file=sys.stderr, flush=True)
-        del blocks, skeleton
-
-        tag = device_tag(device, batch_size)
-        table = cls(entries, space=space, settings=settings, device=tag, batch_size=batch_size,
-                    meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats})
+        plan = dict(_plan(space, settings))
+        modules = _Modules(space, settings, device, batch_size)
+        entries = modules.time(plan, warmup, repeats, progress=f"{len(plan)} components" if progress else None)
+        table = cls(entries, space=space, settings=settings, device=device_tag(device, batch_size),
+                    batch_size=batch_size, meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats})
         if calibration_archs > 0:
-            table._fit_overhead(calibration_archs, seed, device, progress)
+            table._fit_scale(modules, plan, calibration_archs, seed, warmup, repeats, progress)
+        del modules
         table.meta["build_seconds"] = round(time.perf_counter() - started, 3)
         table.meta["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return table
 
-    def _fit_overhead(self, count: int, seed: int, device: torch.device, progress: bool) -> None:
-        """Fit one constant per network: measured minus summed components, median over ``count``
-        standalone networks measured whole.
+    def calibration_archs(self, count: int, seed: int = 0) -> list[Arch]:
+        """The cheapest arch by FLOPs, then seeded random ones from the lower half of the space's
+        FLOP range (log scale, so calibrating stays cheap at the deployment setting)."""
+        from searchspace import arch_cost
 
-        Why: each component is timed alone, warm, in a tight loop. A whole network adds what no
-        component sees: the Python of MixerNet/MixerStage.forward between modules, and caches that
-        are cold for each module's weights after its predecessors ran. A constant per network is the
-        simplest honest correction: it is measured on networks of this very device and setting,
-        stored in the table (``overhead``, with the calibration data in ``meta``), and the same for
-        every arch, so it never changes how two archs rank. The calibration archs are the cheapest
-        one (where the overhead is the largest share) and seeded random ones.
+        cheapest, dearest = extreme_archs(self.space, self.settings)
+        cap = math.sqrt(arch_cost(cheapest, self.settings).flops * arch_cost(dearest, self.settings).flops)
+        rng = random.Random(f"latency-calibration-{seed}")  # not the stream a benchmark draws with seed
+        archs, draws = [cheapest], 0
+        while len(archs) < min(count, self.space.size()) and draws < 10_000:
+            arch, draws = self.space.sample(rng), draws + 1
+            if arch not in archs and arch_cost(arch, self.settings).flops <= cap:
+                archs.append(arch)
+        return archs[:count]
+
+    def _fit_scale(self, modules: _Modules, plan: dict[str, tuple], count: int, seed: int, warmup: int,
+                   repeats: int, progress: bool) -> None:
+        """Fit ``scale``: the median, over ``count`` calibration archs, of (whole standalone network's
+        latency) / (sum of its components re-timed right after it).
+
+        Why: the components are timed each alone, in rounds (``time_round_robin``). A whole network
+        adds what no component sees: the Python of MixerNet/MixerStage.forward between modules,
+        the allocator's work on a network's live buffers, a module's input arriving from its
+        predecessor. On the 2-core CPU the network took a few per cent longer than its summed
+        components, roughly in proportion to its size (more a factor than a constant), so one
+        factor per table is fitted. The components are re-timed next to each whole measurement
+        (whole, components, whole again) so that the ratio reflects the network, not a change in
+        the machine's load since the entries were timed (on a shared machine, such drift was as
+        large as the effect). The factor is the same for every arch, so it never changes how two
+        archs rank; it is stored in the table (``scale``) with its calibration data (``meta``).
         """
         from supernet.network import MixerNet
 
-        rng = random.Random(f"latency-calibration-{seed}")  # not the stream a benchmark draws with seed
-        archs = [extreme_archs(self.space, self.settings)[0]]
-        while len(archs) < count:
-            archs.append(self.space.sample(rng))
-        gaps, rows = [], []
-        for arch in archs[:count]:
+        ratios, rows = [], []
+        for arch in self.calibration_archs(count, seed):
             net = MixerNet.from_arch(arch, self.settings)
-            measured = measure_latency(net, self.settings, batch_size=self.batch_size, warmup=2, repeats=5,
-                                       device=device)
-            summed = self.modules_sum(arch)
-            gaps.append(measured - summed)
-            rows.append({"arch": arch.key(), "measured": measured, "modules_sum": summed})
+            counts = Counter(self.components(arch))
+
+            def whole() -> float:
+                return measure_latency(net, self.settings, batch_size=self.batch_size, warmup=warmup,
+                                       repeats=repeats, device=modules.device)
+
+            before = whole()
+            retimed = modules.time({key: plan[key] for key in counts}, warmup, repeats)
+            parts = sum(n * retimed[key] for key, n in counts.items())
+            measured = (before + whole()) / 2
+            ratios.append(measured / parts)
+            rows.append({"arch": arch.key(), "measured": measured, "components_retimed": parts,
+                         "components_table": self.modules_sum(arch), "ratio": measured / parts})
             if progress:
-                print(f"[latency calibration] {arch.key()}: measured {measured * 1e3:.3f} ms, "
-                      f"components {summed * 1e3:.3f} ms", file=sys.stderr, flush=True)
+                print(f"[latency calibration] {arch.key()}: whole {measured * 1e3:.3f} ms, components "
+                      f"{parts * 1e3:.3f} ms (table {rows[-1]['components_table'] * 1e3:.3f} ms)",
+                      file=sys.stderr, flush=True)
             del net
-        self.overhead = statistics.median(gaps)
+        self.scale = statistics.median(ratios)
         self.meta["calibration"] = rows
 
     # --- files --------------------------------------------------------------------------------
@@ -319,7 +384,7 @@ class LatencyTable:
             "settings": self.settings.to_dict(),
             "space": self.space.to_dict(),
             "space_settings_hash": space_settings_hash(self.space, self.settings),
-            "overhead": self.overhead,
+            "scale": self.scale,
             "meta": self.meta,
             "entries": self.entries,
         }
@@ -347,7 +412,7 @@ class LatencyTable:
                        space=SearchSpace.from_dict(data["space"], source=str(path)),
                        settings=NetSettings.from_dict(data["settings"]),
                        device=str(data["device"]), batch_size=int(data["batch_size"]),
-                       overhead=float(data.get("overhead", 0.0)), meta=meta)
+                       scale=float(data["scale"]), meta=meta)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SpaceError(f"{path}: malformed latency table: {e!r}") from None
 

@@ -178,6 +178,8 @@ class DWConvMixer(_ConvMixer):
         self.dw_bias = nn.Parameter(conv.bias.detach().clone())
 
     def conv_weight(self, kernel: int) -> torch.Tensor:
+        if kernel == self.max_kernel:  # the parameter itself: DDP wants its gradient layout unchanged
+            return self.dw_weight
         o = (self.max_kernel - kernel) // 2
         return self.dw_weight[:, :, o:o + kernel, o:o + kernel]
 

@@ -123,6 +123,10 @@ class MixerNet(nn.Module):
         """The standalone network of one arch."""
         return cls(SearchSpace.singleton(arch), settings)
 
+    def no_weight_decay(self) -> set[str]:
+        # As Swin: no weight decay on relative position bias tables (timm's optimizer factory asks).
+        return {n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table")}
+
     @property
     def active_arch(self) -> Arch:
         return self._active

@@ -5,7 +5,6 @@ import logging
 import warnings
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 
@@ -17,7 +16,8 @@ def fvcore_flops(model: nn.Module, img_size: int, in_chans: int) -> int:
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     device = next(model.parameters()).device
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # fvcore traces with torch.jit, deprecated in torch 2.x
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore uses torch.jit, deprecated in torch 2.x
+        from fvcore.nn import FlopCountAnalysis
         analysis = FlopCountAnalysis(model, torch.randn(1, in_chans, img_size, img_size, device=device))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         total = int(analysis.total())

@@ -12,6 +12,7 @@ from nas.errors import USER_ERRORS
 COMMANDS = {
     "space": "space",
     "cost": "cost",
+    "supernet": "supernet",
 }
 
 

@@ -78,15 +78,15 @@ def test_table_holds_exactly_the_reachable_components(table):
     needed = {key for a in TINY_SPACE for key in arch_components(a, TINY)}
     assert set(table.entries) == needed
     assert all(math.isfinite(v) and v >= 0 for v in table.entries.values())
-    assert math.isfinite(table.overhead)
-    assert len(table.meta["calibration"]) == 2
+    assert math.isfinite(table.scale) and table.scale > 0
+    assert len(table.meta["calibration"]) == 3
 
 
 def test_predict_is_the_sum_of_entries(table):
     for a in TINY_SPACE:
-        expected = table.overhead + sum(table.entries[k] for k in arch_components(a, TINY))
-        assert table.predict(a) == pytest.approx(expected, rel=1e-12, abs=1e-15)
-        assert table.modules_sum(a) == pytest.approx(expected - table.overhead, rel=1e-9, abs=1e-12)
+        summed = sum(table.entries[k] for k in arch_components(a, TINY))
+        assert table.modules_sum(a) == pytest.approx(summed, rel=1e-12)
+        assert table.predict(a) == pytest.approx(table.scale * summed, rel=1e-12)
 
 
 def test_predict_outside_the_table_raises(table):
@@ -105,7 +105,7 @@ def test_save_load_round_trip_is_atomic(table, tmp_path):
     assert data["device"] == table.device and data["batch_size"] == 1 and data["torch"] == torch.__version__
     assert data["settings"] == TINY.to_dict() and data["space"] == TINY_SPACE.to_dict()
     loaded = LatencyTable.load(path)
-    assert loaded.entries == table.entries and loaded.overhead == table.overhead
+    assert loaded.entries == table.entries and loaded.scale == table.scale
     assert loaded.space == TINY_SPACE and loaded.settings == TINY
     assert (loaded.device, loaded.batch_size) == (table.device, table.batch_size)
     assert all(loaded.predict(a) == table.predict(a) for a in TINY_SPACE)

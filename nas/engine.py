@@ -1,0 +1,333 @@
+"""The training loop shared by supernet training and retraining, and the evaluation helpers.
+
+Built from timm's factories: AdamW (``create_optimizer_v2``), cosine schedule with warm-up
+(``create_scheduler_v2``, stepped per update), label smoothing / soft-target losses, Mixup/CutMix,
+model EMA and gradient clipping. A supernet step runs the paths its ``PathSampler`` gives
+(gradients accumulated over them); a standalone network runs its single path.
+
+Every epoch ends with an atomic checkpoint holding model, optimizer, scheduler, EMA, path
+sampler, every RNG state and the history; the data order of epoch e depends only on
+(seed, e), so ``--resume`` continues exactly where a run stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, dispatch_clip_grad
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from nas import checkpoint as ckpt
+from nas.data import DataBundle, make_loader
+from nas.errors import UserError
+from searchspace import Arch
+from supernet import MixerNet, PathSampler
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    warmup_epochs: int = 1
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    clip_grad: float | None = 5.0
+    mixup: float = 0.0            # Mixup alpha (0: off)
+    cutmix: float = 0.0           # CutMix alpha (0: off)
+    ema_decay: float | None = None
+    amp: bool = False             # float16 autocast + grad scaling; needs CUDA
+    recalib_batches: int = 8      # BatchNorm recalibration batches before each evaluation of a sub-network
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class WorkerContext:
+    """Where this process sits in a (possibly distributed) run."""
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Top-1 (fraction) and mean cross-entropy on ``dataset``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct, loss, count = 0, 0.0, 0
+    for x, y in make_loader(dataset, batch_size, shuffle=False, seed=0):
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == y).sum().item()
+        count += y.numel()
+    model.train(was_training)
+    return {"top1": correct / max(count, 1), "loss": loss / max(count, 1)}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batch_size: int = 128,
+                   seed: int = 0, device: torch.device | str = "cpu") -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over ``num_batches``
+    training batches (an inherited sub-network's statistics belong to the supernet's mix of paths).
+    Only the norms switch to train mode: dropout and drop-path stay off."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or num_batches <= 0:
+        return
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+        m.train()
+    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True)
+    for i, (x, _) in enumerate(loader):
+        if i >= num_batches:
+            break
+        model(x.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_batches: int,
+                  batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Top-1 of ``arch`` with inherited weights: extract, recalibrate BatchNorm, evaluate held-out."""
+    net = supernet.extract(arch).to(device)
+    recalibrate_bn(net, data.train, num_batches=recalib_batches, seed=seed, device=device)
+    return evaluate(net, data.val, batch_size=batch_size, device=device)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+class Trainer:
+    """Trains ``model`` (a MixerNet, possibly DDP-wrapped) on ``data`` for ``cfg.epochs`` epochs.
+
+    ``path_sampler`` makes this supernet training; without it the model's own path is trained.
+    ``eval_archs`` (name -> arch) are evaluated with inherited weights after each supernet epoch.
+    ``on_epoch_end(metrics, checkpoint_path)`` lets a caller (Ray Train) report each epoch.
+    """
+
+    def __init__(self, model: nn.Module, data: DataBundle, cfg: TrainConfig, run_dir: str | os.PathLike, *,
+                 path_sampler: PathSampler | None = None, eval_archs: dict[str, Arch] | None = None,
+                 context: WorkerContext | None = None, progress: bool = True, extra_state: dict | None = None,
+                 on_epoch_end: Callable[[dict, Path | None], None] | None = None,
+                 distributed_sampler_factory: Callable[[Dataset, int], Iterable] | None = None) -> None:
+        self.model, self.data, self.cfg = model, data, cfg
+        self.run_dir = Path(run_dir)
+        self.path_sampler, self.eval_archs = path_sampler, eval_archs or {}
+        self.ctx = context or WorkerContext()
+        self.progress = progress and self.ctx.is_main
+        self.extra_state = extra_state or {}
+        self.on_epoch_end = on_epoch_end
+        self.sampler_factory = distributed_sampler_factory
+        if cfg.amp and self.ctx.device.type != "cuda":
+            raise UserError("--amp needs a CUDA device (mixed precision is for GPUs)")
+
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.optimizer = create_optimizer_v2(unwrap(model), opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer, sched="cosine", num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            warmup_lr=cfg.lr * 0.01, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=self.steps_per_epoch)
+        self.mixup = None
+        if cfg.mixup > 0 or cfg.cutmix > 0:
+            self.mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                               num_classes=data.num_classes)
+            self.loss_fn: nn.Module = SoftTargetCrossEntropy()
+        elif cfg.label_smoothing > 0:
+            self.loss_fn = LabelSmoothingCrossEntropy(cfg.label_smoothing)
+        else:
+            self.loss_fn = nn.CrossEntropyLoss()
+        self.ema = ModelEmaV3(unwrap(model), decay=cfg.ema_decay) if cfg.ema_decay else None
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp else None
+        self.start_epoch, self.history = 0, []
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self, epoch: int) -> dict:
+        return {
+            "epoch": epoch,  # epochs completed
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "path_sampler": self.path_sampler.state_dict() if self.path_sampler else None,
+            "rng": ckpt.rng_state(),
+            "history": self.history,
+            "train_config": self.cfg.to_dict(),
+            **self.extra_state,
+        }
+
+    def resume(self, path: str | os.PathLike) -> None:
+        state = ckpt.load(path, map_location=self.ctx.device)
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.path_sampler and state.get("path_sampler"):
+            self.path_sampler.load_state_dict(state["path_sampler"])
+        ckpt.set_rng_state(state["rng"])
+        self.start_epoch, self.history = state["epoch"], list(state["history"])
+
+    # -- loop -----------------------------------------------------------------------------------
+    def _loader(self, epoch: int):
+        seed = self.cfg.seed * 100_003 + epoch  # the order of epoch e depends on (seed, e) only
+        sampler = self.sampler_factory(self.data.train, seed) if self.sampler_factory else None
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        # drop_last: Mixup needs even batches, and BatchNorm in the kernel generator needs > 1 sample
+        return make_loader(self.data.train, self.cfg.batch_size, shuffle=sampler is None, seed=seed,
+                           drop_last=True, sampler=sampler)
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.data.train) // self.ctx.world_size
+        steps = n // self.cfg.batch_size
+        if steps < 1:
+            raise UserError(f"batch size {self.cfg.batch_size} is larger than the {n} training images per worker")
+        return steps
+
+    def _autocast(self):
+        if self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        model, core = self.model, unwrap(self.model)
+        model.train()
+        loader = self._loader(epoch)
+        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True, mininterval=0.5)
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(self.ctx.device, non_blocking=True), y.to(self.ctx.device, non_blocking=True)
+            target = y
+            if self.mixup is not None:
+                x, target = self.mixup(x, y)
+            paths = self.path_sampler.paths() if self.path_sampler else [None]
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for arch in paths:
+                if arch is not None:
+                    core.set_active(arch)
+                with self._autocast():
+                    loss = self.loss_fn(model(x), target) / len(paths)
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                step_loss += loss.item()
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"loss is {step_loss} at epoch {epoch + 1} step {step + 1}")
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            if self.cfg.clip_grad:
+                dispatch_clip_grad(core.parameters(), self.cfg.clip_grad)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.scheduler.step_update(epoch * self.steps_per_epoch + step + 1)
+            if self.ema:
+                self.ema.update(core, step=epoch * self.steps_per_epoch + step + 1)
+            total_loss += step_loss * y.shape[0]
+            seen += y.shape[0]
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}",
+                            img_s=f"{seen * self.ctx.world_size / (time.perf_counter() - start):.0f}")
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return {"train_loss": total_loss / max(seen, 1), "images_per_s": seen * self.ctx.world_size / elapsed,
+                "epoch_time_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        core, dev = unwrap(self.model), self.ctx.device
+        if self.path_sampler is None:
+            metrics = evaluate(core, self.data.val, batch_size=self.cfg.eval_batch_size, device=dev)
+            out = {"val_top1": metrics["top1"], "val_loss": metrics["loss"]}
+            if self.ema:
+                out["val_top1_ema"] = evaluate(self.ema.module, self.data.val, batch_size=self.cfg.eval_batch_size,
+                                               device=dev)["top1"]
+            return out
+        out = {}
+        for name, arch in self.eval_archs.items():
+            metrics = evaluate_arch(core, arch, self.data, recalib_batches=self.cfg.recalib_batches,
+                                    batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed, device=dev)
+            out[f"val_top1_{name}"] = metrics["top1"]
+        return out
+
+    def fit(self, resume: bool = False) -> list[dict]:
+        path = self.run_dir / CHECKPOINT
+        if resume and path.exists():
+            self.resume(path)
+            if self.progress:
+                print(f"resumed from {path} after epoch {self.start_epoch}", flush=True)
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            metrics = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.ctx.is_main:
+                metrics.update(self.validate(epoch))
+            self.history.append(metrics)
+            saved = None
+            if self.ctx.is_main:
+                ckpt.save_atomic(self.state_dict(epoch + 1), path)
+                write_metrics_csv(self.run_dir / METRICS, self.history)
+                saved = path
+                if self.progress:
+                    print(format_epoch(metrics), flush=True)
+            if self.on_epoch_end:
+                self.on_epoch_end(metrics, saved)
+        return self.history
+
+
+def format_epoch(m: dict) -> str:
+    parts = [f"epoch {m['epoch']}", f"loss {m['train_loss']:.4f}", f"{m['images_per_s']:.0f} img/s",
+             f"{m['epoch_time_s']:.1f}s"]
+    parts += [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
+    return " | ".join(parts)
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""Run configuration shared by the training commands: the network settings a dataset implies,
+and the run folder naming that lets ``search`` find the supernet trained for its settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nas.data import DataBundle, DataConfig
+from nas.engine import TrainConfig
+from searchspace import NetSettings, SearchSpace
+
+RESULTS = Path("results")
+
+
+@dataclass
+class ModelOptions:
+    """Width and patch of the trained network; None picks by input size (small images: C=16, patch 2)."""
+    embed_dim: int | None = None
+    patch_size: int | None = None
+    drop_path_rate: float = 0.0
+
+    def settings(self, data: DataBundle) -> NetSettings:
+        small = data.img_size <= 64
+        return NetSettings(img_size=data.img_size, in_chans=data.in_chans, num_classes=data.num_classes,
+                           embed_dim=self.embed_dim or (16 if small else 96),
+                           patch_size=self.patch_size or (2 if small else 4),
+                           drop_path_rate=self.drop_path_rate)
+
+
+@dataclass
+class SupernetJob:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    path_sampler: str = "spos"
+    space: dict = field(default_factory=lambda: SearchSpace.default().to_dict())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SupernetJob":
+        return cls(DataConfig(**d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
+                   d["path_sampler"], d["space"])
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the trained weights (not how many workers ran it)."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def default_run_dir(self, results: Path = RESULTS) -> Path:
+        return results / "supernet" / f"{self.data.dataset}-{self.path_sampler}-{self.fingerprint()}"

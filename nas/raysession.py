@@ -1,0 +1,53 @@
+"""Start (or join) Ray with its dashboard, token authentication left on, and tell the user how to open it."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class RaySession:
+    dashboard_url: str | None
+    token: str | None
+
+    def describe(self) -> str:
+        if not self.dashboard_url:
+            return "Ray dashboard: not running"
+        url = self.dashboard_url if self.dashboard_url.startswith("http") else f"http://{self.dashboard_url}"
+        if not self.token:
+            return f"Ray dashboard: {url}"
+        return (f"Ray dashboard: {url}  (token authentication is on: open it and paste the token printed by "
+                f"`ray get-auth-token`; for the HTTP API send the header 'Authorization: Bearer <token>')")
+
+
+def auth_token() -> str | None:
+    """The cluster's token, if token authentication is on (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    return path.read_text().strip() if path.is_file() else None
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_port: int = 8265,
+               announce: bool = True) -> RaySession:
+    """Connect to the cluster at ``address``, or start a local Ray with its dashboard on 127.0.0.1."""
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+                      num_cpus=num_cpus, configure_logging=True, logging_level="WARNING", log_to_driver=True)
+        if address:
+            context = ray.init(address=address, logging_level="WARNING")
+        else:
+            context = ray.init(**kwargs)
+        session = RaySession(getattr(context, "dashboard_url", None) or None, auth_token())
+        if announce:
+            print(session.describe(), file=sys.stderr, flush=True)
+        _SESSION[0] = session
+    return _SESSION[0] or RaySession(None, auth_token())
+
+
+_SESSION: list[RaySession | None] = [None]

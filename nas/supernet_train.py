@@ -1,0 +1,82 @@
+"""Train the weight-sharing supernet: in this process, or as Ray Train DDP workers.
+
+A run folder holds ``config.json``, ``checkpoint.pt`` (every epoch, atomic), ``metrics.csv`` and,
+when training completes, ``supernet.pt`` (weights, settings, space: what the search loads).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nas import checkpoint as ckpt
+from nas.data import build_data
+from nas.engine import CHECKPOINT, Trainer, WorkerContext
+from nas.errors import UserError
+from nas.jobs import SupernetJob
+from searchspace import DEPLOYMENT, NetSettings, SearchSpace, extreme_archs, write_json_atomic
+from supernet import MixerNet, make_path_sampler
+
+FINAL = "supernet.pt"
+
+
+def train_supernet_worker(job: SupernetJob, run_dir: Path, *, resume: bool, context: WorkerContext,
+                          progress: bool = True, wrap_model=None, sampler_factory=None, on_epoch_end=None) -> list[dict]:
+    """One worker's whole run. ``wrap_model`` (DDP) and ``sampler_factory`` come from Ray Train."""
+    ckpt.seed_everything(job.train.seed)
+    data = build_data(job.data)
+    space = SearchSpace.from_dict(job.space)
+    settings = job.model.settings(data)
+    model = MixerNet(space, settings).to(context.device)
+    if wrap_model is not None:
+        model = wrap_model(model)
+    # Every worker draws the same paths (same seed), so DDP reduces the same parameters everywhere.
+    sampler = make_path_sampler(job.path_sampler, space, job.train.seed)
+    smallest, largest = extreme_archs(space, DEPLOYMENT)
+    trainer = Trainer(model, data, job.train, run_dir, path_sampler=sampler,
+                      eval_archs={"largest": largest, "smallest": smallest}, context=context, progress=progress,
+                      extra_state={"settings": settings.to_dict(), "space": space.to_dict(), "job": job.to_dict()},
+                      on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory)
+    history = trainer.fit(resume=resume)
+    if context.is_main:
+        core = model.module if hasattr(model, "module") else model
+        ckpt.save_atomic({"model": core.state_dict(), "settings": settings.to_dict(), "space": space.to_dict(),
+                          "job": job.to_dict(), "history": history}, run_dir / FINAL)
+    return history
+
+
+def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num_workers: int = 0,
+                   use_gpu: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt."""
+    build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
+    SearchSpace.from_dict(job.space)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if resume and config_path.exists():
+        saved = json.loads(config_path.read_text())["job"]
+        if saved != job.to_dict():
+            raise UserError(f"{run_dir}: --resume with different settings than the run was started with "
+                            f"(see {config_path})")
+    write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
+                                    "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if num_workers > 1:
+        from nas.distributed import run_ray_train
+        run_ray_train("supernet", job.to_dict(), run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu)
+    else:
+        device = torch.device("cuda" if use_gpu else "cpu")
+        train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
+    return run_dir / FINAL
+
+
+def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> MixerNet:
+    """A trained supernet from its supernet.pt (or an epoch checkpoint.pt)."""
+    state = ckpt.load(path, map_location=device)
+    net = MixerNet(SearchSpace.from_dict(state["space"]), NetSettings.from_dict(state["settings"]))
+    net.load_state_dict(state["model"])
+    return net.to(device).eval()
+
+
+__all__ = ["train_supernet", "train_supernet_worker", "load_supernet", "FINAL", "CHECKPOINT"]

@@ -1,0 +1,114 @@
+"""Supernet training: progress, metrics, atomic checkpoints, exact resume, Ray Train DDP, the command."""
+import csv
+import json
+
+import pytest
+import torch
+
+from nas import checkpoint as ckpt
+from nas.engine import TrainConfig
+from nas.jobs import SupernetJob
+from nas.engine import WorkerContext
+from nas.supernet_train import load_supernet, train_supernet, train_supernet_worker
+from searchspace import SearchSpace
+from tests.conftest import run_launch
+
+# A space small enough that an epoch on the 4,000 digits takes seconds on one core.
+TINY_SPACE = {"stages": [
+    {"mixers": ["dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1]},
+    {"mixers": ["dwconv", "dynamic_dwconv"], "kernels": [3], "depths": [1], "pools": [2]},
+    {"mixers": ["dwconv", "dynamic_dwconv", "window_attention"], "kernels": [3], "depths": [1, 2], "pools": [2]},
+    {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [2]}]}
+
+
+def tiny_job(epochs: int, sampler: str = "spos") -> SupernetJob:
+    return SupernetJob(train=TrainConfig(epochs=epochs, batch_size=100, recalib_batches=2, warmup_epochs=0, lr=3e-3),
+                       path_sampler=sampler, space=TINY_SPACE)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_learns_and_writes_its_files(tmp_path):
+    final = train_supernet(tiny_job(2), tmp_path, progress=False)
+    assert final == tmp_path / "supernet.pt"
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[-1]["train_loss"]) < 2.0  # chance is ln(10) = 2.30
+    assert float(rows[-1]["val_top1_largest"]) > 0.3 and float(rows[-1]["val_top1_smallest"]) > 0.3
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["job"]["path_sampler"] == "spos" and config["job"]["train"]["seed"] == 0
+    state = ckpt.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "path_sampler"} <= state.keys()
+    assert not list(tmp_path.glob(".*.tmp"))
+    net = load_supernet(final)
+    assert net.space == SearchSpace.from_dict(TINY_SPACE)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = tmp_path / "straight"
+    train_supernet(tiny_job(2), straight, progress=False)
+
+    def interrupt(metrics, checkpoint_path):  # Ctrl-C right after the first epoch's checkpoint
+        raise KeyboardInterrupt
+
+    split = tmp_path / "split"
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet_worker(tiny_job(2), split, resume=False, context=WorkerContext(), progress=False,
+                              on_epoch_end=interrupt)
+    assert ckpt.load(split / "checkpoint.pt")["epoch"] == 1 and not (split / "supernet.pt").exists()
+    train_supernet(tiny_job(2), split, resume=True, progress=False)
+    a, b = ckpt.load(straight / "checkpoint.pt"), ckpt.load(split / "checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert states_equal(a["model"], b["model"])
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from nas.errors import UserError
+    train_supernet(tiny_job(1), tmp_path, progress=False)
+    with pytest.raises(UserError, match="different settings"):
+        train_supernet(tiny_job(1, "sandwich"), tmp_path, resume=True, progress=False)
+
+
+def test_sandwich_training_runs(tmp_path):
+    train_supernet(tiny_job(1, "sandwich"), tmp_path, progress=False)
+    assert ckpt.load(tmp_path / "checkpoint.pt")["path_sampler"] is not None
+
+
+def test_ray_train_with_two_cpu_workers(tmp_path):
+    final = train_supernet(tiny_job(1), tmp_path, num_workers=2)
+    assert final.exists()
+    state = ckpt.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["history"][0]["images_per_s"] > 0
+    # Ray Train kept the reported checkpoint in the run folder's storage too, in the same format
+    reported = list((tmp_path / "ray").rglob("checkpoint.pt"))
+    assert reported and states_equal(ckpt.load(reported[0])["model"], state["model"])
+
+
+def test_supernet_command(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    args = ["supernet", "--space", str(space), "--epochs", "1", "--batch-size", "100", "--run-dir", str(tmp_path / "run"),
+            "--recalib-batches", "2"]
+    done = run_launch(*args)
+    assert done.returncode == 0, done.stderr
+    assert "supernet trained" in done.stdout and "epoch 1 | loss" in done.stdout
+    assert (tmp_path / "run" / "supernet.pt").exists()
+    # resume of a finished run is a no-op that still succeeds
+    again = run_launch(*args, "--resume")
+    assert again.returncode == 0 and "resumed from" in again.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar10", "--data-root", "/no/such/dir"], "/no/such/dir"),
+    (["--dataset", "imagefolder"], "root"),
+    (["--epochs", "0"], "--epochs"),
+    (["--space", "/no/space.json"], "/no/space.json: no such file"),
+])
+def test_supernet_command_bad_input(tmp_path, args, message):
+    done = run_launch("supernet", "--run-dir", str(tmp_path / "run"), *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
