@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import os
 import random
 import statistics
 import sys
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} threads, median of {args.repeats} runs after {args.warmup} warm-up "
           f"(first {draws} draws; calibration archs excluded)", flush=True)
 
+    load_start = os.getloadavg()[0]
     rows = []
     header = f"{'arch':<36} {'GFLOPs':>7} {'pred ms':>9} {'meas ms':>9} {'err %':>7} {'unscaled %':>10}"
     print(header)
@@ -91,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['arch']:<36} {row['gflops']:>7.2f} {row['predicted_ms']:>9.2f} {row['measured_ms']:>9.2f} "
               f"{row['error_pct']:>+7.1f} {row['error_unscaled_pct']:>+10.1f}", flush=True)
 
+    load_end = os.getloadavg()[0]
     errors = [abs(r["error_pct"]) for r in rows]
     raw = [abs(r["error_unscaled_pct"]) for r in rows]
     summary = {
         "device": tag, "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
         "seed": args.seed, "archs": len(rows), "max_gflops": args.max_gflops or None,
+        "load_avg_1min": [round(load_start, 2), round(load_end, 2)], "cpu_count": os.cpu_count(),
         "scale": table.scale, "table_entries": len(table.entries),
         "median_abs_error_pct": statistics.median(errors), "max_abs_error_pct": max(errors),
         "mean_error_pct": statistics.mean(r["error_pct"] for r in rows),
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['median_abs_error_unscaled_pct']:.1f}%, max {summary['max_abs_error_unscaled_pct']:.1f}%, "
           f"mean signed {summary['mean_error_unscaled_pct']:+.1f}%")
 
+    if max(load_start, load_end) > torch.get_num_threads() + 0.75:
+        # The load average counts this benchmark's own threads too; more than those means others ran.
+        print(f"note: 1-minute load average {load_start:.2f} -> {load_end:.2f} ({os.cpu_count()} CPUs, "
+              f"{torch.get_num_threads()} threads here): other processes probably shared the CPU; timings are noisy")
     out = Path(args.out_dir)
     stem = f"latency_table-{tag}-seed{args.seed}"
     write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})

@@ -74,6 +74,31 @@ def time_call(fn: Callable[[], Any], device: str | torch.device = "cpu", *, warm
     return statistics.median(times)
 
 
+def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.device = "cpu", *, warmup: int = 2,
+                     repeats: int = 5, progress: str | None = None) -> dict[str, float]:
+    """Median seconds of each call in ``fns``, timed in rounds: ``warmup`` untimed rounds, then
+    ``repeats`` timed rounds, each calling every function once in turn.
+
+    Why rounds rather than one function's runs back to back: (1) a module then runs after other
+    modules, with its weights out of the caches, as in a network, not hot from its own previous
+    run; (2) on a shared machine, a change in load during the build hits every entry alike instead
+    of a few entries hard."""
+    device = _device(device)
+    samples: dict[str, list[float]] = {key: [] for key in fns}
+    for r in range(warmup + repeats):
+        for key, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if r >= warmup:
+                samples[key].append(time.perf_counter() - start)
+        if progress:
+            print(f"[latency] {progress}: round {r + 1}/{warmup + repeats} ({'warm-up' if r < warmup else 'timed'})",
+                  file=sys.stderr, flush=True)
+    return {key: statistics.median(v) for key, v in samples.items()}
+
+
 def measure_latency(model: nn.Module, settings: NetSettings, *, batch_size: int = 1, warmup: int = 3,
                     repeats: int = 10, device: str | torch.device = "cpu") -> float:
     """Seconds per forward pass of a batch of ``batch_size`` random images at ``settings``: the
@@ -177,31 +202,6 @@ def space_settings_hash(space: SearchSpace, settings: NetSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.device = "cpu", *, warmup: int = 2,
-                     repeats: int = 5, progress: str | None = None) -> dict[str, float]:
-    """Median seconds of each call in ``fns``, timed in rounds: ``warmup`` untimed rounds, then
-    ``repeats`` timed rounds, each calling every function once in turn.
-
-    Why rounds rather than one function's runs back to back: (1) a module then runs after other
-    modules, with its weights out of the caches, as in a network, not hot from its own previous
-    run; (2) on a shared machine, a change in load during the build hits every entry alike instead
-    of a few entries hard."""
-    device = _device(device)
-    samples: dict[str, list[float]] = {key: [] for key in fns}
-    for r in range(warmup + repeats):
-        for key, fn in fns.items():
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            if r >= warmup:
-                samples[key].append(time.perf_counter() - start)
-        if progress:
-            print(f"[latency] {progress}: round {r + 1}/{warmup + repeats} ({'warm-up' if r < warmup else 'timed'})",
-                  file=sys.stderr, flush=True)
-    return {key: statistics.median(v) for key, v in samples.items()}
-
-
 class _Modules:
     """What a table times, on one device: the stem, every entry and the head of a skeleton network,
     and one standalone block per (stage, mixer, kernel), each on a random input of its shape."""
@@ -282,6 +282,9 @@ class LatencyTable:
     def modules_sum(self, arch: Arch) -> float:
         """Seconds summed over the arch's components, without the fitted scale. Raises SpaceError
         for an arch that needs an entry the table lacks (a choice or resolution outside its space)."""
+        if len(arch.stages) != self.space.num_stages:
+            raise SpaceError(f"arch {arch.key()}: {len(arch.stages)} stages, the latency table's space has "
+                             f"{self.space.num_stages}")
         total = 0.0
         for key in self.components(arch):
             try:
@@ -317,7 +320,7 @@ class LatencyTable:
         table.meta["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return table
 
-    def calibration_archs(self, count: int, seed: int = 0) -> list[Arch]:
+    def pick_calibration_archs(self, count: int, seed: int = 0) -> list[Arch]:
         """The cheapest arch by FLOPs, then seeded random ones from the lower half of the space's
         FLOP range (log scale, so calibrating stays cheap at the deployment setting)."""
         from searchspace import arch_cost
@@ -337,21 +340,24 @@ class LatencyTable:
         """Fit ``scale``: the median, over ``count`` calibration archs, of (whole standalone network's
         latency) / (sum of its components re-timed right after it).
 
-        Why: the components are timed each alone, in rounds (``time_round_robin``). A whole network
-        adds what no component sees: the Python of MixerNet/MixerStage.forward between modules,
-        the allocator's work on a network's live buffers, a module's input arriving from its
-        predecessor. On the 2-core CPU the network took a few per cent longer than its summed
-        components, roughly in proportion to its size (more a factor than a constant), so one
-        factor per table is fitted. The components are re-timed next to each whole measurement
-        (whole, components, whole again) so that the ratio reflects the network, not a change in
-        the machine's load since the entries were timed (on a shared machine, such drift was as
-        large as the effect). The factor is the same for every arch, so it never changes how two
-        archs rank; it is stored in the table (``scale``) with its calibration data (``meta``).
+        Why: the components are timed each alone (in rounds, see ``time_round_robin``). A whole
+        network differs in what no component sees: the Python of MixerNet/MixerStage.forward
+        between modules, the allocator's work on a network's live buffers, a module's input coming
+        hot from its predecessor, and on CUDA the launches of one module overlapping the previous
+        one's kernels (each component is timed between two synchronisations). Such effects scale
+        more with the network than per network, so one factor per table is fitted rather than a
+        constant. On the 2-core CPU the fitted factor was 0.99 (with components timed back to back
+        instead of in rounds, a network took about 5% longer than its parts). The components are
+        re-timed next to each whole measurement (whole, components, whole again) so that the ratio
+        reflects the network, not a change in the machine's load since the entries were timed (on
+        a shared machine such drift was as large as the effect). The factor is the same for every
+        arch, so it never changes how two archs rank; it is stored in the table (``scale``) with
+        its calibration data (``meta["calibration"]``).
         """
         from supernet.network import MixerNet
 
         ratios, rows = [], []
-        for arch in self.calibration_archs(count, seed):
+        for arch in self.pick_calibration_archs(count, seed):
             net = MixerNet.from_arch(arch, self.settings)
             counts = Counter(self.components(arch))
 
@@ -451,5 +457,5 @@ def load_or_build_table(space: SearchSpace, settings: NetSettings, *, device: st
     return table
 
 
-__all__ = ["measure_latency", "device_tag", "time_call", "arch_components", "LatencyTable", "table_path",
+__all__ = ["measure_latency", "device_tag", "time_call", "time_round_robin", "arch_components", "LatencyTable", "table_path",
            "load_or_build_table", "space_settings_hash"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,19 @@ def auth_token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` if nothing listens there, else a free port the system picks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, preferred))
+            return preferred
+        except OSError:
+            pass
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_port: int = 8265,
                announce: bool = True) -> RaySession:
     """Connect to the cluster at ``address``, or start a local Ray with its dashboard on 127.0.0.1."""
@@ -37,7 +51,11 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+        port = free_port(dashboard_port)
+        if port != dashboard_port and announce and not address:
+            print(f"port {dashboard_port} is busy (another Ray?): the dashboard goes on port {port}",
+                  file=sys.stderr, flush=True)
+        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                       num_cpus=num_cpus, configure_logging=True, logging_level="WARNING", log_to_driver=True)
         if address:
             context = ray.init(address=address, logging_level="WARNING")

@@ -13,6 +13,7 @@ COMMANDS = {
     "space": "space",
     "cost": "cost",
     "supernet": "supernet",
+    "search": "search",
 }
 
 

@@ -92,9 +92,15 @@ def test_predict_is_the_sum_of_entries(table):
 def test_predict_outside_the_table_raises(table):
     with pytest.raises(SpaceError, match="no entry 'block/s1/r16/window_attention/k7'"):
         table.predict(arch(("window_attention", 7, 1, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1)))
-    with pytest.raises(SpaceError, match="no entry"):  # a fourth stage
+    with pytest.raises(SpaceError, match="no entry 'entry/s1/r16/p2'"):  # stage 1 has no pool 2
+        table.predict(arch(("dwconv", 3, 1, 2), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1)))
+    with pytest.raises(SpaceError, match="4 stages"):
         table.predict(arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1),
                            ("dwconv", 3, 1, 2)))
+    with pytest.raises(SpaceError, match="2 stages"):
+        table.predict(arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 1)))
+    # Outside the space but made of measured components: predicted (depth 3 reuses both parities).
+    assert table.predict(arch(("dwconv", 3, 3, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1))) > 0
 
 
 def test_save_load_round_trip_is_atomic(table, tmp_path):

@@ -1,0 +1,137 @@
+"""``launch.py search --budget 4.5GFLOPs``: find the accuracy-FLOPs-latency Pareto front under a budget."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from nas.errors import UserError
+from nas.jobs import RESULTS
+from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, parse_flops, parse_latency,
+                         write_json_atomic)
+
+from . import supernet as supernet_cmd
+from .common import load_space
+
+HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("search")
+    g.add_argument("--budget", default="4.5GFLOPs", help="FLOPs budget at 224x224, batch 1 (default: 4.5GFLOPs, Swin-T's cost)")
+    g.add_argument("--latency-budget", default=None, help="latency budget, e.g. 25ms (default: none)")
+    g.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="Optuna sampler")
+    g.add_argument("--trials", type=int, default=32, help="archs to evaluate")
+    g.add_argument("--latency", choices=("lut", "measure"), default="lut",
+                   help="lut: predict from a per-device table of measured blocks (built once, cached under "
+                        "results/latency); measure: time every arch")
+    g.add_argument("--latency-batch", type=int, default=1, help="batch size of latency measurements")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0)
+    g.add_argument("--gpus-per-trial", type=float, default=0.0)
+    g.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    g.add_argument("--supernet", metavar="FILE", default=None,
+                   help="a trained supernet.pt (default: the one for these settings, trained if missing)")
+    g.add_argument("--search-dir", default=None, help="run folder (default: results/search-<time>; "
+                   "with --resume: the latest results/search-*)")
+    supernet_cmd.add_arguments(parser)
+
+
+def _latest_search(results: Path) -> Path:
+    runs = sorted(p for p in results.glob("search-*") if (p / "config.json").exists())
+    if not runs:
+        raise UserError(f"{results}: no search to resume (pass --search-dir)")
+    return runs[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nas import checkpoint as ckpt
+    from nas.data import DataConfig
+    from nas.report import format_table, write_search_outputs
+    from nas.search import SearchConfig, TrialContext, run_search
+    from nas.supernet_train import FINAL, train_supernet
+
+    budget = parse_flops(args.budget)
+    latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
+    if args.trials < 1 or args.max_concurrent < 1:
+        raise UserError("--trials and --max-concurrent must be at least 1")
+    space = load_space(args.space)
+    cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
+    if cheapest > budget:
+        raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
+
+    if args.resume:
+        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
+        if not (search_dir / "config.json").exists():
+            raise UserError(f"{search_dir}: no search to resume (no config.json)")
+        saved = json.loads((search_dir / "config.json").read_text())
+        config = SearchConfig(**saved["search"])
+        supernet_path = Path(saved["supernet"])
+        data_cfg = DataConfig(**saved["data"])
+        print(f"resuming search {search_dir}", flush=True)
+    else:
+        config = SearchConfig(budget_flops=budget, latency_budget_s=latency_budget, sampler=args.sampler,
+                              trials=args.trials, seed=args.seed, latency=args.latency,
+                              latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,
+                              gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                              recalib_batches=args.recalib_batches)
+        job = supernet_cmd.job_from_args(args)
+        data_cfg = job.data
+        if args.supernet:
+            supernet_path = Path(args.supernet)
+        else:
+            supernet_dir = job.default_run_dir()
+            supernet_path = supernet_dir / FINAL
+            if not supernet_path.exists():
+                print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
+                train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
+        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
+        if (search_dir / "config.json").exists():
+            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
+
+    state = ckpt.load(supernet_path)
+    if "space" not in state or "settings" not in state:
+        raise UserError(f"{supernet_path}: not a supernet checkpoint")
+    if state["space"] != space.to_dict() and not args.resume:
+        raise UserError(f"{supernet_path}: trained over another search space than the one given")
+    search_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(search_dir / "config.json", {
+        "search": config.to_dict(), "supernet": str(supernet_path), "data": data_cfg.to_dict(),
+        "space": state["space"], "settings": state["settings"], "deployment": DEPLOYMENT.to_dict(),
+        "torch": torch.__version__})
+
+    table = None
+    if config.latency == "lut":
+        from nas.latency import load_or_build_table
+        from searchspace import SearchSpace
+        device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
+        table = load_or_build_table(SearchSpace.from_dict(state["space"]), DEPLOYMENT, device=device,
+                                    batch_size=config.latency_batch, cache_dir=RESULTS / "latency")
+    ctx = TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"],
+                       data=data_cfg, config=config, latency_table=table, fingerprint=str(supernet_path.resolve()))
+    start = time.perf_counter()
+    rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address)
+    summary = write_search_outputs(
+        search_dir, rows, budget_flops=config.budget_flops,
+        latency_budget_ms=None if config.latency_budget_s is None else config.latency_budget_s * 1e3,
+        results_root=RESULTS, title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
+                                    f"{format_flops(config.budget_flops)} FLOPs",
+        extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path)})
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
+    if not finished:
+        print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"
+              f"  python launch.py search --resume --search-dir {search_dir}", flush=True)
+        return 130
+    print(f"\nsearch finished in {time.perf_counter() - start:.0f}s: {counts}; hypervolume {summary['hypervolume']:.4f}")
+    if not summary["front"]:
+        print("no arch within the budget was evaluated: raise --trials or the budget")
+        return 1
+    front = sorted(summary["front"], key=lambda r: -r["top1"])
+    print(f"Pareto front (top-1 on the held-out split with inherited weights; cost at 224x224):\n"
+          f"{format_table([{**r} for r in front])}")
+    print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
+    print(f"best: {search_dir / 'best.json'} (also {RESULTS / 'best.json'})")
+    print(f"next: python launch.py retrain --arch {RESULTS / 'best.json'}")
+    return 0

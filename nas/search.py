@@ -1,0 +1,362 @@
+"""The search: Ray Tune runs the trials, Optuna proposes them (``OptunaSearch``), three objectives.
+
+Objectives: top-1 (max; supernet weights inherited, BatchNorm recalibrated, held-out split), FLOPs
+(min; deployment setting, exact analytic count) and latency (min; LUT prediction or measurement
+on this device). Hard budgets: an over-budget arch is rejected by ``BudgetGuard`` before Ray
+ever starts a trial for it: Optuna is told it is infeasible (so its sampler learns), the
+rejection is logged, and nothing is evaluated. A trial's work lives in ``evaluate_trial``; the
+Optuna search space is declarative (no computation in a define-by-run function).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.data import DataConfig, build_data
+from nas.engine import evaluate_arch
+from nas.errors import UserError
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, StageChoice, arch_cost
+
+FIELDS = ("mixer", "kernel", "depth", "pool")
+OBJECTIVES = ("top1", "flops", "latency_ms")
+MODES = ("max", "min", "min")
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def param_name(stage: int, field_name: str) -> str:
+    return f"s{stage + 1}_{field_name}"
+
+
+def arch_from_params(params: dict[str, Any], num_stages: int) -> Arch:
+    return Arch(tuple(StageChoice(*(params[param_name(i, f)] for f in FIELDS)) for i in range(num_stages)))
+
+
+def arch_to_params(arch: Arch) -> dict[str, Any]:
+    return {param_name(i, f): getattr(s, f) for i, s in enumerate(arch.stages) for f in FIELDS}
+
+
+@dataclass
+class SearchConfig:
+    budget_flops: float
+    latency_budget_s: float | None = None
+    sampler: str = "tpe"
+    trials: int = 32
+    seed: int = 0
+    latency: str = "lut"           # lut | measure
+    latency_batch: int = 1
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 2
+    recalib_batches: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BudgetConstraint:
+    """Constraint values for an arch (<= 0 is feasible): FLOPs over budget, latency over budget."""
+
+    def __init__(self, space: SearchSpace, budget_flops: float, latency_budget_s: float | None = None,
+                 latency_table=None) -> None:
+        self.space, self.budget_flops = space, budget_flops
+        self.latency_budget_s, self.latency_table = latency_budget_s, latency_table
+
+    def flops(self, arch: Arch) -> int:
+        return arch_cost(arch, DEPLOYMENT).flops
+
+    def violations(self, arch: Arch) -> list[float]:
+        out = [self.flops(arch) / self.budget_flops - 1.0]
+        if self.latency_budget_s is not None and self.latency_table is not None:
+            out.append(self.latency_table.predict(arch) / self.latency_budget_s - 1.0)
+        return out
+
+
+def make_optuna_sampler(name: str, seed: int, trials: int):
+    """Constraint-aware samplers read the values ``BudgetGuard`` sets with ``Trial.set_constraint``."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, max(2, trials // 4)))
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+
+
+def tune_search_space(space: SearchSpace) -> dict:
+    from ray import tune
+
+    return {param_name(i, f): tune.choice(list(stage.choices(f))) for i, stage in enumerate(space.stages)
+            for f in FIELDS}
+
+
+# --- the searcher wrapper: over-budget archs never become trials ---------------------------------
+
+def _base_searcher():
+    from ray.tune.search import Searcher
+    return Searcher
+
+
+class BudgetGuard(_base_searcher()):
+    """Wraps OptunaSearch so that only new, within-budget archs become Ray trials.
+
+    Every suggestion gets its constraint values (``Trial.set_constraint``: <= 0 is feasible). One
+    over the budget is told to Optuna at once as infeasible under a probe id (never evaluated) and
+    logged to ``rejected.jsonl``; one already evaluated is told its known result; one running now
+    is pruned. Then the next suggestion is asked for.
+    """
+
+    def __init__(self, searcher, constraint: BudgetConstraint, log_path: str | os.PathLike,
+                 max_skips_per_trial: int = 500) -> None:
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher, self.constraint = searcher, constraint
+        self.log_path = str(log_path)
+        self.max_skips = max_skips_per_trial
+        self.aliases: dict[str, str] = {}       # Ray trial id -> the searcher's id for it
+        self.evaluated: dict[str, dict] = {}    # arch key -> objectives of its completed trial
+        self.pending: dict[str, str] = {}       # Ray trial id -> arch key
+        self.num_probes = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def _set_constraints(self, probe: str, violations: list[float]) -> None:
+        # Ray's OptunaSearch keeps the asked optuna Trial per id; Optuna 5 wants constraints set on it.
+        trial = self.searcher._ot_trials[probe]
+        for name, value in zip(("flops_over_budget", "latency_over_budget"), violations):
+            trial.set_constraint(name, float(value))
+
+    def suggest(self, trial_id: str):
+        for _ in range(self.max_skips):
+            self.num_probes += 1
+            probe = f"{trial_id}~{self.num_probes}"
+            config = self.searcher.suggest(probe)
+            if not isinstance(config, dict):
+                return config  # None (not now) or Searcher.FINISHED
+            arch = arch_from_params(config, self.constraint.space.num_stages)
+            violations = self.constraint.violations(arch)
+            self._set_constraints(probe, violations)
+            if max(violations) > 0:
+                flops = self.constraint.flops(arch)
+                latency = (self.constraint.latency_table.predict(arch) * 1e3
+                           if self.constraint.latency_table is not None else float("nan"))
+                # Worst top-1 with the true costs; the constraints make it infeasible for the sampler.
+                self.searcher.on_trial_complete(probe, result={"top1": 0.0, "flops": flops, "latency_ms": latency})
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps({"probe": probe, "arch": arch.to_dict(), "flops": flops,
+                                        "latency_ms": latency, "state": "rejected_over_budget"}) + "\n")
+                continue
+            if arch.key() in self.evaluated:  # seen: the sampler learns the known result, no new trial
+                self.searcher.on_trial_complete(probe, result=self.evaluated[arch.key()])
+                continue
+            if arch.key() in self.pending.values():  # running now: pruned for the sampler, no new trial
+                self.searcher.on_trial_complete(probe, result=None)
+                continue
+            self.aliases[trial_id] = probe
+            self.pending[trial_id] = arch.key()
+            return config
+        raise UserError(f"{self.max_skips} suggestions in a row were over the budget or already evaluated: the "
+                        f"budget may be near the cheapest arch (python launch.py space), or --trials exceeds "
+                        f"what the space holds under it")
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(self.aliases.get(trial_id, trial_id), result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.pending.pop(trial_id, None)
+        if key is not None and result and not error and all(m in result for m in OBJECTIVES):
+            self.evaluated[key] = {m: result[m] for m in OBJECTIVES}
+        self.searcher.on_trial_complete(self.aliases.get(trial_id, trial_id), result=result, error=error)
+
+    # Tune checkpoints a wrapper (anything with .searcher) by get_state/set_state and the wrapped
+    # OptunaSearch (study and sampler) by its own save_to_dir.
+    def get_state(self) -> dict:
+        return {"aliases": dict(self.aliases), "evaluated": dict(self.evaluated), "pending": dict(self.pending),
+                "num_probes": self.num_probes}
+
+    def set_state(self, state: dict) -> None:
+        self.aliases, self.evaluated = dict(state["aliases"]), dict(state["evaluated"])
+        self.pending, self.num_probes = dict(state["pending"]), state["num_probes"]
+
+
+# --- the trial ----------------------------------------------------------------------------------
+
+@dataclass
+class TrialContext:
+    """What every trial needs; reaches the workers once through ``tune.with_parameters``."""
+    supernet_state: dict[str, torch.Tensor]
+    settings: dict
+    space: dict
+    data: DataConfig
+    config: SearchConfig
+    latency_table: Any = None
+    fingerprint: str = ""
+
+
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _worker_supernet(ctx: TrialContext):
+    """Build the supernet once per worker process (Ray reuses trial actors)."""
+    from supernet import MixerNet
+
+    key = f"supernet:{ctx.fingerprint}"
+    if key not in _WORKER_CACHE:
+        net = MixerNet(SearchSpace.from_dict(ctx.space), NetSettings.from_dict(ctx.settings))
+        net.load_state_dict(ctx.supernet_state)
+        _WORKER_CACHE.clear()
+        _WORKER_CACHE[key] = net.eval()
+        _WORKER_CACHE["data"] = build_data(ctx.data)
+    return _WORKER_CACHE[key], _WORKER_CACHE["data"]
+
+
+def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[str, Any]:
+    """Evaluate one arch: costs first, top-1 only if within every budget."""
+    cost = arch_cost(arch, DEPLOYMENT)
+    cfg = ctx.config
+    if cfg.latency == "lut":
+        latency = ctx.latency_table.predict(arch)
+    else:
+        from nas.latency import measure_latency
+        from supernet import MixerNet
+        latency = measure_latency(MixerNet.from_arch(arch, DEPLOYMENT), DEPLOYMENT, batch_size=cfg.latency_batch,
+                                  device=device)
+    metrics = {"flops": cost.flops, "params": cost.params, "latency_ms": latency * 1e3, "arch": arch.key()}
+    if cfg.latency_budget_s is not None and latency > cfg.latency_budget_s:
+        return {**metrics, "top1": 0.0, "feasible": 0, "state": "over_latency_budget"}
+    supernet, data = _worker_supernet(ctx)
+    supernet = supernet.to(device)
+    top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                         device=device)["top1"]
+    return {**metrics, "top1": top1, "feasible": 1, "state": "completed"}
+
+
+def evaluate_trial(config: dict, ctx: TrialContext) -> None:
+    """The Ray Tune function trainable: one arch, one report."""
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(ctx.config.cpus_per_trial)))
+    device = torch.device("cuda" if ctx.config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+    arch = arch_from_params(config, len(ctx.space["stages"]))
+    tune.report(trial_metrics(arch, ctx, device))
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+def _trial_reporter():
+    from ray.tune import Callback
+
+    class TrialLines(Callback):
+        """One line per finished trial: what a person watching the terminal wants."""
+
+        def __init__(self, total: int) -> None:
+            self.total, self.done, self.start = total, 0, time.perf_counter()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)  # restored ones too
+            r = trial.last_result or {}
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9) * 60
+            print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}  "
+                  f"{r.get('flops', 0) / 1e9:6.2f} GFLOPs  {r.get('latency_ms', float('nan')):7.1f} ms  "
+                  f"({rate:.1f} trials/min)", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+            print(f"[{self.done:>3}/{self.total}] trial {trial.trial_id} failed (recorded; the search goes on)",
+                  flush=True)
+
+    return TrialLines
+
+
+def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, address: str | None = None,
+               trainable=evaluate_trial) -> tuple[list[dict], bool]:
+    """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection,
+    and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later)."""
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from nas.raysession import ensure_ray
+
+    # Write the experiment state after every trial event, so a killed search loses no trial.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    cfg = ctx.config
+    space = SearchSpace.from_dict(ctx.space)
+    ensure_ray(address)
+    storage = (run_dir / "ray").resolve()
+    name = "tune"
+    trainable = tune.with_parameters(trainable, ctx=ctx)
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    trainable = tune.with_resources(trainable, resources)
+    experiment = storage / name
+    if resume:
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise UserError(f"{run_dir}: no interrupted search to resume here")
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        constraint = BudgetConstraint(space, cfg.budget_flops, cfg.latency_budget_s,
+                                      ctx.latency_table if cfg.latency == "lut" else None)
+        optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
+                                     sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials),
+                                     seed=cfg.seed)
+        guard = BudgetGuard(optuna_search, constraint, run_dir / "rejected.jsonl")
+        searcher = ConcurrencyLimiter(guard, max_concurrent=cfg.max_concurrent)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_search_space(space),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials, reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                      callbacks=[_trial_reporter()(cfg.trials)],
+                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+        )
+    results = tuner.fit()
+    rows = []
+    for result in results:
+        m = result.metrics or {}
+        trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
+        arch = arch_from_params(result.config, space.num_stages)
+        if result.error is not None or "top1" not in m:
+            # no error and no result: the trial was running when the search was interrupted
+            state = "error" if result.error is not None else "interrupted"
+            cost = arch_cost(arch, DEPLOYMENT)
+            rows.append({"trial": trial_id, "arch": arch.key(), "top1": None, "flops": cost.flops,
+                         "params": cost.params, "latency_ms": None, "state": state,
+                         "error": _first_line(result.error) if result.error else "",
+                         "stages": arch.to_dict()["stages"]})
+            continue
+        rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
+                     "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
+                     "stages": arch.to_dict()["stages"]})
+    rows.sort(key=lambda r: str(r["trial"]))
+    finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
+    rejected_path = run_dir / "rejected.jsonl"
+    if rejected_path.exists():
+        seen = set()
+        for line in rejected_path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["probe"] in seen:
+                continue
+            seen.add(rec["probe"])
+            arch = Arch.from_dict(rec["arch"])
+            rows.append({"trial": rec["probe"], "arch": arch.key(), "top1": None, "flops": rec["flops"],
+                         "params": arch_cost(arch, DEPLOYMENT).params,
+                         "latency_ms": None if math.isnan(rec["latency_ms"]) else rec["latency_ms"],
+                         "state": rec["state"], "error": "", "stages": rec["arch"]["stages"]})
+    return rows, finished
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    # Ray wraps the trial's exception; its last line names the original error.
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]

@@ -1,0 +1,156 @@
+"""``launch.py search`` as a user runs it: outputs, budgets, the dashboard, Ctrl-C and --resume."""
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nas.raysession import auth_token
+from tests.conftest import ROOT, run_launch
+from tests.nas.test_supernet_train import TINY_SPACE
+
+SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "100", "--recalib-batches", "2", "--warmup-epochs", "0"]
+BUDGET = "1.6GFLOPs"  # the tiny space spans about 1.36 to 1.9 GFLOPs: some archs are over
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A folder with the tiny space and its trained supernet (search finds it by its settings)."""
+    work = tmp_path_factory.mktemp("work")
+    (work / "space.json").write_text(json.dumps(TINY_SPACE))
+    done = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work
+
+
+def read_trials(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open()))
+
+
+def search_args(search_dir: str, *extra: str) -> list[str]:
+    return ["search", "--space", "space.json", "--budget", BUDGET, *SUPERNET_FLAGS, "--search-dir", search_dir,
+            "--max-concurrent", "2", *extra]
+
+
+def dashboard_get(url: str, token: str | None) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_search_writes_every_output_and_keeps_the_budget(workdir):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *search_args("results/search-a", "--trials", "5",
+                                                                                    "--sampler", "nsga2")],
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # while it runs, the dashboard's HTTP API (at the address the command prints) answers with
+    # the token, and refuses without it
+    err_lines: list[str] = []
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    statuses, deadline = {}, time.time() + 300
+    while time.time() < deadline and proc.poll() is None and "with" not in statuses:
+        urls = [m.group(1) for line in list(err_lines) if (m := re.search(r"Ray dashboard: (\S+)", line))]
+        token = auth_token()
+        if urls and token and dashboard_get(f"{urls[0]}/api/version", token) == 200:
+            statuses["with"] = 200
+            statuses["without"] = dashboard_get(f"{urls[0]}/api/version", None)
+        time.sleep(0.5)
+    out = proc.stdout.read()
+    proc.wait(timeout=600)
+    reader.join(timeout=10)
+    err = "".join(err_lines)
+    assert proc.returncode == 0, err[-3000:]
+    assert statuses == {"with": 200, "without": 401}, statuses
+    assert "Ray dashboard: http://127.0.0.1:" in err and "Authorization: Bearer" in err
+
+    run = workdir / "results" / "search-a"
+    rows = read_trials(run / "trials.csv")
+    evaluated = [r for r in rows if r["state"] == "completed"]
+    rejected = [r for r in rows if r["state"] == "rejected_over_budget"]
+    assert len(evaluated) == 5
+    assert all(int(r["flops"]) <= 1.6e9 for r in evaluated)
+    assert all(int(r["flops"]) > 1.6e9 for r in rejected)
+    assert len({r["arch"] for r in evaluated}) == 5, "an arch is evaluated once"
+    for r in evaluated:
+        assert 0 <= float(r["top1"]) <= 1 and float(r["latency_ms"]) > 0 and int(r["params"]) > 0
+
+    pareto = json.loads((run / "pareto.json").read_text())
+    front = pareto["front"]
+    assert front and all(f["flops"] <= 1.6e9 for f in front)
+    for a in front:  # no member is dominated by any evaluated arch
+        for r in evaluated:
+            dominates = (float(r["top1"]) >= a["top1"] and int(r["flops"]) <= a["flops"]
+                         and float(r["latency_ms"]) <= a["latency_ms"])
+            strictly = (float(r["top1"]) > a["top1"] or int(r["flops"]) < a["flops"]
+                        or float(r["latency_ms"]) < a["latency_ms"])
+            assert not (dominates and strictly)
+    assert pareto["hypervolume"] > 0 and pareto["counts"]["completed"] == 5
+    assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    best = json.loads((run / "best.json").read_text())
+    assert best["metrics"]["top1"] == max(float(r["top1"]) for r in evaluated)
+    assert best["metrics"]["flops"] <= 1.6e9 and len(best["stages"]) == 4
+    assert json.loads((workdir / "results" / "best.json").read_text()) == best
+    config = json.loads((run / "config.json").read_text())
+    assert config["search"]["sampler"] == "nsga2" and config["search"]["budget_flops"] == 1.6e9
+    assert "Pareto front" in out and "results/best.json" in out
+    assert list((workdir / "results" / "latency").glob("*.json")), "the latency table is cached"
+    # cost of the best arch through the cost command agrees with the search's figure
+    cost = run_launch("cost", "--arch", "results/best.json", "--space", "space.json", "--json", cwd=workdir)
+    assert cost.returncode == 0 and json.loads(cost.stdout)["flops"] == best["metrics"]["flops"]
+
+
+def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
+    args = search_args("results/search-b", "--trials", "6", "--seed", "1")
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *args], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if sum(l.startswith("[") for l in lines) >= 2:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, out
+    assert "--resume" in out
+    before = {r["trial"]: r for r in read_trials(workdir / "results" / "search-b" / "trials.csv")
+              if r["state"] == "completed"}
+    assert 2 <= len(before) < 6
+
+    done = run_launch("search", "--space", "space.json", "--resume", "--search-dir", "results/search-b", cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = read_trials(workdir / "results" / "search-b" / "trials.csv")
+    completed = [r for r in after if r["state"] == "completed"]
+    assert len(completed) == 6 and len({r["trial"] for r in completed}) == 6
+    assert len({r["arch"] for r in completed}) == 6
+    for trial, row in before.items():  # kept, with the very same result
+        match = [r for r in completed if r["trial"] == trial]
+        assert match and match[0]["top1"] == row["top1"] and match[0]["arch"] == row["arch"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "4.5GB"], "budget '4.5GB': expected a positive FLOP count"),
+    (["--budget", "1G"], "below the cheapest arch"),
+    (["--latency-budget", "25"], "latency budget '25'"),
+    (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
+    (["--resume", "--search-dir", "results/nowhere"], "no search to resume"),
+    (["--supernet", "space.json"], "space.json: not a readable checkpoint"),
+])
+def test_bad_search_arguments(workdir, args, message):
+    done = run_launch("search", "--space", "space.json", *args, cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
