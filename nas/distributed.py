@@ -36,8 +36,10 @@ def _worker_loop(config: dict) -> None:
                                   drop_last=True)
 
     def wrap(model):
-        # Each step trains one path of the supernet: the other paths' parameters get no gradient.
-        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+        # A supernet step trains one path: the other paths' parameters get no gradient. A standalone
+        # network uses every parameter, and DDP's search for unused ones would only cost time.
+        unused = config["kind"] == "supernet"
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
     def report(metrics: dict, checkpoint_path: Path | None) -> None:
         numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}

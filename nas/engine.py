@@ -316,7 +316,7 @@ class Trainer:
 def format_epoch(m: dict) -> str:
     parts = [f"epoch {m['epoch']}", f"loss {m['train_loss']:.4f}", f"{m['images_per_s']:.0f} img/s",
              f"{m['epoch_time_s']:.1f}s"]
-    parts += [f"{k.removeprefix('val_')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
+    parts += [f"{k.replace('_', ' ')} {v:.4f}" for k, v in m.items() if k.startswith("val_")]
     return " | ".join(parts)
 
 

@@ -119,11 +119,14 @@ class WindowAttentionMixer(ElasticMixer):
         qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)
-        index = _relative_position_index(window, x.device)
+        # While torch.export/compile traces, tensors are fakes: never let them into the caches.
+        tracing = torch.compiler.is_compiling()
+        index = (_relative_position_index.__wrapped__ if tracing else _relative_position_index)(window, x.device)
         bias = self.bias_table(window)[index].view(n, n, self.num_heads).permute(2, 0, 1)
         attn = attn + bias.unsqueeze(0)
         if any(shifts):
-            mask = _shift_mask((Hp, Wp), window, shifts, x.device).to(attn.dtype)
+            mask = (_shift_mask.__wrapped__ if tracing else _shift_mask)((Hp, Wp), window, shifts, x.device)
+            mask = mask.to(attn.dtype)
             attn = attn.view(-1, mask.shape[0], self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, self.num_heads, n, n)
         out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, n, C)

@@ -14,6 +14,8 @@ COMMANDS = {
     "cost": "cost",
     "supernet": "supernet",
     "search": "search",
+    "retrain": "retrain",
+    "export": "export",
 }
 
 

@@ -1,0 +1,122 @@
+"""``launch.py retrain --arch results/best.json``: train the searched network from scratch."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nas.errors import UserError
+from nas.jobs import RESULTS
+from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
+
+from .common import add_space_argument, load_space
+from .train_args import add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options, train_config
+
+HELP = "retrain a searched arch (or the top-K of a Pareto front) from scratch and evaluate it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--arch", metavar="FILE", help="an arch file, e.g. results/best.json")
+    what.add_argument("--pareto", metavar="FILE", help="a search's pareto.json: retrain its --top-k members")
+    parser.add_argument("--top-k", type=int, default=3, help="with --pareto: how many members (best top-1 first)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="with --pareto: CPUs per parallel retrain")
+    parser.add_argument("--init", choices=("scratch", "supernet"), default="scratch",
+                        help="start from random weights, or from the supernet's inherited ones")
+    parser.add_argument("--supernet", metavar="FILE", default=None,
+                        help="supernet.pt for --init supernet (default: the one the arch was searched with)")
+    parser.add_argument("--run-dir", default=None, help="output folder (default: <search run>/retrain)")
+    add_space_argument(parser)
+    g = parser.add_argument_group("recipe extras")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a model EMA (e.g. 0.999)")
+    g.add_argument("--mixup", type=float, default=0.0, help="Mixup alpha")
+    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha")
+    g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    add_data_arguments(parser)
+    add_model_arguments(parser)
+    add_train_arguments(parser, epochs=10, batch_size=64, lr=2e-3)
+
+
+def _search_info(extra: dict) -> dict:
+    info = extra.get("search")
+    return info if isinstance(info, dict) else {}
+
+
+def _supernet_of(search_run: str | None) -> str | None:
+    if not search_run:
+        return None
+    config = Path(search_run) / "config.json"
+    return json.loads(config.read_text()).get("supernet") if config.exists() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.retrain import RetrainJob, retrain
+
+    space = load_space(args.space)
+    if args.amp and not args.gpu:
+        raise UserError("--amp is for GPU training: add --gpu")
+    train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix, amp=args.amp)
+    if args.pareto:
+        return _run_front(args, space, train)
+
+    arch, extra = load_arch_file(args.arch)
+    space.validate(arch, source=args.arch)
+    info = _search_info(extra)
+    cost = arch_cost(arch, DEPLOYMENT)
+    budget = info.get("budget_flops")
+    if isinstance(budget, (int, float)) and cost.flops > budget:
+        print(f"warning: {args.arch}: {format_flops(cost.flops)} FLOPs is over the {format_flops(budget)} budget "
+              f"it was searched under; retraining it anyway", file=sys.stderr)
+    supernet = args.supernet or _supernet_of(info.get("run"))
+    if args.init == "supernet" and not supernet:
+        raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
+    run_dir = Path(args.run_dir) if args.run_dir else (
+        Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
+    job = RetrainJob(arch.to_dict(), data_config(args), train, model_options(args), args.init, supernet)
+    print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
+          flush=True)
+    m = retrain(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
+                address=args.address)
+    print(f"\n{m['name']}: final top-1 {100 * m['final_top1']:.2f}%, best {100 * m['best_top1']:.2f}% "
+          f"(epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
+          f"{format_flops(m['flops_deployment'])} FLOPs / {m['params_deployment'] / 1e6:.2f}M params / "
+          f"{m['latency_ms_deployment']:.1f} ms, {m['wall_time_s']:.0f}s")
+    print(f"outputs: {run_dir}/metrics.json, model.pt (load: nas.hub.load_model('{run_dir}'))")
+    return 0
+
+
+def _run_front(args: argparse.Namespace, space, train) -> int:
+    from nas.retrain import RetrainJob
+    from nas.retrain_front import retrain_front
+    from searchspace import Arch
+
+    path = Path(args.pareto)
+    try:
+        pareto = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    front = pareto.get("front") if isinstance(pareto, dict) else None
+    if not isinstance(front, list) or not front:
+        raise UserError(f"{path}: no 'front' list (expected a search's pareto.json)")
+    if args.top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    members = sorted(front, key=lambda m: -m["top1"])[:args.top_k]
+    for i, m in enumerate(members):
+        space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
+                       source=f"{path} member {i + 1}")
+    supernet = args.supernet or pareto.get("supernet")
+    template = RetrainJob({}, data_config(args), train, model_options(args), args.init, supernet)
+    base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
+    print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
+    rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address)
+    summary = json.loads((base / "front_retrained.json").read_text())
+    print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}")
+    for r in rows:
+        retrained = f"{100 * r['retrained_top1']:9.2f}%" if r["retrained_top1"] is not None else "   failed"
+        print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['estimated_top1']:9.2f}% {retrained}")
+    print(f"Kendall tau (estimated vs retrained): {summary['kendall_tau']:.3f}")
+    print(f"outputs: {base}/front_retrained.csv, front_retrained.json, front_retrained.png")
+    return 0 if not summary["errors"] else 1

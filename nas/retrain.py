@@ -1,0 +1,127 @@
+"""Retrain a searched arch from scratch (or from its inherited supernet weights).
+
+A retrain folder holds ``config.json``, ``arch.json``, ``checkpoint.pt`` (every epoch, atomic),
+``metrics.csv`` (per epoch), and at the end ``model.pt`` (weights + arch + settings: what
+``nas.hub.load_model`` and ``launch.py export`` read) and ``metrics.json`` (final and best top-1,
+params, FLOPs, latency, wall time, the config).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from nas import checkpoint as ckpt
+from nas.data import DataConfig, build_data
+from nas.engine import Trainer, TrainConfig, WorkerContext
+from nas.errors import UserError
+from nas.jobs import ModelOptions
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, save_arch_file, write_json_atomic
+from supernet import MixerNet, num_params
+
+MODEL = "model.pt"
+INITS = ("scratch", "supernet")
+
+
+@dataclass
+class RetrainJob:
+    arch: dict
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    init: str = "scratch"
+    supernet: str | None = None   # supernet.pt, for init == "supernet"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RetrainJob":
+        return cls(d["arch"], DataConfig(**d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
+                   d["init"], d["supernet"])
+
+
+def build_network(job: RetrainJob, settings: NetSettings) -> MixerNet:
+    arch = Arch.from_dict(job.arch)
+    if job.init == "scratch":
+        return MixerNet.from_arch(arch, settings)
+    from nas.supernet_train import load_supernet
+    supernet = load_supernet(job.supernet)
+    if supernet.settings != settings:
+        raise UserError(f"{job.supernet}: the supernet was trained at {supernet.settings}, not at {settings}")
+    return supernet.extract(arch).train()
+
+
+def retrain_worker(job_dict: dict, run_dir: Path, *, resume: bool, context: WorkerContext, progress: bool = True,
+                   wrap_model=None, sampler_factory=None, on_epoch_end=None) -> list[dict]:
+    job = RetrainJob.from_dict(job_dict)
+    ckpt.seed_everything(job.train.seed)
+    data = build_data(job.data)
+    settings = job.model.settings(data)
+    model = build_network(job, settings).to(context.device)
+    core = model
+    if wrap_model is not None:
+        model = wrap_model(model)
+    trainer = Trainer(model, data, job.train, run_dir, context=context, progress=progress,
+                      extra_state={"settings": settings.to_dict(), "arch": job.arch, "job": job.to_dict()},
+                      on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory)
+    history = trainer.fit(resume=resume)
+    if context.is_main:
+        weights = trainer.ema.module.state_dict() if trainer.ema else core.state_dict()
+        ckpt.save_atomic({"model": weights, "arch": job.arch, "settings": settings.to_dict(), "job": job.to_dict(),
+                          "history": history}, Path(run_dir) / MODEL)
+    return history
+
+
+def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
+            progress: bool = True, address: str | None = None, measure_latency_too: bool = True) -> dict:
+    """Train ``job`` in ``run_dir`` (in this process or with Ray Train); returns metrics.json's content."""
+    run_dir = Path(run_dir)
+    arch = Arch.from_dict(job.arch)
+    build_data(job.data)  # a missing dataset fails before anything is written
+    if job.init == "supernet" and not (job.supernet and Path(job.supernet).is_file()):
+        raise UserError(f"--init supernet: no supernet checkpoint at {job.supernet}")
+    config_path = run_dir / "config.json"
+    if resume and config_path.exists():
+        import json
+        if json.loads(config_path.read_text())["job"] != job.to_dict():
+            raise UserError(f"{run_dir}: --resume with different settings than the run was started with ({config_path})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
+                                    "torch": torch.__version__})
+    save_arch_file(run_dir / "arch.json", arch, name=arch.key())
+    start = time.perf_counter()
+    if num_workers > 1:
+        from nas.distributed import run_ray_train
+        run_ray_train("retrain", job.to_dict(), run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
+                      address=address)
+    else:
+        device = torch.device("cuda" if use_gpu else "cpu")
+        retrain_worker(job.to_dict(), run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
+    wall = time.perf_counter() - start
+    state = ckpt.load(run_dir / MODEL)
+    history = state["history"]
+    key = "val_top1_ema" if job.train.ema_decay else "val_top1"
+    cost = arch_cost(arch, DEPLOYMENT)
+    metrics = {
+        "arch": arch.to_dict(), "name": arch.key(),
+        "final_top1": history[-1][key], "best_top1": max(r[key] for r in history),
+        "best_epoch": max(history, key=lambda r: r[key])["epoch"],
+        "params": num_params(MixerNet.from_arch(arch, NetSettings.from_dict(state["settings"]))),
+        "params_deployment": cost.params, "flops_deployment": cost.flops,
+        "latency_ms_deployment": None, "wall_time_s": wall, "epochs": len(history),
+        "config": {"job": job.to_dict(), "settings": state["settings"], "num_workers": num_workers},
+    }
+    if measure_latency_too:
+        from nas.latency import device_tag, measure_latency
+        metrics["latency_ms_deployment"] = 1e3 * measure_latency(MixerNet.from_arch(arch, DEPLOYMENT), DEPLOYMENT,
+                                                                 repeats=5)
+        metrics["latency_device"] = device_tag("cpu", 1)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def validate_arch(arch: Arch, space: SearchSpace, source: str) -> Arch:
+    return space.validate(arch, source=source)

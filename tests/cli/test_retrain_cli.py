@@ -1,0 +1,92 @@
+"""``launch.py retrain`` and ``launch.py export`` as a user runs them."""
+import csv
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from nas.hub import load_model
+from searchspace import DEPLOYMENT, arch_cost, save_arch_file
+from tests.conftest import run_launch
+from tests.nas.test_retrain import ARCH
+from tests.nas.test_supernet_train import TINY_SPACE
+
+FAST = ["--epochs", "1", "--batch-size", "100", "--warmup-epochs", "0"]
+
+
+@pytest.fixture
+def work(tmp_path):
+    (tmp_path / "space.json").write_text(json.dumps(TINY_SPACE))
+    (tmp_path / "results").mkdir()
+    return tmp_path
+
+
+def test_retrain_then_export(work):
+    search_run = work / "results" / "search-x"
+    search_run.mkdir()
+    budget = arch_cost(ARCH, DEPLOYMENT).flops - 1  # searched under a budget it now exceeds: a warning
+    save_arch_file(work / "results" / "best.json", ARCH, search={"run": str(search_run), "budget_flops": budget})
+    done = run_launch("retrain", "--arch", "results/best.json", "--space", "space.json", *FAST, cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: results/best.json" in done.stderr and "over the" in done.stderr
+    assert "final top-1" in done.stdout and "epoch 1 | loss" in done.stdout
+    run = search_run / "retrain"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["name"] == ARCH.key() and 0 <= metrics["final_top1"] <= 1
+    assert metrics["config"]["job"]["train"]["epochs"] == 1
+
+    onnx_file = work / "model.onnx"
+    exported = run_launch("export", "--run", str(run), "--onnx", str(onnx_file), cwd=work)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert "matches PyTorch" in exported.stdout
+    # and independently: onnxruntime's output equals PyTorch's within 1e-4
+    net = load_model(run)
+    x = torch.randn(1, 1, 32, 32)
+    got = ort.InferenceSession(str(onnx_file)).run(None, {"image": x.numpy()})[0]
+    assert np.abs(got - net(x).detach().numpy()).max() <= 1e-4
+
+
+def test_retrain_the_top_k_of_a_front(work):
+    other = ARCH.to_dict()
+    other["stages"][2]["mixer"] = "dwconv"
+    pareto = {"front": [{"stages": ARCH.to_dict()["stages"], "top1": 0.6, "flops": 1.5e9, "latency_ms": 30.0},
+                        {"stages": other["stages"], "top1": 0.5, "flops": 1.4e9, "latency_ms": 25.0},
+                        {"stages": other["stages"], "top1": 0.1, "flops": 1.3e9, "latency_ms": 20.0}]}
+    (work / "results" / "pareto.json").write_text(json.dumps(pareto))
+    done = run_launch("retrain", "--pareto", "results/pareto.json", "--top-k", "2", "--space", "space.json", *FAST,
+                      cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    base = work / "results" / "retrain-top2"
+    rows = list(csv.DictReader((base / "front_retrained.csv").open()))
+    assert [float(r["estimated_top1"]) for r in rows] == [0.6, 0.5]
+    assert all(0 <= float(r["retrained_top1"]) <= 1 for r in rows)
+    assert (base / "front_retrained.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Kendall tau" in done.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "missing.json"], "missing.json: no such file"),
+    (["--arch", "bad.json"], "bad.json: invalid JSON"),
+    (["--arch", "outside.json"], "outside.json: stage 1: field 'kernel': 9 is not one of [3, 5]"),
+    (["--arch", "arch.json", "--dataset", "cifar10", "--data-root", "/no/cifar"], "/no/cifar"),
+    (["--pareto", "missing.json"], "missing.json: no such file"),
+    (["--arch", "arch.json", "--init", "supernet"], "--init supernet"),
+    (["--arch", "arch.json", "--amp"], "--amp"),
+])
+def test_retrain_bad_input(work, args, message):
+    (work / "bad.json").write_text("{")
+    outside = ARCH.to_dict()
+    outside["stages"][0]["kernel"] = 9
+    (work / "outside.json").write_text(json.dumps(outside))
+    save_arch_file(work / "arch.json", ARCH)
+    done = run_launch("retrain", "--space", "space.json", *args, cwd=work)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_export_bad_input(work):
+    done = run_launch("export", "--run", "nowhere", "--onnx", "m.onnx", cwd=work)
+    assert done.returncode == 2 and "nowhere: no retrained model here" in done.stderr
