@@ -4,7 +4,10 @@ Both sides evaluate archs with the same function (``nas.search.trial_metrics``),
 (supernet weights, data, LUT latency, budget), the same Optuna sampler, seed and trial count, and the
 same budget rule as ``BudgetGuard`` (an over-budget suggestion is told to Optuna as infeasible and never
 evaluated; an arch already evaluated is told its known result and does not count as a trial). The
-in-process loop runs one trial at a time with the torch threads a Ray trial gets (``--cpus-per-trial``).
+in-process loop runs one trial at a time with the torch threads a Ray trial gets (``--cpus-per-trial``),
+each run in a fresh Python process (``inproc``), cold as each search's Ray trial actors are: a process
+that has already run a search evaluates the same archs 20-30% faster (``warm`` runs the loop in this
+process, to show that).
 Ray runs the product's default concurrency (``--max-concurrent 2``, 1 CPU per trial) and, for a
 single-worker view, concurrency 1. Runs alternate (in-process, Ray, ..., in-process again) so that
 load drifting on a shared machine hits both sides. Ray's one-time startup (``ray.init``) is timed
@@ -22,6 +25,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -189,6 +193,16 @@ def _timeline(start: float, done_at: list[float]) -> dict:
             "steady_trials_per_min": (len(done_at) - 1) / span * 60 if span > 0 else None}
 
 
+def _inproc_run(state: dict, table, supernet_path: Path, base: dict, kind: str) -> dict:
+    ctx = make_context(state, table, supernet_path, SearchConfig(**base, max_concurrent=1))
+    t_start = time.time()
+    res = run_inprocess(ctx, progress=True)
+    return {"kind": kind, "max_concurrent": 1, "wall_s": res["wall_s"], "trials": res["trials"],
+            "rejected": res["rejected"], "repeats": res["repeats"], "asks": res["asks"],
+            "mean_trial_s": res["eval_s"] / max(1, res["trials"]), **_timeline(t_start, res["done_at"]),
+            "best_top1": max((r["top1"] for r in res["rows"] if r["state"] == "completed"), default=None)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--supernet", metavar="PATH", default=None,
@@ -198,15 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", default="4.5GFLOPs")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--order", default="inproc,ray2,ray1,inproc,ray2",
-                   help="runs in this order: inproc, or rayN (Ray with max_concurrent N) (default: %(default)s)")
+    p.add_argument("--order", default="inproc,ray2,ray1,inproc,ray2,ray1,inproc",
+                   help="runs in this order: inproc (the loop in a fresh Python process, cold like a Ray trial "
+                        "actor), warm (the loop in this process, warmed by earlier runs), or rayN (run_search "
+                        "with max_concurrent N) (default: %(default)s)")
     p.add_argument("--target", type=float, default=0.7, help="target ratio Ray / in-process (default 0.7)")
     p.add_argument("--cache-dir", default=str(ROOT / "results" / "latency"))
     p.add_argument("--work-dir", default=str(ROOT / "results" / "benchmarks" / "search"),
                    help="Ray run folders go under here (default: results/benchmarks/search)")
     p.add_argument("--out", default=None, help="JSON output (default: results/benchmarks/search_overhead-<sampler>-"
                                                "n<trials>-seed<seed>.json)")
+    p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)  # one cold in-process run, for the parent
     args = p.parse_args(argv)
+    base = dict(budget_flops=parse_flops(args.budget), sampler=args.sampler, trials=args.trials, seed=args.seed,
+                latency="lut", cpus_per_trial=args.cpus_per_trial)
+    if args.child_out:
+        supernet_path = Path(args.supernet)
+        state, table = load_inputs(supernet_path, Path(args.cache_dir))
+        write_json_atomic(Path(args.child_out), _inproc_run(state, table, supernet_path, base, "inproc"))
+        return 0
 
     cmd = command_line()
     print(f"reproduce: {cmd}", flush=True)
@@ -215,27 +239,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"supernet {supernet_path}; latency table {table.device} ({len(table.entries)} entries)", flush=True)
     runs_spec = [s.strip() for s in args.order.split(",") if s.strip()]
     for s in runs_spec:
-        if s != "inproc" and not (s.startswith("ray") and s[3:].isdigit() and int(s[3:]) >= 1):
-            raise UserError(f"--order: unknown run {s!r} (inproc or rayN)")
-
-    base = dict(budget_flops=parse_flops(args.budget), sampler=args.sampler, trials=args.trials, seed=args.seed,
-                latency="lut", cpus_per_trial=args.cpus_per_trial)
+        if s not in ("inproc", "warm") and not (s.startswith("ray") and s[3:].isdigit() and int(s[3:]) >= 1):
+            raise UserError(f"--order: unknown run {s!r} (inproc, warm or rayN)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = Path(args.work_dir) / f"overhead-{stamp}"
     ray_start_s = None
     runs = []
     for i, spec in enumerate(runs_spec):
         load_before = os.getloadavg()[0]
-        if spec == "inproc":
-            ctx = make_context(state, table, supernet_path, SearchConfig(**base, max_concurrent=1))
-            print(f"\n[{i + 1}/{len(runs_spec)}] in-process Optuna loop, {args.trials} trials, "
+        if spec in ("inproc", "warm"):
+            where = "a fresh Python process" if spec == "inproc" else "this process"
+            print(f"\n[{i + 1}/{len(runs_spec)}] in-process Optuna loop in {where}, {args.trials} trials, "
                   f"{max(1, int(args.cpus_per_trial))} torch thread(s)", flush=True)
-            t_start = time.time()
-            res = run_inprocess(ctx, progress=True)
-            run = {"kind": "inproc", "max_concurrent": 1, "wall_s": res["wall_s"], "trials": res["trials"],
-                   "rejected": res["rejected"], "repeats": res["repeats"], "asks": res["asks"],
-                   "mean_trial_s": res["eval_s"] / max(1, res["trials"]), **_timeline(t_start, res["done_at"])}
-            rows = res["rows"]
+            if spec == "warm":
+                run = _inproc_run(state, table, supernet_path, base, "warm")
+            else:
+                child_out = work / f"{i + 1:02d}-inproc.json"
+                child_out.parent.mkdir(parents=True, exist_ok=True)
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--supernet", str(supernet_path),
+                                "--trials", str(args.trials), "--sampler", args.sampler, "--seed", str(args.seed),
+                                "--budget", args.budget, "--cpus-per-trial", str(args.cpus_per_trial),
+                                "--cache-dir", args.cache_dir, "--child-out", str(child_out)], check=True)
+                run = json.loads(child_out.read_text())
         else:
             conc = int(spec[3:])
             from nas.raysession import ensure_ray
@@ -261,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                    "rejected": sum(r["state"] == "rejected_over_budget" for r in rows),
                    "errors": sum(r["state"] == "error" for r in rows),
                    "mean_trial_s": statistics.fmean(times) if times else float("nan"), "run_dir": str(run_dir),
-                   **_timeline(t_start, done_at)}
+                   **_timeline(t_start, done_at),
+                   "best_top1": max((r["top1"] for r in rows if r["state"] == "completed"), default=None)}
         run["trials_per_min"] = run["trials"] / run["wall_s"] * 60
         run["load_avg_1m_before"] = load_before
         run["load_avg_1m_after"] = os.getloadavg()[0]
-        run["best_top1"] = max((r["top1"] for r in rows if r["state"] == "completed"), default=None)
         runs.append(run)
         print(f"-> {run['kind']}: {run['trials']} trials in {run['wall_s']:.1f}s = {run['trials_per_min']:.2f} "
               f"trials/min (mean {run['mean_trial_s']:.2f}s in the evaluation per trial; load {load_before:.2f})",
@@ -275,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         rates = [r[key] for r in runs if r["kind"] == kind and r[key] is not None]
         return statistics.fmean(rates) if rates else None
 
-    inproc, inproc_steady = mean_rate("inproc"), mean_rate("inproc", "steady_trials_per_min")
+    ref_kind = "inproc" if any(r["kind"] == "inproc" for r in runs) else "warm"
+    inproc, inproc_steady = mean_rate(ref_kind), mean_rate(ref_kind, "steady_trials_per_min")
     summary = {}
-    for kind in sorted({r["kind"] for r in runs if r["kind"] != "inproc"}):
+    for kind in sorted({r["kind"] for r in runs if r["kind"] != ref_kind}):
         rate, steady = mean_rate(kind), mean_rate(kind, "steady_trials_per_min")
         summary[kind] = {"trials_per_min": rate, "ratio_vs_inproc": rate / inproc if inproc else None,
                          "steady_trials_per_min": steady,
@@ -292,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{i + 1:>2} {r['kind']:<8} {r['trials']:>6} {r['wall_s']:>8.1f} {r['trials_per_min']:>10.2f} "
               f"{fmt(r['first_trial_s'], 11, 1)} {fmt(r['steady_trials_per_min'], 10, 2)} "
               f"{r['mean_trial_s']:>14.2f} {r['rejected']:>8} {r['load_avg_1m_before']:>5.2f}")
-    print(f"\nin-process mean: {inproc:.2f} trials/min" if inproc else "\nno in-process run")
+    print(f"\nin-process ({ref_kind}) mean: {inproc:.2f} trials/min" if inproc else "\nno in-process run")
     if ray_start_s is not None:
         print(f"Ray startup (ray.init, excluded): {ray_start_s:.1f}s")
     for kind, s in summary.items():
@@ -311,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                             "machine": machine(), "supernet": str(supernet_path), "latency_table": table.device,
                             "settings": {**base, "order": runs_spec, "target": args.target},
                             "ray_startup_s": ray_start_s, "runs": runs, "inproc_trials_per_min": inproc,
-                            "inproc_steady_trials_per_min": inproc_steady,
+                            "inproc_steady_trials_per_min": inproc_steady, "baseline": ref_kind,
                             "summary": summary})
     print(f"wrote {out}\nreproduce: {cmd}")
     return 0

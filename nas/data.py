@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from nas.errors import UserError
 
@@ -57,6 +57,7 @@ class DataConfig:
     img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
     augment: bool = True           # training-split augmentation on/off
     seed: int = 0                  # seeds the deterministic mnist split
+    train_subset: int | None = None  # use only this many training images (a seeded choice): quick runs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,10 +278,18 @@ def build_data(cfg: DataConfig) -> DataBundle:
         raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
     img_size = int(img_size)
     if cfg.dataset == "mnist":
-        return _build_mnist(cfg, img_size)
-    if cfg.dataset in _CIFAR:
-        return _build_cifar(cfg, img_size)
-    return _build_imagefolder(cfg, img_size)
+        bundle = _build_mnist(cfg, img_size)
+    elif cfg.dataset in _CIFAR:
+        bundle = _build_cifar(cfg, img_size)
+    else:
+        bundle = _build_imagefolder(cfg, img_size)
+    if cfg.train_subset is not None:
+        if isinstance(cfg.train_subset, bool) or not isinstance(cfg.train_subset, int) or cfg.train_subset < 1:
+            raise UserError(f"train subset must be a positive number of images, got {cfg.train_subset!r}")
+        if cfg.train_subset < len(bundle.train):
+            keep = np.random.default_rng(cfg.seed).permutation(len(bundle.train))[:cfg.train_subset]
+            bundle.train = Subset(bundle.train, sorted(keep.tolist()))
+    return bundle
 
 
 class _PrivateRNGIterator:

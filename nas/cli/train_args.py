@@ -16,6 +16,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-root", metavar="DIR", default=None, help="dataset folder (cifar*, imagefolder)")
     g.add_argument("--img-size", type=int, default=None, help="input side (default: 32, or 224 for imagefolder)")
     g.add_argument("--no-augment", action="store_true", help="no training augmentation")
+    g.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="train on N images of the training split (a seeded choice), for quick runs")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +47,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
 
 def data_config(args: argparse.Namespace) -> DataConfig:
     return DataConfig(dataset=args.dataset, root=args.data_root, img_size=args.img_size,
-                      augment=not args.no_augment, seed=args.seed)
+                      augment=not args.no_augment, seed=args.seed, train_subset=args.train_subset)
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:

@@ -13,7 +13,7 @@ from tests.conftest import run_launch
 from tests.nas.test_retrain import ARCH
 from tests.nas.test_supernet_train import TINY_SPACE
 
-FAST = ["--epochs", "1", "--batch-size", "100", "--warmup-epochs", "0"]
+FAST = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--warmup-epochs", "0"]
 
 
 @pytest.fixture

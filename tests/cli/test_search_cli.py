@@ -17,7 +17,8 @@ from nas.raysession import auth_token
 from tests.conftest import ROOT, run_launch
 from tests.nas.test_supernet_train import TINY_SPACE
 
-SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "100", "--recalib-batches", "2", "--warmup-epochs", "0"]
+SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--recalib-batches", "2",
+                  "--warmup-epochs", "0"]
 BUDGET = "1.6GFLOPs"  # the tiny space spans about 1.36 to 1.9 GFLOPs: some archs are over
 
 

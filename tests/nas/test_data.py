@@ -67,7 +67,8 @@ def folder_root(tmp_path) -> Path:
 def test_config_defaults_and_to_dict():
     cfg = DataConfig()
     assert DATASETS == ("mnist", "cifar10", "cifar100", "imagefolder")
-    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True, "seed": 0}
+    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True, "seed": 0,
+                             "train_subset": None}
     assert DataConfig(**cfg.to_dict()) == cfg
     with pytest.raises(Exception):
         cfg.seed = 1  # frozen
@@ -315,3 +316,14 @@ def test_error_imagefolder_no_images(tmp_path):
 @pytest.mark.parametrize("size", [0, 4, -32, 3.5, "32", True])
 def test_error_bad_img_size(size):
     _raises(DataConfig(img_size=size), "img_size", repr(size))
+
+
+def test_train_subset_is_a_seeded_choice():
+    a = build_data(DataConfig(train_subset=300, augment=False))
+    b = build_data(DataConfig(train_subset=300, augment=False))
+    assert len(a.train) == 300 and len(a.val) == 1000
+    assert a.train.indices == b.train.indices
+    assert build_data(DataConfig(train_subset=300, augment=False, seed=1)).train.indices != a.train.indices
+    assert len(build_data(DataConfig(train_subset=10_000, augment=False)).train) == 4000
+    with pytest.raises(UserError, match="train subset must be a positive number"):
+        build_data(DataConfig(train_subset=0))

@@ -11,22 +11,22 @@ from nas.retrain_front import kendall_tau
 from searchspace import Arch, SearchSpace, StageChoice
 from supernet import MixerNet
 from tests.conftest import TINY
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.test_supernet_train import TINY_DATA, TINY_SPACE
 
 ARCH = Arch((StageChoice("dwconv", 3, 1, 1), StageChoice("dynamic_dwconv", 3, 1, 2),
              StageChoice("window_attention", 3, 2, 2), StageChoice("dwconv", 3, 1, 2)))
 
 
-def job(epochs: int = 1, **kw) -> RetrainJob:
-    return RetrainJob(ARCH.to_dict(), train=TrainConfig(epochs=epochs, batch_size=100, warmup_epochs=0, lr=3e-3, **kw), **{
-        k: v for k, v in kw.items() if k in ("init", "supernet")})
+def job(epochs: int = 1) -> RetrainJob:
+    return RetrainJob(ARCH.to_dict(), data=TINY_DATA,
+                      train=TrainConfig(epochs=epochs, batch_size=50, warmup_epochs=0, lr=3e-3))
 
 
 def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
     m = retrain(job(2), tmp_path, progress=False)
     for key in ("final_top1", "best_top1", "params", "flops_deployment", "latency_ms_deployment", "wall_time_s", "config"):
         assert key in m
-    assert m["final_top1"] > 0.5 and m["latency_ms_deployment"] > 0 and m["epochs"] == 2
+    assert m["final_top1"] > 0.3 and m["latency_ms_deployment"] > 0 and m["epochs"] == 2
     assert {p.name for p in tmp_path.iterdir()} >= {"metrics.json", "model.pt", "arch.json", "checkpoint.pt",
                                                      "metrics.csv", "config.json"}
     net = load_model(tmp_path)

@@ -10,7 +10,7 @@ from nas.search import SearchConfig, TrialContext, arch_from_params, evaluate_tr
 from nas.supernet_train import train_supernet
 from nas import checkpoint as ckpt
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
-from tests.nas.test_supernet_train import TINY_SPACE, tiny_job
+from tests.nas.test_supernet_train import TINY_DATA, TINY_SPACE, tiny_job
 
 FAILING_MIXER = "window_attention"
 
@@ -33,7 +33,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_
     cfg = SearchConfig(budget_flops=budget, sampler="random", trials=6, seed=3, latency="measure",
                        max_concurrent=2, recalib_batches=1)
     ctx = TrialContext(supernet_state=supernet_state["model"], settings=supernet_state["settings"],
-                       space=supernet_state["space"], data=DataConfig(), config=cfg, fingerprint="t")
+                       space=supernet_state["space"], data=TINY_DATA, config=cfg, fingerprint="t")
     rows, finished = run_search(ctx, tmp_path, trainable=failing_for_attention)
     assert finished
     trials = [r for r in rows if not r["state"].startswith("rejected")]

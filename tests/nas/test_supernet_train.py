@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nas import checkpoint as ckpt
+from nas.data import DataConfig
 from nas.engine import TrainConfig
 from nas.jobs import SupernetJob
 from nas.engine import WorkerContext
@@ -21,8 +22,12 @@ TINY_SPACE = {"stages": [
     {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [2]}]}
 
 
+TINY_DATA = DataConfig(train_subset=1000)
+
+
 def tiny_job(epochs: int, sampler: str = "spos") -> SupernetJob:
-    return SupernetJob(train=TrainConfig(epochs=epochs, batch_size=100, recalib_batches=2, warmup_epochs=0, lr=3e-3),
+    return SupernetJob(data=TINY_DATA, train=TrainConfig(epochs=epochs, batch_size=50, recalib_batches=2,
+                                                         warmup_epochs=0, lr=3e-3),
                        path_sampler=sampler, space=TINY_SPACE)
 
 
@@ -90,8 +95,8 @@ def test_ray_train_with_two_cpu_workers(tmp_path):
 def test_supernet_command(tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(TINY_SPACE))
-    args = ["supernet", "--space", str(space), "--epochs", "1", "--batch-size", "100", "--run-dir", str(tmp_path / "run"),
-            "--recalib-batches", "2"]
+    args = ["supernet", "--space", str(space), "--epochs", "1", "--batch-size", "50", "--train-subset", "1000",
+            "--run-dir", str(tmp_path / "run"), "--recalib-batches", "2"]
     done = run_launch(*args)
     assert done.returncode == 0, done.stderr
     assert "supernet trained" in done.stdout and "epoch 1 | loss" in done.stdout
