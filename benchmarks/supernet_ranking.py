@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import random
 import shlex
 import sys
@@ -144,10 +145,20 @@ def fingerprint(d: dict) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def compat(d: dict) -> dict:
+    """``d`` without the fields added later at their no-op default (DataConfig.train_subset = None), so runs
+    made before they existed keep their fingerprint (same as SupernetJob.fingerprint otherwise)."""
+    d = json.loads(json.dumps(d))
+    data = d.get("data", d)
+    if data.get("train_subset", 0) is None:
+        del data["train_subset"]
+    return d
+
+
 def get_supernet(job: SupernetJob, run_dir: Path, progress: bool) -> tuple[MixerNet, float | None]:
     final = run_dir / FINAL
     config = run_dir / "config.json"
-    if final.exists() and config.exists() and json.loads(config.read_text())["job"] == job.to_dict():
+    if final.exists() and config.exists() and compat(json.loads(config.read_text())["job"]) == compat(job.to_dict()):
         print(f"supernet: loading {final} (trained earlier with the same job)", flush=True)
         return load_supernet(final), None
     print(f"supernet: training in {run_dir}", flush=True)
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("all", "supernet", "standalone"), default="all",
                    help="supernet: train/load the supernet only; standalone: fill the stand-alone cache only "
                         "(two processes can then run side by side; a final plain run reads both)")
+    p.add_argument("--reverse", action="store_true", help="with --only standalone: the archs in reverse order")
     args = p.parse_args(argv)
 
     command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + (argv or sys.argv[1:]))
@@ -226,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir)
     supernet, supernet_s = None, None
     if args.only != "standalone":
-        supernet, supernet_s = get_supernet(job, work / "supernet" / f"{args.path_sampler}-{job.fingerprint()}",
-                                            True)
+        run_dir = work / "supernet" / f"{args.path_sampler}-{fingerprint(compat(job.to_dict()))}"
+        supernet, supernet_s = get_supernet(job, run_dir, True)
         if args.only == "supernet":
             return 0
 
@@ -235,14 +247,24 @@ def main(argv: list[str] | None = None) -> int:
                          max_mflops=args.max_mflops)
     sa_cfg = TrainConfig(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed)
-    recipe = {"data": data_cfg.to_dict(), "model": model.__dict__, "train": sa_cfg.to_dict()}
+    recipe = {"data": compat(data_cfg.to_dict()), "model": model.__dict__, "train": sa_cfg.to_dict()}
     sa_root = work / "standalone" / fingerprint(recipe)
     print(f"{len(archs)} archs (arch seed {args.arch_seed}, <= {args.max_mflops:g} MFLOPs at {settings.img_size}px "
           f"C={settings.embed_dim}); stand-alone recipe {sa_cfg.epochs} epochs in {sa_root}", flush=True)
 
     if args.only == "standalone":
-        for i, arch in enumerate(archs, 1):
+        order = list(enumerate(archs, 1))
+        for i, arch in (order[::-1] if args.reverse else order):
+            lock = sa_root / f".{arch.key()}.lock"
+            if not (sa_root / arch.key() / "result.json").exists():
+                try:  # another --only standalone process may be training this one
+                    lock.parent.mkdir(parents=True, exist_ok=True)
+                    os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    print(f"  [{i:>2}/{len(archs)}] {arch.key():<34} skipped: {lock} exists", flush=True)
+                    continue
             sa = standalone_top1(arch, data, settings, sa_cfg, sa_root, True)
+            lock.unlink(missing_ok=True)
             print(f"  [{i:>2}/{len(archs)}] {arch.key():<34} stand-alone {sa['top1']:.4f} ({sa['train_s']:.0f}s)",
                   flush=True)
         return 0
@@ -288,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
           f"stand-alone top-1 range {min(sa):.4f}..{max(sa):.4f}, inherited {min(inh):.4f}..{max(inh):.4f}")
 
     summary = {"command": command, "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "supernet_job": job.to_dict(), "supernet_fingerprint": job.fingerprint(),
+               "supernet_job": job.to_dict(), "supernet_fingerprint": fingerprint(compat(job.to_dict())),
                "supernet_train_s": supernet_s, "standalone_train": sa_cfg.to_dict(),
                "arch_selection": {"archs": args.archs, "arch_seed": args.arch_seed, "pool": args.pool,
                                   "max_mflops": args.max_mflops},

@@ -376,7 +376,6 @@ class LatencyTable:
                 print(f"[latency calibration] {arch.key()}: whole {measured * 1e3:.3f} ms, components "
                       f"{parts * 1e3:.3f} ms (table {rows[-1]['components_table'] * 1e3:.3f} ms)",
                       file=sys.stderr, flush=True)
-            del net
         self.scale = statistics.median(ratios)
         self.meta["calibration"] = rows
 

@@ -13,11 +13,12 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from ray.tune.search import Searcher
 
 from nas.data import DataConfig, build_data
 from nas.engine import evaluate_arch
@@ -100,12 +101,7 @@ def tune_search_space(space: SearchSpace) -> dict:
 
 # --- the searcher wrapper: over-budget archs never become trials ---------------------------------
 
-def _base_searcher():
-    from ray.tune.search import Searcher
-    return Searcher
-
-
-class BudgetGuard(_base_searcher()):
+class BudgetGuard(Searcher):
     """Wraps OptunaSearch so that only new, within-budget archs become Ray trials.
 
     Every suggestion gets its constraint values (``Trial.set_constraint``: <= 0 is feasible). One
@@ -280,7 +276,6 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
                trainable=evaluate_trial) -> tuple[list[dict], bool]:
     """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection,
     and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later)."""
-    import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch

@@ -8,4 +8,4 @@ from .sampler import SAMPLERS, PathSampler, make_path_sampler
 
 __all__ = ["MIXERS", "BatchNormNHWC", "DWConvMixer", "DynamicDWConvMixer", "WindowAttentionMixer",
            "MixerBlock", "MixerNet", "MixerStage", "num_params", "fvcore_flops",
-           "SAMPLERS", "PathSampler", "make_path_sampler"]
+           "SAMPLERS", "PathSampler", "make_path_sampler", "timm_entry"]

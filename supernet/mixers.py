@@ -11,7 +11,6 @@ branch's output of the same shape; the block adds it through DropPath.
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F

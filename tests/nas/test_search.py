@@ -1,16 +1,13 @@
 """The search at the Python level: Ray Tune + Optuna for real, a failing trial, budgets, the front."""
-import json
-import math
 
 import pytest
 
-from nas.data import DataConfig
 from nas.report import hypervolume, pareto_front
 from nas.search import SearchConfig, TrialContext, arch_from_params, evaluate_trial, run_search
 from nas.supernet_train import train_supernet
 from nas import checkpoint as ckpt
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost
-from tests.nas.test_supernet_train import TINY_DATA, TINY_SPACE, tiny_job
+from searchspace import DEPLOYMENT, arch_cost
+from tests.nas.test_supernet_train import TINY_DATA, tiny_job
 
 FAILING_MIXER = "window_attention"
 
