@@ -28,20 +28,36 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from nas import checkpoint as ckpt  # noqa: E402
-from nas.data import DataConfig  # noqa: E402
-from nas.errors import UserError  # noqa: E402
-from nas.search import (FIELDS, OBJECTIVES, BudgetConstraint, SearchConfig, TrialContext, arch_from_params,  # noqa: E402
-                        make_optuna_sampler, param_name, trial_metrics)
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, parse_flops, write_json_atomic  # noqa: E402
+from nas import checkpoint as ckpt
+from nas.data import DataConfig
+from nas.errors import UserError
+from nas.search import (
+    FIELDS,
+    OBJECTIVES,
+    BudgetConstraint,
+    SearchConfig,
+    TrialContext,
+    arch_from_params,
+    make_optuna_sampler,
+    param_name,
+    trial_metrics,
+)
+from searchspace import (
+    DEPLOYMENT,
+    SearchSpace,
+    arch_cost,
+    parse_flops,
+    write_json_atomic,
+)
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 CONSTRAINTS = ("flops_over_budget", "latency_over_budget")
@@ -224,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "n<trials>-seed<seed>.json)")
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)  # one cold in-process run, for the parent
     args = p.parse_args(argv)
-    base = dict(budget_flops=parse_flops(args.budget), sampler=args.sampler, trials=args.trials, seed=args.seed,
-                latency="lut", cpus_per_trial=args.cpus_per_trial)
+    base = {"budget_flops": parse_flops(args.budget), "sampler": args.sampler, "trials": args.trials,
+            "seed": args.seed, "latency": "lut", "cpus_per_trial": args.cpus_per_trial}
     if args.child_out:
         supernet_path = Path(args.supernet)
         state, table = load_inputs(supernet_path, Path(args.cache_dir))

@@ -21,17 +21,29 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from search_overhead import (ROOT, command_line, default_supernet_path, load_inputs, machine,  # noqa: E402
-                             make_context, run_inprocess)
+import torch
+from search_overhead import (
+    ROOT,
+    command_line,
+    default_supernet_path,
+    load_inputs,
+    machine,
+    make_context,
+    run_inprocess,
+)
 
-import torch  # noqa: E402
-
-from nas.errors import UserError  # noqa: E402
-from nas.report import feasible_rows, hypervolume, pareto_front  # noqa: E402
-from nas.search import SearchConfig, trial_metrics  # noqa: E402
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, parse_flops, write_json_atomic  # noqa: E402
+from nas.errors import UserError
+from nas.report import feasible_rows, hypervolume, pareto_front
+from nas.search import SearchConfig, trial_metrics
+from searchspace import (
+    DEPLOYMENT,
+    SearchSpace,
+    arch_cost,
+    parse_flops,
+    write_json_atomic,
+)
 
 
 def latency_reference_ms(space: SearchSpace, table, budget_flops: float, samples: int, seed: int = 0) -> float:
@@ -145,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sampler:<8} {per} {s['hv_mean']:>8.4f} {s['hv_std']:>7.4f} {tops:>24} {rel}")
     total = time.perf_counter() - start_all
     print(f"\n{args.trials} trials per run, budget {args.budget}, runner {args.runner}; reference (top-1 0, "
-          f"{budget / 1e9:g} GFLOPs, {ref_ms:g} ms); {len(cache)} distinct (arch, seed) evaluations; {total:.0f}s")
+          f"{budget / 1e9:g} GFLOPs, {ref_ms:g} ms); "
+          + (f"{len(cache)} distinct (arch, seed) evaluations; " if args.runner == "inprocess" else "")
+          + f"{total:.0f}s")
 
     out = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / f"search_quality-n{args.trials}.json"
     write_json_atomic(out, {"benchmark": "search_quality", "command": cmd, "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -257,7 +257,8 @@ def _trial_reporter():
             self.total, self.done, self.start = total, 0, time.perf_counter()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)  # restored ones too
+            # restored trials count too; this one is not marked terminated yet when Tune calls back
+            self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
             r = trial.last_result or {}
             rate = self.done / max(time.perf_counter() - self.start, 1e-9) * 60
             print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}  "
@@ -265,7 +266,7 @@ def _trial_reporter():
                   f"({rate:.1f} trials/min)", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+            self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
             print(f"[{self.done:>3}/{self.total}] trial {trial.trial_id} failed (recorded; the search goes on)",
                   flush=True)
 

@@ -48,12 +48,18 @@ class ElasticMixer(nn.Module):
 
 # --- window attention ---------------------------------------------------------------------------
 
+# The two caches below hold constants shared by every forward. They are built outside inference
+# mode (an inference tensor cannot take part in a later autograd graph), and bypassed while
+# torch.export/compile traces (see WindowAttentionMixer.forward).
+
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _relative_position_index(window: tuple[int, int], device: torch.device) -> torch.Tensor:
     return get_relative_position_index(window[0], window[1], device=device).view(-1)
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _shift_mask(padded: tuple[int, int], window: tuple[int, int], shift: tuple[int, int],
                 device: torch.device) -> torch.Tensor:
     """Swin's SW-MSA mask: tokens from different regions of the rolled map must not attend."""

@@ -115,9 +115,10 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
 
 
 def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
-    args = search_args("results/search-b", "--trials", "6", "--seed", "1")
+    args = search_args("results/search-b", "--trials", "6", "--sampler", "random")
+    err_file = (workdir / "search-b.stderr").open("w")
     proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *args], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=err_file, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -125,7 +126,9 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
             proc.send_signal(signal.SIGINT)  # Ctrl-C
             break
     out = "".join(lines) + proc.stdout.read()
-    assert proc.wait(timeout=120) == 130, out
+    code = proc.wait(timeout=120)
+    err_file.close()
+    assert code == 130, out + (workdir / "search-b.stderr").read_text()[-3000:]
     assert "--resume" in out
     before = {r["trial"]: r for r in read_trials(workdir / "results" / "search-b" / "trials.csv")
               if r["state"] == "completed"}
