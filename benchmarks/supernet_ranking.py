@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="only archs under this many MFLOPs at the trained setting (keeps stand-alone training "
                         "affordable on a CPU; 0: no cap)")
     p.add_argument("--standalone-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--standalone-seeds", default=None,
+                   help="comma list of stand-alone training seeds (default: --seed); with several, stand-alone top-1 "
+                        "is their mean and the tau between seeds (the ground truth's own noise) is reported")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--work-dir", default=str(ROOT / "results" / "benchmarks" / "supernet_ranking"))
     p.add_argument("--out-dir", default=str(ROOT / "results" / "benchmarks"))
@@ -245,16 +248,22 @@ def main(argv: list[str] | None = None) -> int:
 
     archs = select_archs(space, settings, n=args.archs, seed=args.arch_seed, pool=args.pool,
                          max_mflops=args.max_mflops)
-    sa_cfg = TrainConfig(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed)
-    recipe = {"data": compat(data_cfg.to_dict()), "model": model.__dict__, "train": sa_cfg.to_dict()}
-    sa_root = work / "standalone" / fingerprint(recipe)
+    sa_seeds = [int(v) for v in (args.standalone_seeds or str(args.seed)).split(",")]
+    sa_cfgs, sa_roots = {}, {}
+    for seed in sa_seeds:
+        sa_cfgs[seed] = TrainConfig(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size,
+                                    lr=args.lr, seed=seed)
+        recipe = {"data": compat(data_cfg.to_dict()), "model": model.__dict__, "train": sa_cfgs[seed].to_dict()}
+        sa_roots[seed] = work / "standalone" / fingerprint(recipe)
+    sa_cfg = sa_cfgs[sa_seeds[0]]
     print(f"{len(archs)} archs (arch seed {args.arch_seed}, <= {args.max_mflops:g} MFLOPs at {settings.img_size}px "
-          f"C={settings.embed_dim}); stand-alone recipe {sa_cfg.epochs} epochs in {sa_root}", flush=True)
+          f"C={settings.embed_dim}); stand-alone recipe {sa_cfg.epochs} epochs, training seeds {sa_seeds} in "
+          f"{', '.join(str(r) for r in sa_roots.values())}", flush=True)
 
     if args.only == "standalone":
-        order = list(enumerate(archs, 1))
-        for i, arch in (order[::-1] if args.reverse else order):
+        order = [(i, arch, seed) for seed in sa_seeds for i, arch in enumerate(archs, 1)]
+        for i, arch, seed in (order[::-1] if args.reverse else order):
+            sa_root = sa_roots[seed]
             lock = sa_root / f".{arch.key()}.lock"
             if not (sa_root / arch.key() / "result.json").exists():
                 try:  # another --only standalone process may be training this one
@@ -263,25 +272,27 @@ def main(argv: list[str] | None = None) -> int:
                 except FileExistsError:
                     print(f"  [{i:>2}/{len(archs)}] {arch.key():<34} skipped: {lock} exists", flush=True)
                     continue
-            sa = standalone_top1(arch, data, settings, sa_cfg, sa_root, True)
+            sa = standalone_top1(arch, data, settings, sa_cfgs[seed], sa_root, True)
             lock.unlink(missing_ok=True)
-            print(f"  [{i:>2}/{len(archs)}] {arch.key():<34} stand-alone {sa['top1']:.4f} ({sa['train_s']:.0f}s)",
-                  flush=True)
+            print(f"  [{i:>2}/{len(archs)}] {arch.key():<34} seed {seed} stand-alone {sa['top1']:.4f} "
+                  f"({sa['train_s']:.0f}s)", flush=True)
         return 0
     rows = []
     for i, arch in enumerate(archs, 1):
         inherited = {r: evaluate_arch(supernet, arch, data, recalib_batches=r, seed=args.seed)["top1"]
                      for r in recalibs}
-        sa = standalone_top1(arch, data, settings, sa_cfg, sa_root, True)
+        sas = {seed: standalone_top1(arch, data, settings, sa_cfgs[seed], sa_roots[seed], True) for seed in sa_seeds}
         row = {"arch": arch.key(), "mixer": SHORT.get(dominant_mixer(arch), dominant_mixer(arch)),
                "mflops_trained": arch_cost(arch, settings).flops / 1e6,
                "gflops_deployment": arch_cost(arch, DEPLOYMENT).flops / 1e9,
-               "inherited_top1": inherited[recalibs[0]], "standalone_top1": sa["top1"],
-               "standalone_train_s": sa["train_s"],
-               **{f"inherited_top1_recalib{r}": v for r, v in inherited.items()}}
+               "inherited_top1": inherited[recalibs[0]],
+               "standalone_top1": sum(v["top1"] for v in sas.values()) / len(sas),
+               "standalone_train_s": sum(v["train_s"] for v in sas.values()),
+               **{f"inherited_top1_recalib{r}": v for r, v in inherited.items()},
+               **({f"standalone_top1_seed{seed}": v["top1"] for seed, v in sas.items()} if len(sas) > 1 else {})}
         rows.append(row)
         print(f"  [{i:>2}/{len(archs)}] {row['arch']:<34} inherited {row['inherited_top1']:.4f} "
-              f"stand-alone {row['standalone_top1']:.4f} ({sa['train_s']:.0f}s)", flush=True)
+              f"stand-alone {row['standalone_top1']:.4f} ({row['standalone_train_s']:.0f}s)", flush=True)
 
     inh = [r["inherited_top1"] for r in rows]
     sa = [r["standalone_top1"] for r in rows]
@@ -291,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     per_recalib = {r: correlations([row[f"inherited_top1_recalib{r}"] for row in rows], sa)["kendall_tau_b"]
                    for r in recalibs}
     stats_flops = correlations([-r["gflops_deployment"] for r in rows], sa)  # does cost alone rank as well?
+    seed_taus = {}
+    for a in range(len(sa_seeds)):
+        for b in range(a + 1, len(sa_seeds)):
+            sa_a, sa_b = sa_seeds[a], sa_seeds[b]
+            seed_taus[f"{sa_a}-{sa_b}"] = correlations([r[f"standalone_top1_seed{sa_a}"] for r in rows],
+                                                       [r[f"standalone_top1_seed{sa_b}"] for r in rows])["kendall_tau_b"]
 
     header = (f"{'arch':<34} {'mix':>3} {'MFLOPs':>7} {'GFLOPs@dep':>10} {'inherited':>9} {'stand-alone':>11} "
               f"{'rk inh':>6} {'rk sa':>6}")
@@ -306,19 +323,27 @@ def main(argv: list[str] | None = None) -> int:
           f"batches; stand-alone {sa_cfg.epochs} epochs")
     if len(recalibs) > 1:
         print("tau by recalibration batches: " + ", ".join(f"{r}: {t:.3f}" for r, t in per_recalib.items()))
+    if seed_taus:
+        print("stand-alone seed vs seed tau (noise ceiling of the ground truth): "
+              + ", ".join(f"{k}: {v:.3f}" for k, v in seed_taus.items())
+              + "; per-seed tau of inherited vs stand-alone: " + ", ".join(
+                  f"seed {sd}: {correlations(inh, [r[f'standalone_top1_seed{sd}'] for r in rows])['kendall_tau_b']:.3f}"
+                  for sd in sa_seeds))
     print(f"for reference, tau of -FLOPs vs stand-alone top-1: {stats_flops['kendall_tau_b']:.3f}; "
           f"stand-alone top-1 range {min(sa):.4f}..{max(sa):.4f}, inherited {min(inh):.4f}..{max(inh):.4f}")
 
     summary = {"command": command, "torch": torch.__version__, "threads": torch.get_num_threads(),
                "supernet_job": job.to_dict(), "supernet_fingerprint": fingerprint(compat(job.to_dict())),
-               "supernet_train_s": supernet_s, "standalone_train": sa_cfg.to_dict(),
+               "supernet_train_s": supernet_s, "standalone_train": sa_cfg.to_dict(), "standalone_seeds": sa_seeds,
+               "tau_between_standalone_seeds": seed_taus,
                "arch_selection": {"archs": args.archs, "arch_seed": args.arch_seed, "pool": args.pool,
                                   "max_mflops": args.max_mflops},
                "recalib_batches": recalibs, "tau_by_recalib": per_recalib, **stats,
                "kendall_tau_b_neg_flops": stats_flops["kendall_tau_b"],
                "wall_s": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out_dir)
-    stem = f"supernet_ranking-{args.path_sampler}-e{args.epochs}-sa{sa_cfg.epochs}-seed{args.seed}{args.tag}"
+    seeds = "" if sa_seeds == [args.seed] else "-saseeds" + "_".join(map(str, sa_seeds))
+    stem = f"supernet_ranking-{args.path_sampler}-e{args.epochs}-sa{sa_cfg.epochs}-seed{args.seed}{seeds}{args.tag}"
     write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
     with open(out / f"{stem}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

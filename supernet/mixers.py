@@ -164,6 +164,10 @@ class _ConvMixer(ElasticMixer):
         self.norm_dw = BatchNormNHWC(dim)
         self.proj_out = nn.Linear(dim, dim, bias=False)
         self.norm_out = BatchNormNHWC(dim)
+        # Zero-init the branch's last BN scale (as in ResNets): the branch starts as identity, like
+        # attention's small-init projection, so the residual stream keeps one scale whichever
+        # mixers a supernet path mixes. With gamma = 1 a mixed-mixer supernet did not train.
+        nn.init.zeros_(self.norm_out.weight)
 
     def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W) depth-wise conv with the given kernel size."""
