@@ -48,24 +48,7 @@ SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd"}
 
 # --- statistics ---------------------------------------------------------------------------------
 
-def kendall_tau_b(x: list[float], y: list[float]) -> float:
-    """Exact tau-b (ties in either list handled), O(n^2)."""
-    n, conc, disc, tx, ty = len(x), 0, 0, 0, 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                tx += 1
-            elif dy == 0:
-                ty += 1
-            elif (dx > 0) == (dy > 0):
-                conc += 1
-            else:
-                disc += 1
-    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
-    return (conc - disc) / denom if denom else float("nan")
+from nas.retrain_front import kendall_tau as kendall_tau_b  # noqa: E402  (exact tau-b)
 
 
 def average_ranks(values: list[float]) -> list[float]:

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from searchspace.arch import read_json_file
 from searchspace import Arch, NetSettings, SearchSpace, SpaceError, extreme_archs, write_json_atomic
 from searchspace.space import StageSpace
 
@@ -402,12 +403,7 @@ class LatencyTable:
     def load(cls, path: str | os.PathLike) -> "LatencyTable":
         """Read a table file; raises SpaceError for a missing, unreadable or malformed file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such file") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise SpaceError(f"{path}: not a latency table: {e}") from None
+        data = read_json_file(path)
         try:
             if data.get("format") != FORMAT:
                 raise SpaceError(f"{path}: latency table format {data.get('format')!r}, expected {FORMAT}")

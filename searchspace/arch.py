@@ -68,19 +68,24 @@ class Arch:
         return cls(tuple(parsed))
 
 
-def load_arch_file(path: str | os.PathLike) -> tuple[Arch, dict[str, Any]]:
-    """Read an arch file; returns the arch and the other top-level keys. Raises SpaceError."""
+def read_json_file(path: str | os.PathLike) -> Any:
+    """A user's JSON file, or a SpaceError naming the file and what is wrong with it."""
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such file") from None
-    except OSError as e:
-        raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise SpaceError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def load_arch_file(path: str | os.PathLike) -> tuple[Arch, dict[str, Any]]:
+    """Read an arch file; returns the arch and the other top-level keys. Raises SpaceError."""
+    data = read_json_file(path)
     arch = Arch.from_dict(data, source=str(path))
     extra = {k: v for k, v in data.items() if k != "stages"}
     return arch, extra

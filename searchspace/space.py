@@ -12,10 +12,9 @@ import os
 import random
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, Iterator
 
-from .arch import Arch, StageChoice
+from .arch import Arch, StageChoice, read_json_file
 from .errors import SpaceError
 
 # Mixers the supernet implements; a new mixer is a module in supernet/mixers.py plus a cost rule
@@ -56,14 +55,7 @@ class SearchSpace:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "SearchSpace":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such file") from None
-        except json.JSONDecodeError as e:
-            raise SpaceError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_file(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "space") -> "SearchSpace":

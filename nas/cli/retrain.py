@@ -9,6 +9,7 @@ from pathlib import Path
 from nas.errors import UserError
 from nas.jobs import RESULTS
 from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
+from searchspace.arch import read_json_file
 
 from .common import add_space_argument, load_space
 from .train_args import add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options, train_config
@@ -92,12 +93,7 @@ def _run_front(args: argparse.Namespace, space, train) -> int:
     from searchspace import Arch
 
     path = Path(args.pareto)
-    try:
-        pareto = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    pareto = read_json_file(path)
     front = pareto.get("front") if isinstance(pareto, dict) else None
     if not isinstance(front, list) or not front:
         raise UserError(f"{path}: no 'front' list (expected a search's pareto.json)")

@@ -121,7 +121,10 @@ def test_save_load_round_trip_is_atomic(table, tmp_path):
 def test_load_rejects_a_bad_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(SpaceError, match="not a latency table"):
+    with pytest.raises(SpaceError, match="bad.json: invalid JSON at line 1"):
+        LatencyTable.load(bad)
+    bad.write_text('{"format": 0}')
+    with pytest.raises(SpaceError, match="latency table format 0"):
         LatencyTable.load(bad)
     with pytest.raises(SpaceError, match="no such file"):
         LatencyTable.load(tmp_path / "missing.json")
