@@ -7,6 +7,7 @@ params, FLOPs, latency, wall time, the config).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from nas.data import DataConfig, build_data
 from nas.engine import Trainer, TrainConfig, WorkerContext
 from nas.errors import UserError
 from nas.jobs import ModelOptions
-from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, save_arch_file, write_json_atomic
+from searchspace import DEPLOYMENT, Arch, NetSettings, arch_cost, save_arch_file, write_json_atomic
 from supernet import MixerNet, num_params
 
 MODEL = "model.pt"
@@ -76,7 +77,7 @@ def retrain_worker(job_dict: dict, run_dir: Path, *, resume: bool, context: Work
 
 
 def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
-            progress: bool = True, address: str | None = None, measure_latency_too: bool = True) -> dict:
+            progress: bool = True, address: str | None = None, measure_latency: bool = True) -> dict:
     """Train ``job`` in ``run_dir`` (in this process or with Ray Train); returns metrics.json's content."""
     run_dir = Path(run_dir)
     arch = Arch.from_dict(job.arch)
@@ -85,7 +86,6 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
         raise UserError(f"--init supernet: no supernet checkpoint at {job.supernet}")
     config_path = run_dir / "config.json"
     if resume and config_path.exists():
-        import json
         if json.loads(config_path.read_text())["job"] != job.to_dict():
             raise UserError(f"{run_dir}: --resume with different settings than the run was started with ({config_path})")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,14 +114,11 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
         "latency_ms_deployment": None, "wall_time_s": wall, "epochs": len(history),
         "config": {"job": job.to_dict(), "settings": state["settings"], "num_workers": num_workers},
     }
-    if measure_latency_too:
-        from nas.latency import device_tag, measure_latency
-        metrics["latency_ms_deployment"] = 1e3 * measure_latency(MixerNet.from_arch(arch, DEPLOYMENT), DEPLOYMENT,
+    if measure_latency:
+        from nas.latency import device_tag, measure_latency as measure
+        metrics["latency_ms_deployment"] = 1e3 * measure(MixerNet.from_arch(arch, DEPLOYMENT), DEPLOYMENT,
                                                                  repeats=5)
         metrics["latency_device"] = device_tag("cpu", 1)
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
-
-def validate_arch(arch: Arch, space: SearchSpace, source: str) -> Arch:
-    return space.validate(arch, source=source)

@@ -318,6 +318,8 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     results = tuner.fit()
     rows = []
     for result in results:
+        if not result.config:  # interrupted as it started: nothing ran or was saved; resume runs it
+            continue
         m = result.metrics or {}
         trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
         arch = arch_from_params(result.config, space.num_stages)

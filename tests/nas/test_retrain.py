@@ -41,7 +41,7 @@ def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
 
 
 def test_retrain_resumes_exactly(tmp_path):
-    retrain(job(2), tmp_path / "straight", progress=False, measure_latency_too=False)
+    retrain(job(2), tmp_path / "straight", progress=False, measure_latency=False)
 
     def interrupt(metrics, path):
         raise KeyboardInterrupt
@@ -50,7 +50,7 @@ def test_retrain_resumes_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         retrain_worker(job(2).to_dict(), split, resume=False, context=WorkerContext(), progress=False,
                        on_epoch_end=interrupt)
-    retrain(job(2), split, resume=True, progress=False, measure_latency_too=False)
+    retrain(job(2), split, resume=True, progress=False, measure_latency=False)
     a, b = ckpt.load(tmp_path / "straight" / "model.pt"), ckpt.load(split / "model.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
@@ -68,7 +68,7 @@ def test_init_from_supernet_inherits_its_weights(tmp_path):
 
 
 def test_retrain_with_two_ray_train_workers(tmp_path):
-    m = retrain(job(1), tmp_path, num_workers=2, progress=False, measure_latency_too=False)
+    m = retrain(job(1), tmp_path, num_workers=2, progress=False, measure_latency=False)
     assert m["epochs"] == 1 and (tmp_path / "model.pt").exists()
     assert load_model(tmp_path)(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
