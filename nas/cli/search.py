@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
                               latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,
                               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                               recalib_batches=args.recalib_batches)
+        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
+        if (search_dir / "config.json").exists():  # before any training: fail fast
+            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
         job = supernet_cmd.job_from_args(args)
         data_cfg = job.data
         if args.supernet:
@@ -87,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
             if not supernet_path.exists():
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
-        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
-        if (search_dir / "config.json").exists():
-            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
 
     state = ckpt.load(supernet_path)
     if "space" not in state or "settings" not in state:

@@ -158,3 +158,12 @@ def test_bad_search_arguments(workdir, args, message):
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_used_search_dir_is_refused_before_any_work(workdir):
+    used = workdir / "results" / "used"
+    used.mkdir(parents=True, exist_ok=True)
+    (used / "config.json").write_text("{}")
+    done = run_launch("search", "--space", "space.json", "--search-dir", "results/used", "--epochs", "99", cwd=workdir)
+    assert done.returncode == 2 and "a search already ran here" in done.stderr
+    assert "training one" not in done.stdout  # it did not start training a supernet first
