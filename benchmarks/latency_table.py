@@ -9,7 +9,6 @@ whole standalone networks and compares. Writes the rows to results/benchmarks/.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import statistics
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost, write_json_atomic  # noqa: E402
+from nas.report import write_csv_atomic  # noqa: E402
 from nas.latency import device_tag, load_or_build_table, measure_latency, table_path  # noqa: E402
 from supernet import MixerNet  # noqa: E402
 
@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     stem = f"latency_table-{tag}-seed{args.seed}"
     write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
-    with open(out / f"{stem}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(out / f"{stem}.csv", rows)
     print(f"wrote {out / stem}.json and .csv")
     return 0
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from nas.report import write_csv_atomic  # noqa: E402
 from nas import checkpoint as ckpt  # noqa: E402
 from nas.data import DataConfig, build_data  # noqa: E402
 from nas.engine import TrainConfig, Trainer, evaluate, evaluate_arch  # noqa: E402
@@ -328,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = "" if sa_seeds == [args.seed] else "-saseeds" + "_".join(map(str, sa_seeds))
     stem = f"supernet_ranking-{args.path_sampler}-e{args.epochs}-sa{sa_cfg.epochs}-seed{args.seed}{seeds}{args.tag}"
     write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
-    with open(out / f"{stem}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(out / f"{stem}.csv", rows)
     print(f"wrote {out / stem}.json and .csv ({summary['wall_s']:.0f}s)")
     return 0
 

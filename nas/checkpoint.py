@@ -1,4 +1,4 @@
-"""Atomic checkpoints: write a temp file beside the target, then rename (a crash leaves the old one)."""
+"""Atomic checkpoints (``searchspace.atomic_path``: a crash leaves the previous one) and RNG state."""
 from __future__ import annotations
 
 import os
@@ -10,14 +10,12 @@ import numpy as np
 import torch
 
 from nas.errors import UserError
+from searchspace import atomic_path
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

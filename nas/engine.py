@@ -12,8 +12,6 @@ sampler, every RNG state and the history; the data order of epoch e depends only
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import time
@@ -35,6 +33,7 @@ from tqdm import tqdm
 from nas import checkpoint as ckpt
 from nas.data import DataBundle, make_loader
 from nas.errors import UserError
+from nas.report import write_csv_atomic
 from searchspace import Arch
 from supernet import MixerNet, PathSampler
 
@@ -304,7 +303,7 @@ class Trainer:
             saved = None
             if self.ctx.is_main:
                 ckpt.save_atomic(self.state_dict(epoch + 1), path)
-                write_metrics_csv(self.run_dir / METRICS, self.history)
+                write_csv_atomic(self.run_dir / METRICS, self.history)
                 saved = path
                 if self.progress:
                     print(format_epoch(metrics), flush=True)
@@ -320,14 +319,3 @@ def format_epoch(m: dict) -> str:
     return " | ".join(parts)
 
 
-def write_metrics_csv(path: Path, history: list[dict]) -> None:
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)

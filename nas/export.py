@@ -1,7 +1,6 @@
 """Export a retrained model to ONNX and check it with onnxruntime against PyTorch."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 
 from nas.errors import UserError
 from nas.hub import load_model
+from searchspace import atomic_path
 
 
 def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = 18,
@@ -27,14 +27,11 @@ def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, 
     # torch.export (dynamo=True) handles its generated kernels; the TorchScript exporter cannot.
     example = torch.randn(batch_size, s.in_chans, s.img_size, s.img_size)
     onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp.onnx")
-    with torch.no_grad(), warnings.catch_warnings():
+    with atomic_path(onnx_path) as tmp, torch.no_grad(), warnings.catch_warnings():
         # Shapes are constants in a fixed-size export: the tracer's warnings about them are expected.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
                           opset_version=opset, dynamo=True)
-    os.replace(tmp, onnx_path)
     result = {"onnx": str(onnx_path), "batch_size": batch_size, "input": [batch_size, s.in_chans, s.img_size, s.img_size]}
     if check:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

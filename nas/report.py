@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from searchspace import Arch, save_arch_file, write_json_atomic
+from searchspace import Arch, atomic_path, save_arch_file, write_json_atomic
 
 CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "error", "stages")
 
@@ -51,15 +51,20 @@ def hypervolume(rows: Sequence[dict], budget_flops: float, latency_ref_ms: float
     return float(compute_hypervolume(points, np.ones(3))) if len(points) else 0.0
 
 
-def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[str] | None = None) -> None:
+    """Rows as CSV; the columns are ``fields`` (other keys dropped) or every key in order of appearance."""
+    if fields is None:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, "stages": json.dumps(r["stages"])})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
+    write_csv_atomic(path, [{**r, "stages": json.dumps(r["stages"])} for r in rows], CSV_FIELDS)
 
 
 def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
@@ -92,10 +97,9 @@ def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_f
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def format_table(rows: Sequence[dict], limit: int = 12) -> str:

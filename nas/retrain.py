@@ -18,11 +18,11 @@ from nas import checkpoint as ckpt
 from nas.data import DataConfig, build_data
 from nas.engine import Trainer, TrainConfig, WorkerContext
 from nas.errors import UserError
+from nas.hub import MODEL
 from nas.jobs import ModelOptions
 from searchspace import DEPLOYMENT, Arch, NetSettings, arch_cost, save_arch_file, write_json_atomic
 from supernet import MixerNet, num_params
 
-MODEL = "model.pt"
 INITS = ("scratch", "supernet")
 
 

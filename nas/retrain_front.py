@@ -2,14 +2,14 @@
 supernet-estimated with retrained top-1: did the front hold?"""
 from __future__ import annotations
 
-import csv
-import io
-import os
 import time
 from pathlib import Path
 
-from nas.retrain import MODEL, RetrainJob
-from searchspace import Arch, write_json_atomic
+from nas.hub import MODEL
+from nas.report import write_csv_atomic
+from nas.retrain import RetrainJob
+from nas.search import first_line
+from searchspace import Arch, atomic_path, write_json_atomic
 
 
 def kendall_tau(xs: list[float], ys: list[float]) -> float:
@@ -86,25 +86,15 @@ def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path,
             row["retrained_top1"] = history[-1]["val_top1"]
             row["best_retrained_top1"] = max(r["val_top1"] for r in history)
         rows.append(row)
-    errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
+    errors = [first_line(r.error) for r in results if r.error is not None]
     summary = {"members": rows, "errors": errors, "wall_time_s": time.perf_counter() - start}
     done = [r for r in rows if r["retrained_top1"] is not None]
     summary["kendall_tau"] = kendall_tau([r["estimated_top1"] for r in done], [r["retrained_top1"] for r in done])
     write_json_atomic(base_dir / "front_retrained.json", summary)
-    _write_csv(base_dir / "front_retrained.csv", rows)
+    write_csv_atomic(base_dir / "front_retrained.csv", rows,
+                     ("arch", "flops", "latency_ms", "estimated_top1", "retrained_top1", "best_retrained_top1"))
     _plot(base_dir / "front_retrained.png", rows, summary["kendall_tau"])
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    fields = ("arch", "flops", "latency_ms", "estimated_top1", "retrained_top1", "best_retrained_top1")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def _plot(path: Path, rows: list[dict], tau: float) -> None:
@@ -127,7 +117,6 @@ def _plot(path: Path, rows: list[dict], tau: float) -> None:
     ax.set_title(f"Did the front hold? Kendall tau between estimate and retrained: {tau:.2f}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

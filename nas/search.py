@@ -329,7 +329,7 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
             cost = arch_cost(arch, DEPLOYMENT)
             rows.append({"trial": trial_id, "arch": arch.key(), "top1": None, "flops": cost.flops,
                          "params": cost.params, "latency_ms": None, "state": state,
-                         "error": _first_line(result.error) if result.error else "",
+                         "error": first_line(result.error) if result.error else "",
                          "stages": arch.to_dict()["stages"]})
             continue
         rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
@@ -353,7 +353,7 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     return rows, finished
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     # Ray wraps the trial's exception; its last line names the original error.
     lines = [line for line in text.splitlines() if line.strip()]
