@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
+from bench_common import write_rows
 
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, write_json_atomic  # noqa: E402
-from nas.report import write_csv_atomic  # noqa: E402
-from nas.latency import device_tag, load_or_build_table, measure_latency, table_path  # noqa: E402
-from supernet import MixerNet  # noqa: E402
+from nas.latency import device_tag, load_or_build_table, measure_latency, table_path
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost
+from supernet import MixerNet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         # The load average counts this benchmark's own threads too; more than those means others ran.
         print(f"note: 1-minute load average {load_start:.2f} -> {load_end:.2f} ({os.cpu_count()} CPUs, "
               f"{torch.get_num_threads()} threads here): other processes probably shared the CPU; timings are noisy")
-    out = Path(args.out_dir)
-    stem = f"latency_table-{tag}-seed{args.seed}"
-    write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
-    write_csv_atomic(out / f"{stem}.csv", rows)
-    print(f"wrote {out / stem}.json and .csv")
+    path = write_rows(args.out_dir, f"latency_table-{tag}-seed{args.seed}", summary, rows)
+    print(f"wrote {path}.json and .csv")
     return 0
 
 

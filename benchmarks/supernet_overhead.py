@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from timm.loss import LabelSmoothingCrossEntropy  # noqa: E402
-from timm.optim import create_optimizer_v2  # noqa: E402
-from timm.utils import dispatch_clip_grad  # noqa: E402
+import torch
+from timm.loss import LabelSmoothingCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.utils import dispatch_clip_grad
 
-from searchspace import DEPLOYMENT, SMALL, SearchSpace, arch_cost, write_json_atomic  # noqa: E402
-from supernet import MixerNet, num_params  # noqa: E402
+from searchspace import DEPLOYMENT, SMALL, SearchSpace, arch_cost, write_json_atomic
+from supernet import MixerNet, num_params
 
 SETTINGS = {"small": SMALL, "deployment": DEPLOYMENT}
 PHASES = ("forward", "backward", "clip", "optimizer")

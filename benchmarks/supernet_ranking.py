@@ -32,23 +32,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
+from bench_common import write_rows
 
-from nas.report import write_csv_atomic  # noqa: E402
-from nas import checkpoint as ckpt  # noqa: E402
-from nas.data import DataConfig, build_data  # noqa: E402
-from nas.engine import TrainConfig, Trainer, evaluate, evaluate_arch  # noqa: E402
-from nas.jobs import ModelOptions, SupernetJob  # noqa: E402
-from nas.supernet_train import FINAL, load_supernet, train_supernet  # noqa: E402
-from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, write_json_atomic  # noqa: E402
-from supernet import SAMPLERS, MixerNet  # noqa: E402
+from nas import checkpoint as ckpt
+from nas.data import DataConfig, build_data
+from nas.engine import TrainConfig, Trainer, evaluate, evaluate_arch
+from nas.jobs import ModelOptions, SupernetJob
+from nas.supernet_train import FINAL, load_supernet, train_supernet
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, write_json_atomic
+from supernet import SAMPLERS, MixerNet
 
 SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd"}
 
 
 # --- statistics ---------------------------------------------------------------------------------
 
-from nas.retrain_front import kendall_tau as kendall_tau_b  # noqa: E402  (exact tau-b)
+from nas.retrain_front import kendall_tau as kendall_tau_b
 
 
 def average_ranks(values: list[float]) -> list[float]:
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if not args.progress:  # keep the per-epoch lines (Trainer progress=True), drop the step bars
         from tqdm import tqdm as _tqdm
-        import nas.engine as engine
+
+        from nas import engine
 
         def quiet(*a, **k):
             k["disable"] = True
@@ -324,12 +325,10 @@ def main(argv: list[str] | None = None) -> int:
                "recalib_batches": recalibs, "tau_by_recalib": per_recalib, **stats,
                "kendall_tau_b_neg_flops": stats_flops["kendall_tau_b"],
                "wall_s": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = Path(args.out_dir)
     seeds = "" if sa_seeds == [args.seed] else "-saseeds" + "_".join(map(str, sa_seeds))
     stem = f"supernet_ranking-{args.path_sampler}-e{args.epochs}-sa{sa_cfg.epochs}-seed{args.seed}{seeds}{args.tag}"
-    write_json_atomic(out / f"{stem}.json", {"summary": summary, "rows": rows})
-    write_csv_atomic(out / f"{stem}.csv", rows)
-    print(f"wrote {out / stem}.json and .csv ({summary['wall_s']:.0f}s)")
+    path = write_rows(args.out_dir, stem, summary, rows)
+    print(f"wrote {path}.json and .csv ({summary['wall_s']:.0f}s)")
     return 0
 
 
