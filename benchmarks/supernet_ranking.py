@@ -48,7 +48,7 @@ SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd"}
 
 # --- statistics ---------------------------------------------------------------------------------
 
-from nas.retrain_front import kendall_tau as kendall_tau_b
+from nas.stats import kendall_tau as kendall_tau_b
 
 
 def average_ranks(values: list[float]) -> list[float]:
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     recalibs = [int(v) for v in args.recalib_batches.split(",")]
     started = time.perf_counter()
 
-    data_cfg = DataConfig(seed=args.seed)  # as launch.py: --seed also seeds the MNIST split
+    data_cfg = DataConfig()
     data = build_data(data_cfg)
     space = SearchSpace.default()
     model = ModelOptions()

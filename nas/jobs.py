@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nas.data import DataBundle, DataConfig
 from nas.engine import TrainConfig
-from searchspace import NetSettings, SearchSpace
+from searchspace import NetSettings, SearchSpace, format_flops
 
 RESULTS = Path("results")
 
@@ -29,6 +29,10 @@ class ModelOptions:
                            drop_path_rate=self.drop_path_rate)
 
 
+# Settings that only change how a supernet is evaluated, not its weights: they never pick another supernet.
+EVAL_ONLY_TRAIN_FIELDS = ("recalib_batches", "eval_batch_size")
+
+
 @dataclass
 class SupernetJob:
     data: DataConfig = field(default_factory=DataConfig)
@@ -36,18 +40,24 @@ class SupernetJob:
     model: ModelOptions = field(default_factory=ModelOptions)
     path_sampler: str = "spos"
     space: dict = field(default_factory=lambda: SearchSpace.default().to_dict())
+    path_budget_flops: float | None = None  # train only paths within this many FLOPs (deployment setting)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SupernetJob":
-        return cls(DataConfig(**d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
-                   d["path_sampler"], d["space"])
+        return cls(DataConfig.from_dict(d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
+                   d["path_sampler"], d["space"], d.get("path_budget_flops"))
 
     def fingerprint(self) -> str:
-        """Hash of everything that determines the trained weights (not how many workers ran it)."""
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """Hash of everything that determines the trained weights (not how many workers ran it, nor the
+        evaluation-only settings)."""
+        d = self.to_dict()
+        for name in EVAL_ONLY_TRAIN_FIELDS:
+            d["train"].pop(name, None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     def default_run_dir(self, results: Path = RESULTS) -> Path:
-        return results / "supernet" / f"{self.data.dataset}-{self.path_sampler}-{self.fingerprint()}"
+        band = "" if self.path_budget_flops is None else f"-under{format_flops(self.path_budget_flops)}"
+        return results / "supernet" / f"{self.data.dataset}-{self.path_sampler}{band}-{self.fingerprint()}"

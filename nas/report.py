@@ -118,7 +118,7 @@ def metrics_of(row: dict) -> dict[str, Any]:
 
 def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget_flops: float,
                          latency_budget_ms: float | None, results_root: Path, title: str,
-                         extra: dict | None = None) -> dict:
+                         extra: dict | None = None, search_info: dict | None = None) -> dict:
     """Write every output; returns the summary (front, best, hypervolume)."""
     write_trials_csv(run_dir / "trials.csv", rows)
     feasible = feasible_rows(rows, budget_flops, latency_budget_ms)
@@ -138,7 +138,7 @@ def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget_flops: f
     if best is not None:
         arch = Arch.from_dict({"stages": best["stages"]})
         info = {"name": best["arch"], "metrics": metrics_of(best), "search": {"run": str(run_dir),
-                "budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms}}
+                "budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms, **(search_info or {})}}
         save_arch_file(run_dir / "best.json", arch, **info)
         save_arch_file(results_root / "best.json", arch, **info)
     summary["best"] = best

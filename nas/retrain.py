@@ -1,9 +1,12 @@
 """Retrain a searched arch from scratch (or from its inherited supernet weights).
 
 A retrain folder holds ``config.json``, ``arch.json``, ``checkpoint.pt`` (every epoch, atomic),
-``metrics.csv`` (per epoch), and at the end ``model.pt`` (weights + arch + settings: what
-``nas.hub.load_model`` and ``launch.py export`` read) and ``metrics.json`` (final and best top-1,
-params, FLOPs, latency, wall time, the config).
+``metrics.csv`` (per epoch: validation top-1), and at the end ``model.pt`` (weights + arch + settings: what
+``nas.hub.load_model`` and ``launch.py export`` read) and ``metrics.json``.
+
+Splits: every epoch is evaluated on the validation split (carved from the training data), and any "best
+epoch" is chosen there. The test split is read once, at the end, for the reported top-1 of the weights that
+``model.pt`` holds (the last epoch's, or the EMA's with ``--ema``).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 
 from nas import checkpoint as ckpt
 from nas.data import DataConfig, build_data
-from nas.engine import Trainer, TrainConfig, WorkerContext
+from nas.engine import Trainer, TrainConfig, WorkerContext, evaluate
 from nas.errors import UserError
 from nas.hub import MODEL
 from nas.jobs import ModelOptions
@@ -40,7 +43,7 @@ class RetrainJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RetrainJob":
-        return cls(d["arch"], DataConfig(**d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
+        return cls(d["arch"], DataConfig.from_dict(d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
                    d["init"], d["supernet"])
 
 
@@ -70,9 +73,12 @@ def retrain_worker(job_dict: dict, run_dir: Path, *, resume: bool, context: Work
                       on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory)
     history = trainer.fit(resume=resume)
     if context.is_main:
-        weights = trainer.ema.module.state_dict() if trainer.ema else core.state_dict()
-        ckpt.save_atomic({"model": weights, "arch": job.arch, "settings": settings.to_dict(), "job": job.to_dict(),
-                          "history": history}, Path(run_dir) / MODEL)
+        saved = trainer.ema.module if trainer.ema else core
+        # The final report, and the only read of the test split.
+        test = evaluate(saved, data.test, batch_size=job.train.eval_batch_size, device=context.device)
+        ckpt.save_atomic({"model": saved.state_dict(), "arch": job.arch, "settings": settings.to_dict(),
+                          "job": job.to_dict(), "history": history, "test_top1": test["top1"],
+                          "test_loss": test["loss"]}, Path(run_dir) / MODEL)
     return history
 
 
@@ -107,8 +113,12 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     cost = arch_cost(arch, DEPLOYMENT)
     metrics = {
         "arch": arch.to_dict(), "name": arch.key(),
-        "final_top1": history[-1][key], "best_top1": max(r[key] for r in history),
-        "best_epoch": max(history, key=lambda r: r[key])["epoch"],
+        "test_top1": state["test_top1"], "val_top1": history[-1][key],
+        "best_val_top1": max(r[key] for r in history), "best_epoch": max(history, key=lambda r: r[key])["epoch"],
+        "weights": "ema" if job.train.ema_decay else "last epoch",
+        "splits": {"test_top1": "test split, read once for this report",
+                   "val_top1": "validation split (carved from the training data), last epoch",
+                   "best_val_top1": "validation split, best epoch (chosen there, never on test)"},
         "params": num_params(MixerNet.from_arch(arch, NetSettings.from_dict(state["settings"]))),
         "params_deployment": cost.params, "flops_deployment": cost.flops,
         "latency_ms_deployment": None, "wall_time_s": wall, "epochs": len(history),

@@ -16,7 +16,7 @@ from nas.data import build_data
 from nas.engine import CHECKPOINT, Trainer, WorkerContext
 from nas.errors import UserError
 from nas.jobs import SupernetJob
-from searchspace import DEPLOYMENT, NetSettings, SearchSpace, extreme_archs, write_json_atomic
+from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs, write_json_atomic
 from supernet import MixerNet, make_path_sampler
 
 FINAL = "supernet.pt"
@@ -33,10 +33,9 @@ def train_supernet_worker(job: SupernetJob, run_dir: Path, *, resume: bool, cont
     if wrap_model is not None:
         model = wrap_model(model)
     # Every worker draws the same paths (same seed), so DDP reduces the same parameters everywhere.
-    sampler = make_path_sampler(job.path_sampler, space, job.train.seed)
-    smallest, largest = extreme_archs(space, DEPLOYMENT)
+    sampler = make_path_sampler(job.path_sampler, space, job.train.seed, job.path_budget_flops)
     trainer = Trainer(model, data, job.train, run_dir, path_sampler=sampler,
-                      eval_archs={"largest": largest, "smallest": smallest}, context=context, progress=progress,
+                      eval_archs=monitor_archs(space, job.path_budget_flops), context=context, progress=progress,
                       extra_state={"settings": settings.to_dict(), "space": space.to_dict(), "job": job.to_dict()},
                       on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory)
     history = trainer.fit(resume=resume)
@@ -47,11 +46,24 @@ def train_supernet_worker(job: SupernetJob, run_dir: Path, *, resume: bool, cont
     return history
 
 
+def monitor_archs(space: SearchSpace, path_budget_flops: float | None) -> dict:
+    """The archs whose inherited validation top-1 every supernet epoch reports: the cheapest and the dearest
+    arch the supernet trains (within its path budget: the dearest of 500 seeded draws under it)."""
+    smallest, largest = extreme_archs(space, DEPLOYMENT)
+    if path_budget_flops is not None:
+        draws = make_path_sampler("spos", space, seed=0, max_flops=path_budget_flops)
+        largest = max((draws.sample() for _ in range(500)), key=lambda a: arch_cost(a, DEPLOYMENT).flops)
+    return {"largest": largest, "smallest": smallest}
+
+
 def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num_workers: int = 0,
                    use_gpu: bool = False, progress: bool = True) -> Path:
     """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt."""
     build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
-    SearchSpace.from_dict(job.space)
+    try:
+        make_path_sampler(job.path_sampler, SearchSpace.from_dict(job.space), job.train.seed, job.path_budget_flops)
+    except ValueError as e:  # a path budget below the cheapest arch, or one with the sandwich rule
+        raise UserError(f"supernet paths: {e}") from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"

@@ -15,6 +15,7 @@ COMMANDS = {
     "supernet": "supernet",
     "search": "search",
     "retrain": "retrain",
+    "check-ranking": "check_ranking",
     "export": "export",
 }
 

@@ -12,7 +12,8 @@ from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
 from .common import add_space_argument, load_space
-from .train_args import add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options, train_config
+from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config,
+                         inherit_data_config, inherit_model_settings, model_options, train_config)
 
 HELP = "retrain a searched arch (or the top-K of a Pareto front) from scratch and evaluate it"
 
@@ -44,11 +45,37 @@ def _search_info(extra: dict) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _supernet_of(search_run: str | None) -> str | None:
-    if not search_run:
-        return None
-    config = Path(search_run) / "config.json"
-    return json.loads(config.read_text()).get("supernet") if config.exists() else None
+def _search_config(search_run: str | None) -> dict:
+    config = Path(search_run) / "config.json" if search_run else None
+    return read_json_file(config) if config is not None and config.exists() else {}
+
+
+def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None):
+    """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's.
+    A data flag that contradicts them exits 2; with no such run the flags (or their defaults) apply."""
+    from nas import checkpoint as ckpt
+    from nas.data import DataConfig
+    from nas.jobs import ModelOptions, SupernetJob
+
+    options = model_options(args)
+    if args.init == "supernet":
+        state = ckpt.load(supernet)
+        if "job" not in state or "settings" not in state:
+            raise UserError(f"{supernet}: not a supernet checkpoint")
+        source = f"supernet {supernet}"
+        inherit_model_settings(args, state["settings"], source)
+        saved = SupernetJob.from_dict(state["job"])
+        data, model = saved.data, saved.model
+    else:
+        search = info if info.get("data") else _search_config(info.get("run"))
+        if not search.get("data"):
+            return data_config(args), options
+        source = f"the search {info.get('run')}"
+        data = DataConfig.from_dict(search["data"])
+        model = ModelOptions(**(search.get("model") or search.get("supernet_job", {}).get("model") or {}))
+    data = inherit_data_config(args, data, source)
+    return data, ModelOptions(embed_dim=options.embed_dim or model.embed_dim,
+                              patch_size=options.patch_size or model.patch_size, drop_path_rate=options.drop_path_rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,18 +96,19 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(budget, (int, float)) and cost.flops > budget:
         print(f"warning: {args.arch}: {format_flops(cost.flops)} FLOPs is over the {format_flops(budget)} budget "
               f"it was searched under; retraining it anyway", file=sys.stderr)
-    supernet = args.supernet or _supernet_of(info.get("run"))
+    supernet = args.supernet or info.get("supernet") or _search_config(info.get("run")).get("supernet")
     if args.init == "supernet" and not supernet:
         raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
+    data, model = _inherit_settings(args, info, supernet)
     run_dir = Path(args.run_dir) if args.run_dir else (
         Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
-    job = RetrainJob(arch.to_dict(), data_config(args), train, model_options(args), args.init, supernet)
+    job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
           flush=True)
     m = retrain(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
                 address=args.address)
-    print(f"\n{m['name']}: final top-1 {100 * m['final_top1']:.2f}%, best {100 * m['best_top1']:.2f}% "
-          f"(epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
+    print(f"\n{m['name']}: test top-1 {100 * m['test_top1']:.2f}% ({m['weights']} weights; validation "
+          f"{100 * m['val_top1']:.2f}%, best validation epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
           f"{format_flops(m['flops_deployment'])} FLOPs / {m['params_deployment'] / 1e6:.2f}M params / "
           f"{m['latency_ms_deployment']:.1f} ms, {m['wall_time_s']:.0f}s")
     print(f"outputs: {run_dir}/metrics.json, model.pt (load: nas.hub.load_model('{run_dir}'))")
@@ -104,12 +132,14 @@ def _run_front(args: argparse.Namespace, space, train) -> int:
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
                        source=f"{path} member {i + 1}")
     supernet = args.supernet or pareto.get("supernet")
-    template = RetrainJob({}, data_config(args), train, model_options(args), args.init, supernet)
+    data, model = _inherit_settings(args, {"run": str(path.parent)}, supernet)
+    template = RetrainJob({}, data, train, model, args.init, supernet)
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
     rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address)
     summary = json.loads((base / "front_retrained.json").read_text())
-    print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}")
+    print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}   (estimated: validation, "
+          f"inherited weights; retrained: test split)")
     for r in rows:
         retrained = f"{100 * r['retrained_top1']:9.2f}%" if r["retrained_top1"] is not None else "   failed"
         print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['estimated_top1']:9.2f}% {retrained}")

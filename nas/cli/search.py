@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.jobs import RESULTS
+from nas.jobs import RESULTS, SupernetJob
+from nas.ranking import last_check
 from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, parse_flops, parse_latency,
                          write_json_atomic)
 
 from . import supernet as supernet_cmd
 from .common import load_space
+from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
 
@@ -34,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
     g.add_argument("--search-dir", default=None, help="run folder (default: results/search-<time>; "
                    "with --resume: the latest results/search-*)")
-    supernet_cmd.add_arguments(parser)
+    g.add_argument("--seed", type=int, default=0, help="search seed: the sampler and the BatchNorm recalibration "
+                   "batches (the supernet's own training seed is --supernet-seed)")
+    g.add_argument("--train-all-paths", action="store_true",
+                   help="train the supernet on every path of the space (default: only the paths within --budget, "
+                        "the archs this search can pick)")
+    supernet_cmd.add_arguments(parser, seed_flag="--supernet-seed", path_budget=False)
 
 
 def _latest_search(results: Path) -> Path:
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         saved = json.loads((search_dir / "config.json").read_text())
         config = SearchConfig(**saved["search"])
         supernet_path = Path(saved["supernet"])
-        data_cfg = DataConfig(**saved["data"])
+        data_cfg = DataConfig.from_dict(saved["data"])
         print(f"resuming search {search_dir}", flush=True)
     else:
         config = SearchConfig(budget_flops=budget, latency_budget_s=latency_budget, sampler=args.sampler,
@@ -80,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
         search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
         if (search_dir / "config.json").exists():  # before any training: fail fast
             raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
-        job = supernet_cmd.job_from_args(args)
-        data_cfg = job.data
-        if args.supernet:
+        if args.supernet:  # its data settings are the search's: a flag that says otherwise is an error
             supernet_path = Path(args.supernet)
         else:
+            job = supernet_cmd.job_from_args(args, path_budget_flops=None if args.train_all_paths else budget)
             supernet_dir = job.default_run_dir()
             supernet_path = supernet_dir / FINAL
             if not supernet_path.exists():
@@ -92,15 +98,23 @@ def run(args: argparse.Namespace) -> int:
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
 
     state = ckpt.load(supernet_path)
-    if "space" not in state or "settings" not in state:
+    if "space" not in state or "settings" not in state or "job" not in state:
         raise UserError(f"{supernet_path}: not a supernet checkpoint")
-    if state["space"] != space.to_dict() and not args.resume:
-        raise UserError(f"{supernet_path}: trained over another search space than the one given")
+    supernet_job = SupernetJob.from_dict(state["job"])
+    if not args.resume:
+        if state["space"] != space.to_dict():
+            raise UserError(f"{supernet_path}: trained over another search space than the one given")
+        data_cfg = inherit_data_config(args, supernet_job.data, f"supernet {supernet_path}")
+        inherit_model_settings(args, state["settings"], f"supernet {supernet_path}")
+        band = supernet_job.path_budget_flops
+        if band is not None and band < budget:
+            print(f"warning: {supernet_path} trained only the paths within {format_flops(band)} FLOPs: archs above "
+                  f"that get untrained estimates (train one for this budget: leave out --supernet)", flush=True)
     search_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(search_dir / "config.json", {
         "search": config.to_dict(), "supernet": str(supernet_path), "data": data_cfg.to_dict(),
-        "space": state["space"], "settings": state["settings"], "deployment": DEPLOYMENT.to_dict(),
-        "torch": torch.__version__})
+        "supernet_job": supernet_job.to_dict(), "space": state["space"], "settings": state["settings"],
+        "objective_split": "val", "deployment": DEPLOYMENT.to_dict(), "torch": torch.__version__})
 
     table = None
     if config.latency == "lut":
@@ -118,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         latency_budget_ms=None if config.latency_budget_s is None else config.latency_budget_s * 1e3,
         results_root=RESULTS, title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
                                     f"{format_flops(config.budget_flops)} FLOPs",
-        extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path)})
+        extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
+               "top1_split": "val (carved from the training data; the search never reads the test split)"},
+        search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": supernet_job.model.__dict__})
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
         print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"
@@ -129,8 +145,10 @@ def run(args: argparse.Namespace) -> int:
         print("no arch within the budget was evaluated: raise --trials or the budget")
         return 1
     front = sorted(summary["front"], key=lambda r: -r["top1"])
-    print(f"Pareto front (top-1 on the held-out split with inherited weights; cost at 224x224):\n"
+    print(f"Pareto front (top-1 on the validation split with inherited weights; cost at 224x224):\n"
           f"{format_table([{**r} for r in front])}")
+    # How far to trust those top-1 figures: the supernet's last stand-alone ranking check.
+    print(last_check(supernet_path))
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
     print(f"best: {search_dir / 'best.json'} (also {RESULTS / 'best.json'})")
     print(f"next: python launch.py retrain --arch {RESULTS / 'best.json'}")

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from nas.jobs import SupernetJob
+from searchspace import parse_flops
 from supernet import SAMPLERS
 
 from .common import add_space_argument, load_space
@@ -13,23 +14,30 @@ from .train_args import (add_data_arguments, add_model_arguments, add_train_argu
                          train_config)
 
 HELP = "train the weight-sharing supernet over the whole search space"
-DEFAULT_EPOCHS = 16  # about 3.5 minutes on 2 CPU cores for the embedded digits
+DEFAULT_EPOCHS = 16
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", path_budget: bool = True) -> None:
     add_space_argument(parser)
     parser.add_argument("--path-sampler", choices=SAMPLERS, default="spos",
                         help="spos: one uniform random path per step; sandwich: largest + smallest + random")
+    if path_budget:
+        parser.add_argument("--path-budget", default=None, metavar="FLOPS",
+                            help="train only the paths within this FLOPs budget at 224x224 (e.g. 4.5GFLOPs: the "
+                                 "archs a search under it can pick; default: every path)")
     parser.add_argument("--run-dir", default=None,
                         help="run folder (default: results/supernet/<dataset>-<sampler>-<config hash>)")
     add_data_arguments(parser)
     add_model_arguments(parser)
-    add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3)
+    add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3, seed_flag=seed_flag)
 
 
-def job_from_args(args: argparse.Namespace) -> SupernetJob:
+def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = None) -> SupernetJob:
+    if getattr(args, "path_budget", None):
+        path_budget_flops = parse_flops(args.path_budget)
     return SupernetJob(data=data_config(args), train=train_config(args), model=model_options(args),
-                       path_sampler=args.path_sampler, space=load_space(args.space).to_dict())
+                       path_sampler=args.path_sampler, space=load_space(args.space).to_dict(),
+                       path_budget_flops=path_budget_flops)
 
 
 def run(args: argparse.Namespace) -> int:

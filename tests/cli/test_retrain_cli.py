@@ -31,10 +31,10 @@ def test_retrain_then_export(work):
     done = run_launch("retrain", "--arch", "results/best.json", "--space", "space.json", *FAST, cwd=work)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warning: results/best.json" in done.stderr and "over the" in done.stderr
-    assert "final top-1" in done.stdout and "epoch 1 | loss" in done.stdout
+    assert "test top-1" in done.stdout and "epoch 1 | loss" in done.stdout
     run = search_run / "retrain"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["name"] == ARCH.key() and 0 <= metrics["final_top1"] <= 1
+    assert metrics["name"] == ARCH.key() and 0 <= metrics["test_top1"] <= 1
     assert metrics["config"]["job"]["train"]["epochs"] == 1
 
     onnx_file = work / "model.onnx"

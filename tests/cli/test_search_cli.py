@@ -37,8 +37,9 @@ def read_trials(path: Path) -> list[dict]:
 
 
 def search_args(search_dir: str, *extra: str) -> list[str]:
-    return ["search", "--space", "space.json", "--budget", BUDGET, *SUPERNET_FLAGS, "--search-dir", search_dir,
-            "--max-concurrent", "2", *extra]
+    # --train-all-paths: the supernet of the fixture (trained on every path) is the one these settings name
+    return ["search", "--space", "space.json", "--budget", BUDGET, *SUPERNET_FLAGS, "--train-all-paths",
+            "--search-dir", search_dir, "--max-concurrent", "2", *extra]
 
 
 def dashboard_get(url: str, token: str | None) -> int:
@@ -108,6 +109,7 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["sampler"] == "nsga2" and config["search"]["budget_flops"] == 1.6e9
     assert "Pareto front" in out and "results/best.json" in out
+    assert "supernet ranking: never checked" in out
     assert list((workdir / "results" / "latency").glob("*.json")), "the latency table is cached"
     # cost of the best arch through the cost command agrees with the search's figure
     cost = run_launch("cost", "--arch", "results/best.json", "--space", "space.json", "--json", cwd=workdir)

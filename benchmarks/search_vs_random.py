@@ -1,0 +1,106 @@
+"""Does the search beat random, end to end? The searched arch against random archs under the same budget.
+
+    python benchmarks/search_vs_random.py --best results/best.json --random 5 --seeds 3
+
+Rule: the search's best arch (``--best``, a best.json written by ``launch.py search``) and ``--random`` archs drawn
+uniformly from the supernet's space by ``random.Random(--seed)``, kept if within the search's FLOPs budget and
+distinct. Each is trained alone with the retrain recipe (``--epochs`` etc., the defaults of ``launch.py retrain``),
+``--seeds`` seeds, as parallel Ray Tune trials through ``nas.ranking.check_ranking``, so the runs share the
+supernet's stand-alone cache with ``launch.py check-ranking``. Reported: the best arch's mean test top-1, the random
+archs' median of their means, and the seed-to-seed spread (the mean over the archs of max - min across seeds).
+The search wins if best - median > spread. Writes ``<out-dir>/search_vs_random-seed<S>.json/.csv`` and the ranking
+report of the six archs to ``<out-dir>/search_vs_random-seed<S>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_common import run, write_rows  # noqa: E402
+from nas import checkpoint as ckpt  # noqa: E402
+from nas.engine import TrainConfig  # noqa: E402
+from nas.errors import UserError  # noqa: E402
+from nas.ranking import RankingConfig, check_ranking  # noqa: E402
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, parse_flops  # noqa: E402
+from searchspace.arch import load_arch_file, read_json_file  # noqa: E402
+
+
+def random_archs(space: SearchSpace, budget: float, count: int, seed: int, exclude: set[str]) -> list[Arch]:
+    rng, archs = random.Random(seed), {}
+    for _ in range(100_000):
+        arch = space.sample(rng)
+        if arch.key() not in exclude and arch_cost(arch, DEPLOYMENT).flops <= budget:
+            archs.setdefault(arch.key(), arch)
+            if len(archs) == count:
+                return list(archs.values())
+    raise UserError(f"fewer than {count} distinct archs within {format_flops(budget)} FLOPs in 100,000 draws")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--best", default="results/best.json", help="the search's best.json")
+    p.add_argument("--supernet", default=None, help="default: the one named in --best")
+    p.add_argument("--budget", default=None, help="default: the search's budget, from --best")
+    p.add_argument("--random", type=int, default=5, help="random archs within the budget")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0, help="the random draw")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--out-dir", default="results/benchmarks")
+    args = p.parse_args()
+
+    info = read_json_file(args.best).get("search") or {}
+    supernet = Path(args.supernet or info.get("supernet") or "")
+    if not supernet.is_file():
+        raise UserError(f"{args.best}: names no supernet checkpoint that exists; pass --supernet FILE")
+    budget = parse_flops(args.budget) if args.budget else info.get("budget_flops")
+    if not budget:
+        raise UserError(f"{args.best}: records no budget; pass --budget")
+    space = SearchSpace.from_dict(ckpt.load(supernet)["space"])
+    best = space.validate(load_arch_file(args.best)[0], source=args.best)
+    randoms = random_archs(space, budget, args.random, args.seed, {best.key()})
+    archs = [best, *randoms]
+    rule = (f"the search's best ({args.best}) and {args.random} uniform draws within {format_flops(budget)} FLOPs, "
+            f"random.Random({args.seed})")
+    print(rule, flush=True)
+    cfg = RankingConfig(budget_flops=budget, archs=len(archs), seeds=args.seeds, seed=args.seed,
+                        cpus_per_trial=args.cpus_per_trial)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    stem = f"search_vs_random-seed{args.seed}"
+    report = check_ranking(supernet, archs, cfg, train, rule=rule, report_dir=Path(args.out_dir) / stem)
+
+    rows = {r["arch"]: r for r in report["archs"]}
+    best_row = rows[best.key()]
+    random_means = [rows[a.key()]["standalone_top1"] for a in randoms]
+    spread = statistics.fmean(max(r["standalone_top1_per_seed"]) - min(r["standalone_top1_per_seed"])
+                              for r in report["archs"])
+    median = statistics.median(random_means)
+    margin = best_row["standalone_top1"] - median
+    verdict = "beats" if margin > spread else "does not beat"
+    table = [{"role": "searched" if r["arch"] == best.key() else "random", "arch": r["arch"],
+              "gflops": round(r["flops"] / 1e9, 3), "inherited_val_top1": r["inherited_top1"],
+              "standalone_test_top1": r["standalone_top1"],
+              "per_seed": "/".join(f"{v:.4f}" for v in r["standalone_top1_per_seed"])} for r in report["archs"]]
+    for row in table:
+        print(f"{row['role']:<9} {row['arch']:<34} {row['gflops']:6.2f} GFLOPs  inherited {row['inherited_val_top1']:.4f}"
+              f"  alone {row['standalone_test_top1']:.4f} ({row['per_seed']})")
+    print(f"searched {best_row['standalone_top1']:.4f} vs random median {median:.4f}: margin {margin:+.4f}, "
+          f"seed-to-seed spread {spread:.4f} -> the search {verdict} random")
+    summary = {"rule": rule, "supernet": str(supernet), "budget_flops": budget, "recipe": train.to_dict(),
+               "seeds": args.seeds, "searched_top1": best_row["standalone_top1"], "random_median_top1": median,
+               "margin": margin, "seed_spread": spread, "verdict": f"search {verdict} random",
+               "kendall_tau_over_these": report["kendall_tau"]}
+    path = write_rows(args.out_dir, stem, summary, table)
+    print(f"wrote {path}.json/.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

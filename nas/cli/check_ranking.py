@@ -1,0 +1,83 @@
+"""``launch.py check-ranking``: train archs alone and measure how well the supernet ranks them."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.errors import UserError
+from nas.jobs import RESULTS
+from searchspace import format_flops, parse_flops
+
+HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--supernet", metavar="FILE", default=None,
+                        help="a supernet.pt (default: the one the latest search used, from results/best.json)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--archs", type=int, default=16, metavar="K",
+                      help="how many archs, spread over the archs within --budget (default 16)")
+    what.add_argument("--archs-file", metavar="FILE", default=None,
+                      help='a JSON file {"archs": [{"stages": [...]}, ...]} (a ranking.json works too)')
+    parser.add_argument("--budget", default=None,
+                        help="the band the archs are drawn from (default: the supernet's path budget, else 4.5GFLOPs)")
+    parser.add_argument("--seeds", type=int, default=3, help="stand-alone training seeds per arch (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
+    parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches")
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+    g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--lr", type=float, default=2e-3)
+
+
+def _default_supernet() -> Path:
+    from searchspace.arch import read_json_file
+
+    best = RESULTS / "best.json"
+    if not best.exists():
+        raise UserError(f"no --supernet given and no {best} (run a search first, or pass --supernet FILE)")
+    supernet = (read_json_file(best).get("search") or {}).get("supernet")
+    if not supernet:
+        raise UserError(f"{best} names no supernet: pass --supernet FILE")
+    return Path(supernet)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas import checkpoint as ckpt
+    from nas.engine import TrainConfig
+    from nas.jobs import SupernetJob
+    from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
+    from searchspace import SearchSpace
+
+    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1 or args.cpus_per_trial <= 0:
+        raise UserError("--seeds, --epochs and --batch-size must be at least 1, --cpus-per-trial above 0")
+    supernet = Path(args.supernet) if args.supernet else _default_supernet()
+    state = ckpt.load(supernet)
+    if "job" not in state or "space" not in state:
+        raise UserError(f"{supernet}: not a supernet checkpoint")
+    job = SupernetJob.from_dict(state["job"])
+    space = SearchSpace.from_dict(state["space"])
+    budget = parse_flops(args.budget) if args.budget else (job.path_budget_flops or parse_flops("4.5GFLOPs"))
+    cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed,
+                        recalib_batches=args.recalib_batches, cpus_per_trial=args.cpus_per_trial)
+    if args.archs_file:
+        archs = read_archs_file(args.archs_file, space)
+        rule = f"from {args.archs_file}"
+    else:
+        archs = band_archs(space, budget, args.archs, draws=cfg.draws, seed=args.seed)
+        rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
+                f"{format_flops(budget)} FLOPs among {cfg.draws} uniform draws (seed {args.seed})")
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule)
+
+    print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "
+          f"mean of {cfg.seeds} seeds)")
+    for r in sorted(summary["archs"], key=lambda r: -r["standalone_top1"]):
+        print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['inherited_top1']:9.2f}% "
+              f"{100 * r['standalone_top1']:7.2f}%")
+    print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}")
+    out = ranking_dir(supernet)
+    print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")
+    return 0

@@ -1,0 +1,261 @@
+"""Does the supernet rank archs as training them alone would? ``launch.py check-ranking``.
+
+K archs are trained stand-alone (the ``retrain`` recipe, N seeds each, as parallel Ray Tune trials) and their
+mean test top-1 is compared with the top-1 the supernet gives them (inherited weights, BatchNorm recalibrated,
+validation split, as the search sees it): Kendall tau-b and Spearman rho with bootstrap intervals over the archs,
+and how well the seeds agree with each other (the noise ceiling of the truth).
+
+Which archs, by a stated rule: ``band_archs`` draws the space uniformly (seeded), keeps the distinct archs within
+the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles of those. Or a file.
+
+Stand-alone runs are cached beside the supernet (``<supernet dir>/ranking/standalone/<recipe>/<arch>-seed<s>/``),
+so a second check, or one with more archs or seeds, trains only what is new; an interrupted run resumes from its
+last epoch. The last check is ``<supernet dir>/ranking/ranking.json`` (also .csv and .png); ``search`` prints it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+
+from nas import checkpoint as ckpt
+from nas.data import build_data
+from nas.engine import TrainConfig, evaluate_arch
+from nas.errors import UserError
+from nas.hub import MODEL
+from nas.jobs import SupernetJob
+from nas.report import write_csv_atomic
+from nas.retrain import RetrainJob
+from nas.stats import bootstrap_interval, kendall_tau, spearman_rho
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, format_flops, write_json_atomic
+
+RANKING_DIR = "ranking"
+SUMMARY = "ranking.json"
+
+
+@dataclass
+class RankingConfig:
+    budget_flops: float
+    archs: int = 16            # K, when the archs are drawn
+    seeds: int = 3             # stand-alone training seeds per arch
+    seed: int = 0              # the arch draw, BatchNorm recalibration and the bootstrap
+    draws: int = 4000          # uniform draws of the space the K are taken from
+    recalib_batches: int = 8
+    cpus_per_trial: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ranking_dir(supernet_path: str | Path) -> Path:
+    return Path(supernet_path).parent / RANKING_DIR
+
+
+def band_archs(space: SearchSpace, budget_flops: float, count: int, *, draws: int = 4000, seed: int = 0) -> list[Arch]:
+    """``count`` archs spread over the archs within the budget: of ``draws`` uniform draws (``random.Random(seed)``),
+    the distinct ones within ``budget_flops`` at the deployment setting, sorted by FLOPs, taken at evenly spaced
+    quantiles (the cheapest and the dearest included)."""
+    if count < 2:
+        raise UserError(f"a ranking needs at least 2 archs, got {count}")
+    rng, pool = random.Random(seed), {}
+    for _ in range(draws):
+        arch = space.sample(rng)
+        flops = arch_cost(arch, DEPLOYMENT).flops
+        if flops <= budget_flops:
+            pool[arch.key()] = (flops, arch)
+    ordered = [arch for _, arch in sorted(pool.values(), key=lambda t: (t[0], t[1].key()))]
+    if len(ordered) < count:
+        raise UserError(f"only {len(ordered)} distinct archs within {format_flops(budget_flops)} FLOPs in {draws} "
+                        f"draws: ask for fewer archs or raise the budget")
+    return [ordered[round(i * (len(ordered) - 1) / (count - 1))] for i in range(count)]
+
+
+def read_archs_file(path: str | Path, space: SearchSpace) -> list[Arch]:
+    """Archs from a JSON file: ``{"archs": [{"stages": [...]}, ...]}`` (a ranking.json works too)."""
+    from searchspace.arch import read_json_file
+
+    data = read_json_file(path)
+    items = data.get("archs") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) < 2:
+        raise UserError(f"{path}: expected an object with an 'archs' list of at least 2 arch objects")
+    archs = []
+    for i, item in enumerate(items, start=1):
+        source = f"{path}: arch {i}"
+        arch = Arch.from_dict({"stages": item.get("stages")} if isinstance(item, dict) else item, source=source)
+        archs.append(space.validate(arch, source=source))
+    keys = [a.key() for a in archs]
+    if len(set(keys)) != len(keys):
+        raise UserError(f"{path}: the same arch is listed twice")
+    return archs
+
+
+def recipe_key(job: RetrainJob) -> str:
+    """Hash of what a stand-alone run's result depends on, besides its arch and seed."""
+    d = job.to_dict()
+    d.pop("arch")
+    d["train"].pop("seed")
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _trial_lines(total: int):
+    from ray.tune import Callback
+
+    class StandaloneLines(Callback):
+        def __init__(self) -> None:
+            self.done, self.start = 0, time.perf_counter()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done += 1
+            r = trial.last_result or {}
+            print(f"[{self.done:>3}/{total}] {trial.config['member']}: validation top-1 "
+                  f"{r.get('val_top1', float('nan')):.4f} after {r.get('epoch', '?')} epochs "
+                  f"({time.perf_counter() - self.start:.0f}s)", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.done += 1
+            print(f"[{self.done:>3}/{total}] {trial.config['member']}: failed (recorded)", flush=True)
+
+    return StandaloneLines()
+
+
+def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, *,
+                  address: str | None = None, rule: str = "", report_dir: str | Path | None = None) -> dict:
+    """Train ``archs`` stand-alone (cached), evaluate them with inherited weights, write the report; returns it.
+
+    The report goes to ``report_dir`` (default: the supernet's ranking folder, where ``search`` looks for the last
+    check); the stand-alone cache is always the supernet's."""
+    from nas.retrain_front import retrain_in_parallel
+    from nas.supernet_train import load_supernet
+
+    supernet_path = Path(supernet_path)
+    state = ckpt.load(supernet_path)
+    if "job" not in state or "space" not in state:
+        raise UserError(f"{supernet_path}: not a supernet checkpoint")
+    if cfg.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
+    job = SupernetJob.from_dict(state["job"])
+    space = SearchSpace.from_dict(state["space"])
+    for arch in archs:
+        space.validate(arch)
+    out = ranking_dir(supernet_path).resolve()
+    template = RetrainJob({}, job.data, train, job.model)
+    cache = out / "standalone" / recipe_key(template)
+
+    jobs, cached = {}, 0
+    for arch in archs:
+        for s in range(cfg.seeds):
+            name = f"{arch.key()}-seed{s}"
+            if (cache / name / MODEL).exists():
+                cached += 1
+                continue
+            run = RetrainJob(arch.to_dict(), job.data, TrainConfig(**{**train.to_dict(), "seed": s}), job.model)
+            jobs[name] = run.to_dict()
+    total = len(archs) * cfg.seeds
+    print(f"{len(archs)} archs x {cfg.seeds} seeds: {cached} stand-alone runs cached in {cache}, {len(jobs)} to "
+          f"train ({train.epochs} epochs each, {cfg.cpus_per_trial:g} CPUs a trial)", flush=True)
+    errors = []
+    if jobs:
+        errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
+                                     name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
+                                     callbacks=[_trial_lines(len(jobs))])
+    if errors:
+        raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
+
+    supernet = load_supernet(supernet_path)
+    data = build_data(job.data)
+    rows = []
+    for arch in archs:
+        runs = [ckpt.load(cache / f"{arch.key()}-seed{s}" / MODEL) for s in range(cfg.seeds)]
+        inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)["top1"]
+        cost = arch_cost(arch, DEPLOYMENT)
+        rows.append({"arch": arch.key(), "flops": cost.flops, "params": cost.params, "inherited_top1": inherited,
+                     "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
+                     "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
+                     "standalone_top1_per_seed": [r["test_top1"] for r in runs], "stages": arch.to_dict()["stages"]})
+    summary = summarize(rows, cfg.seed)
+    summary.update({
+        "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
+        "config": cfg.to_dict(), "recipe": train.to_dict(), "data": job.data.to_dict(),
+        "splits": {"inherited_top1": "validation split (the search's objective), supernet weights, BN recalibrated",
+                   "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",
+                   "standalone_val_top1": "validation split, the same runs"},
+        "archs": rows})
+    out = Path(report_dir) if report_dir is not None else out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SUMMARY, summary)
+    write_csv_atomic(out / "ranking.csv", [{k: v for k, v in r.items() if k != "stages"} for r in rows],
+                     ("arch", "flops", "params", "inherited_top1", "standalone_top1", "standalone_val_top1",
+                      "standalone_top1_per_seed"))
+    plot_ranking(out / "ranking.png", rows, summary)
+    return summary
+
+
+def summarize(rows: list[dict], seed: int) -> dict:
+    inherited = [r["inherited_top1"] for r in rows]
+    truth = [r["standalone_top1"] for r in rows]
+    per_seed = list(zip(*(r["standalone_top1_per_seed"] for r in rows)))
+    seed_taus = [kendall_tau(a, b) for a, b in combinations(per_seed, 2)]
+    return {
+        "num_archs": len(rows), "num_seeds": len(per_seed),
+        "kendall_tau": kendall_tau(inherited, truth),
+        "kendall_tau_ci95": bootstrap_interval(kendall_tau, inherited, truth, seed=seed),
+        "spearman_rho": spearman_rho(inherited, truth),
+        "spearman_rho_ci95": bootstrap_interval(spearman_rho, inherited, truth, seed=seed),
+        # How well one training seed ranks like another: a ceiling on what the truth can confirm.
+        "seed_to_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
+        "neg_flops_tau": kendall_tau([-r["flops"] for r in rows], truth),
+    }
+
+
+def describe(summary: dict) -> str:
+    lo, hi = summary["kendall_tau_ci95"]
+    rlo, rhi = summary["spearman_rho_ci95"]
+    seeds = summary.get("seed_to_seed_tau")
+    return (f"Kendall tau {summary['kendall_tau']:.3f} [95% {lo:.2f}, {hi:.2f}], Spearman rho "
+            f"{summary['spearman_rho']:.3f} [{rlo:.2f}, {rhi:.2f}] on {summary['num_archs']} archs x "
+            f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else ""))
+
+
+def last_check(supernet_path: str | Path) -> str:
+    """One line on the supernet's last ranking check, for ``search`` to print beside its front."""
+    path = ranking_dir(supernet_path) / SUMMARY
+    if not path.exists():
+        return (f"supernet ranking: never checked (python launch.py check-ranking --supernet {supernet_path} trains "
+                f"archs alone and compares)")
+    try:
+        summary = json.loads(path.read_text())
+        return f"supernet ranking, checked {summary['checked']}: {describe(summary)} ({path})"
+    except (ValueError, KeyError, TypeError):
+        return f"supernet ranking: {path} is unreadable; run check-ranking again"
+
+
+def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    xs = [100 * r["inherited_top1"] for r in rows]
+    ys = [100 * r["standalone_top1"] for r in rows]
+    points = ax.scatter(xs, ys, c=[r["flops"] / 1e9 for r in rows], cmap="viridis", s=40)
+    fig.colorbar(points, ax=ax, label="GFLOPs (224x224)")
+    for r, x, y in zip(rows, xs, ys):
+        spread = [100 * v for v in r["standalone_top1_per_seed"]]
+        ax.plot([x, x], [min(spread), max(spread)], c="0.75", lw=1, zorder=0)
+        ax.annotate(r["arch"], (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("inherited top-1 (%), validation split: what the search sees")
+    ax.set_ylabel("stand-alone top-1 (%), test split, mean of seeds (bar: range)")
+    ax.set_title(describe(summary), fontsize=8)
+    ax.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+__all__ = ["RankingConfig", "band_archs", "read_archs_file", "check_ranking", "last_check", "describe",
+           "ranking_dir", "summarize", "RANKING_DIR", "SUMMARY"]

@@ -1,0 +1,100 @@
+"""``launch.py check-ranking``, and the data settings a reused supernet or search imposes (issue #9)."""
+import json
+
+import pytest
+
+from searchspace import save_arch_file
+from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
+from tests.conftest import run_launch
+from tests.nas.test_retrain import ARCH
+from tests.nas.test_supernet_train import TINY_SPACE
+
+RECIPE = ["--epochs", "1", "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ranking")
+    (work / "space.json").write_text(json.dumps(TINY_SPACE))
+    done = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--run-dir", "sn", cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return work
+
+
+def test_check_ranking_trains_caches_and_reports(work):
+    done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", "--archs", "3", "--seeds", "2",
+                      "--budget", BUDGET, *RECIPE, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 stand-alone runs cached" in done.stdout and "6 to train" in done.stdout
+    summary = json.loads((work / "sn" / "ranking" / "ranking.json").read_text())
+    assert summary["num_archs"] == 3 and summary["num_seeds"] == 2
+    assert -1 <= summary["kendall_tau"] <= 1 and -1 <= summary["spearman_rho"] <= 1
+    low, high = summary["kendall_tau_ci95"]
+    assert -1 <= low <= high <= 1
+    flops = [r["flops"] for r in summary["archs"]]
+    assert flops == sorted(flops) and max(flops) <= 1.6e9  # spread over the band, in FLOPs order
+    for r in summary["archs"]:
+        assert 0 <= r["inherited_top1"] <= 1 and len(r["standalone_top1_per_seed"]) == 2
+        assert r["standalone_top1"] == pytest.approx(sum(r["standalone_top1_per_seed"]) / 2)
+    assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
+    assert (work / "sn" / "ranking" / "ranking.csv").read_text().count("\n") == 4
+    models = list((work / "sn" / "ranking" / "standalone").glob("*/*-seed*/model.pt"))
+    assert len(models) == 6
+    assert "Kendall tau" in done.stdout
+
+    # again, with one more seed: only the new runs train, the rest come from the cache
+    again = run_launch("check-ranking", "--supernet", "sn/supernet.pt", "--archs", "3", "--seeds", "3",
+                       "--budget", BUDGET, *RECIPE, cwd=work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "6 stand-alone runs cached" in again.stdout and "3 to train" in again.stdout
+    assert json.loads((work / "sn" / "ranking" / "ranking.json").read_text())["num_seeds"] == 3
+
+    # a search with this supernet prints its last check beside the front
+    search = run_launch("search", "--space", "space.json", "--supernet", "sn/supernet.pt", "--budget", BUDGET,
+                        "--trials", "2", "--search-dir", "results/s", cwd=work)
+    assert search.returncode == 0, search.stderr[-3000:]
+    assert "supernet ranking, checked" in search.stdout and "Kendall tau" in search.stdout
+
+
+def test_check_ranking_bad_input(work):
+    outside = {"archs": [ARCH.to_dict(), {**ARCH.to_dict(), "stages": [{**s, "kernel": 9} for s in ARCH.to_dict()["stages"]]}]}
+    (work / "archs.json").write_text(json.dumps(outside))
+    for args, message in ((["--archs-file", "archs.json"], "archs.json: arch 2: stage 1: field 'kernel': 9"),
+                          (["--seeds", "0"], "--seeds"),
+                          (["--archs", "1"], "at least 2 archs"),
+                          (["--budget", "4.5GB"], "4.5GB")):
+        done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", *args, cwd=work)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_reused_supernet_imposes_its_data_settings(work):
+    # regression: issue #9 -- a data flag that contradicts the supernet's exits 2 naming both values
+    done = run_launch("search", "--space", "space.json", "--supernet", "sn/supernet.pt", "--train-subset", "200",
+                      cwd=work)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--train-subset 200" in done.stderr and "train_subset = 1000" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run_launch("search", "--space", "space.json", "--supernet", "sn/supernet.pt", "--dataset", "cifar10",
+                      cwd=work)
+    assert done.returncode == 2 and "--dataset cifar10" in done.stderr and "dataset = mnist" in done.stderr
+
+
+def test_retrain_of_a_searched_arch_uses_the_search_data(work):
+    search_run = work / "results" / "search-d"
+    search_run.mkdir(parents=True)
+    data = {"dataset": "mnist", "root": None, "img_size": None, "augment": True, "train_subset": 1000}
+    save_arch_file(work / "best-d.json", ARCH, search={"run": str(search_run), "supernet": "sn/supernet.pt",
+                                                       "data": data, "model": {"embed_dim": None, "patch_size": None}})
+    refused = run_launch("retrain", "--arch", "best-d.json", "--space", "space.json", "--train-subset", "300",
+                         *RECIPE, cwd=work)
+    assert refused.returncode == 2 and "--train-subset 300" in refused.stderr and "= 1000" in refused.stderr
+    refused = run_launch("retrain", "--arch", "best-d.json", "--space", "space.json", "--init", "supernet",
+                         "--no-augment", *RECIPE, cwd=work)
+    assert refused.returncode == 2 and "--no-augment" in refused.stderr
+    done = run_launch("retrain", "--arch", "best-d.json", "--space", "space.json", *RECIPE, cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((search_run / "retrain" / "metrics.json").read_text())
+    assert metrics["config"]["job"]["data"]["train_subset"] == 1000  # the search's, without the flag
+    assert 0 <= metrics["test_top1"] <= 1 and "test split" in metrics["splits"]["test_top1"]
+    assert "test top-1" in done.stdout
