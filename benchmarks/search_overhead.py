@@ -231,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--order", default="inproc,ray2,ray1,inproc,ray2,ray1,inproc",
                    help="runs in this order: inproc (the loop in a fresh Python process, cold like a Ray trial "
-                        "actor), warm (the loop in this process, warmed by earlier runs), or rayN (run_search "
-                        "with max_concurrent N) (default: %(default)s)")
+                        "actor), warm (the loop in this process, warmed by earlier runs), rayN (run_search "
+                        "with max_concurrent N), or rayNu (the same, results told in completion order) "
+                        "(default: %(default)s)")
     p.add_argument("--target", type=float, default=0.7, help="target ratio Ray / in-process (default 0.7)")
     p.add_argument("--cache-dir", default=str(ROOT / "results" / "latency"))
     p.add_argument("--work-dir", default=str(ROOT / "results" / "benchmarks" / "search"),
@@ -256,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"supernet {supernet_path}; latency table {table.device} ({len(table.entries)} entries)", flush=True)
     runs_spec = [s.strip() for s in args.order.split(",") if s.strip()]
     for s in runs_spec:
-        if s not in ("inproc", "warm") and not (s.startswith("ray") and s[3:].isdigit() and int(s[3:]) >= 1):
-            raise UserError(f"--order: unknown run {s!r} (inproc, warm or rayN)")
+        if s not in ("inproc", "warm") and not (s.startswith("ray") and s[3:].rstrip("u").isdigit()
+                                                and int(s[3:].rstrip("u")) >= 1):
+            raise UserError(f"--order: unknown run {s!r} (inproc, warm, rayN, or rayNu: results told in completion "
+                            f"order)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = Path(args.work_dir) / f"overhead-{stamp}"
     ray_start_s = None
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "--cache-dir", args.cache_dir, "--child-out", str(child_out)], check=True)
                 run = json.loads(child_out.read_text())
         else:
-            conc = int(spec[3:])
+            conc, ordered = int(spec[3:].rstrip("u")), not spec.endswith("u")
             from nas.raysession import ensure_ray
             from nas.search import run_search
             if ray_start_s is None:
@@ -287,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 ensure_ray(None)
                 ray_start_s = time.perf_counter() - t0
                 print(f"Ray started in {ray_start_s:.1f}s (excluded from the Ray figures)", flush=True)
-            ctx = make_context(state, table, supernet_path, SearchConfig(**base, max_concurrent=conc))
-            run_dir = work / f"{i + 1:02d}-ray-c{conc}"
+            ctx = make_context(state, table, supernet_path, SearchConfig(**base, max_concurrent=conc, ordered=ordered))
+            run_dir = work / f"{i + 1:02d}-ray-c{conc}{'' if ordered else 'u'}"
             run_dir.mkdir(parents=True, exist_ok=True)
             print(f"\n[{i + 1}/{len(runs_spec)}] Ray Tune run_search, {args.trials} trials, max_concurrent {conc}, "
                   f"{args.cpus_per_trial:g} CPU per trial ({run_dir})", flush=True)
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             if not finished:
                 raise UserError("the Ray search did not finish")
             times, done_at = _ray_trial_times(run_dir)
-            run = {"kind": f"ray-c{conc}", "max_concurrent": conc, "wall_s": wall,
+            run = {"kind": f"ray-c{conc}{'' if ordered else '-completion-order'}", "max_concurrent": conc, "wall_s": wall,
                    "trials": sum(r["state"] != "rejected_over_budget" for r in rows),
                    "rejected": sum(r["state"] == "rejected_over_budget" for r in rows),
                    "errors": sum(r["state"] == "error" for r in rows),

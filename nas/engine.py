@@ -103,10 +103,15 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
                    seed: int = 0, device: torch.device | str = "cpu") -> None:
     """Recompute every BatchNorm's running statistics as the plain average over ``num_batches``
     training batches (an inherited sub-network's statistics belong to the supernet's mix of paths).
-    Only the norms switch to train mode: dropout and drop-path stay off."""
+    Only the norms switch to train mode: dropout and drop-path stay off. A dataset smaller than
+    ``batch_size`` is one batch of all its images (issue #11: it used to run no batch at all and
+    leave every norm at mean 0, variance 1)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or num_batches <= 0:
         return
+    if len(dataset) < 2:
+        raise ValueError(f"BatchNorm recalibration needs at least 2 training images, got {len(dataset)}")
+    batch_size = min(batch_size, len(dataset))
     was_training = model.training
     model.eval()
     momenta = [m.momentum for m in norms]
@@ -126,7 +131,8 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
 
 def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_batches: int,
                   batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Top-1 of ``arch`` with inherited weights: extract, recalibrate BatchNorm, evaluate held-out."""
+    """Top-1 of ``arch`` with inherited weights: extract, recalibrate BatchNorm on the train split, evaluate on
+    the validation split (what the search optimises; the test split is never read here)."""
     net = supernet.extract(arch).to(device)
     recalibrate_bn(net, data.train, num_batches=recalib_batches, seed=seed, device=device)
     return evaluate(net, data.val, batch_size=batch_size, device=device)

@@ -69,3 +69,33 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
 
 
 _SESSION: list[RaySession | None] = [None]
+
+
+def save_tune_state_between_syncs() -> None:
+    """Make Ray Tune wait for its previous copy of the experiment folder before it writes the next state.
+
+    Tune saves the experiment state (trial table, searcher state, each through temp files) into its driver staging
+    folder and then copies that folder to the run folder in a background thread without waiting; the next save
+    can start while the last copy runs. A temp file renamed mid-copy printed a FileNotFoundError traceback, and a
+    state file rewritten mid-copy can reach the run folder half-written, which a resume would read (issue #11).
+    We save after every trial event (TUNE_GLOBAL_CHECKPOINT_S=0), so the overlap was frequent. Ray is pinned to
+    2.60.*; ``tests/nas/test_search.py`` checks the method this wraps still exists.
+    """
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    original = _ExperimentCheckpointManager.sync_up_experiment_state
+    if getattr(original, "_waits_for_last_sync", False):
+        return
+
+    def sync_up_experiment_state(self, save_fn, force: bool = False, wait: bool = False):
+        def save_after_last_sync() -> None:
+            try:
+                self._storage.syncer.wait()
+            except Exception:  # a failed copy is retried by the sync after this save; Tune logs it
+                pass
+            save_fn()
+
+        return original(self, save_after_last_sync, force=force, wait=wait)
+
+    sync_up_experiment_state._waits_for_last_sync = True
+    _ExperimentCheckpointManager.sync_up_experiment_state = sync_up_experiment_state

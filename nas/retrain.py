@@ -82,6 +82,20 @@ def retrain_worker(job_dict: dict, run_dir: Path, *, resume: bool, context: Work
     return history
 
 
+def check_same_job(run_dir: Path, job_dict: dict) -> None:
+    """Refuse to resume ``run_dir`` with another job than the one it was started with (its config.json)."""
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        return
+    try:
+        saved = json.loads(config_path.read_text())["job"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{config_path}: unreadable; remove {run_dir} to start it again") from None
+    if saved != job_dict:
+        raise UserError(f"{run_dir}: resuming with different settings than the run was started with ({config_path}); "
+                        f"use the same flags, or another --run-dir")
+
+
 def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
             progress: bool = True, address: str | None = None, measure_latency: bool = True) -> dict:
     """Train ``job`` in ``run_dir`` (in this process or with Ray Train); returns metrics.json's content."""
@@ -91,9 +105,8 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     if job.init == "supernet" and not (job.supernet and Path(job.supernet).is_file()):
         raise UserError(f"--init supernet: no supernet checkpoint at {job.supernet}")
     config_path = run_dir / "config.json"
-    if resume and config_path.exists():
-        if json.loads(config_path.read_text())["job"] != job.to_dict():
-            raise UserError(f"{run_dir}: --resume with different settings than the run was started with ({config_path})")
+    if resume:
+        check_same_job(run_dir, job.to_dict())
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
                                     "torch": torch.__version__})

@@ -39,8 +39,17 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
     returns the first line of each failed trial's error."""
     from ray import tune
 
-    from nas.raysession import ensure_ray
+    from nas.raysession import ensure_ray, save_tune_state_between_syncs
+    from nas.retrain import check_same_job
 
+    save_tune_state_between_syncs()
+
+    # A trial resumes whatever checkpoint its folder holds: only if it was started with the same job (issue #11).
+    for member, job in jobs.items():
+        run_dir = Path(base_dir) / member
+        check_same_job(run_dir, job)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", {"job": job})
     ensure_ray(address)
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, jobs=jobs, base_dir=str(base_dir)),
                                     {"cpu": cpus_per_trial})

@@ -1,11 +1,15 @@
 """The search: Ray Tune runs the trials, Optuna proposes them (``OptunaSearch``), three objectives.
 
-Objectives: top-1 (max; supernet weights inherited, BatchNorm recalibrated, held-out split), FLOPs
+Objectives: top-1 (max; supernet weights inherited, BatchNorm recalibrated, validation split), FLOPs
 (min; deployment setting, exact analytic count) and latency (min; LUT prediction or measurement
 on this device). Hard budgets: an over-budget arch is rejected by ``BudgetGuard`` before Ray
 ever starts a trial for it: Optuna is told it is infeasible (so its sampler learns), the
 rejection is logged, and nothing is evaluated. A trial's work lives in ``evaluate_trial``; the
 Optuna search space is declarative (no computation in a define-by-run function).
+
+Reproducibility: by default results are told to the sampler in suggestion order (``BudgetGuard``'s
+``ordered_concurrency``), so the same seed, supernet and flags give the same trials in the same order
+whichever trial finishes first; measured latencies (``--latency measure``) still vary from run to run.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, StageChoice,
 
 FIELDS = ("mixer", "kernel", "depth", "pool")
 OBJECTIVES = ("top1", "flops", "latency_ms")
+SUGGESTIONS = "suggestions.jsonl"  # every suggestion that became a trial or was rejected, in order
 MODES = ("max", "min", "min")
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -56,27 +61,50 @@ class SearchConfig:
     gpus_per_trial: float = 0.0
     max_concurrent: int = 2
     recalib_batches: int = 8
+    ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+# What a rejected arch is told as latency when no table predicts it (``--latency measure``): finite, because
+# Optuna refuses NaN for a complete trial, and the worst a search could see (issue #11). Its constraint
+# violation, not this number, is what makes the sampler avoid it.
+UNMEASURED_LATENCY_MS = 1e6
+
+
 class BudgetConstraint:
-    """Constraint values for an arch (<= 0 is feasible): FLOPs over budget, latency over budget."""
+    """Constraint values for an arch (<= 0 is feasible): FLOPs over budget, latency over budget.
+
+    With a latency table both are known before a trial. Without one (``--latency measure``) the latency
+    constraint is known only once the trial has measured it: ``latency_after_trial``.
+    """
 
     def __init__(self, space: SearchSpace, budget_flops: float, latency_budget_s: float | None = None,
                  latency_table=None) -> None:
         self.space, self.budget_flops = space, budget_flops
         self.latency_budget_s, self.latency_table = latency_budget_s, latency_table
 
+    @property
+    def latency_after_trial(self) -> bool:
+        return self.latency_budget_s is not None and self.latency_table is None
+
     def flops(self, arch: Arch) -> int:
         return arch_cost(arch, DEPLOYMENT).flops
 
-    def violations(self, arch: Arch) -> list[float]:
-        out = [self.flops(arch) / self.budget_flops - 1.0]
+    def latency_ms(self, arch: Arch) -> float:
+        """Predicted latency, or ``UNMEASURED_LATENCY_MS`` without a table."""
+        return self.latency_table.predict(arch) * 1e3 if self.latency_table is not None else UNMEASURED_LATENCY_MS
+
+    def violations(self, arch: Arch) -> dict[str, float]:
+        """The constraints known before a trial."""
+        out = {"flops_over_budget": self.flops(arch) / self.budget_flops - 1.0}
         if self.latency_budget_s is not None and self.latency_table is not None:
-            out.append(self.latency_table.predict(arch) / self.latency_budget_s - 1.0)
+            out["latency_over_budget"] = self.latency_table.predict(arch) / self.latency_budget_s - 1.0
         return out
+
+    def measured_violation(self, latency_ms: float) -> float:
+        return latency_ms / 1e3 / self.latency_budget_s - 1.0
 
 
 def make_optuna_sampler(name: str, seed: int, trials: int):
@@ -106,31 +134,44 @@ class BudgetGuard(Searcher):
 
     Every suggestion gets its constraint values (``Trial.set_constraint``: <= 0 is feasible). One
     over the budget is told to Optuna at once as infeasible under a probe id (never evaluated) and
-    logged to ``rejected.jsonl``; one already evaluated is told its known result; one running now
-    is pruned. Then the next suggestion is asked for.
+    logged to ``suggestions.jsonl`` (as is every suggestion that becomes a trial); one already
+    evaluated is told its known result; one running now is pruned. Then the next suggestion is
+    asked for.
     """
 
     def __init__(self, searcher, constraint: BudgetConstraint, log_path: str | os.PathLike,
-                 max_skips_per_trial: int = 500) -> None:
+                 max_skips_per_trial: int = 500, ordered_concurrency: int | None = None) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher, self.constraint = searcher, constraint
         self.log_path = str(log_path)
         self.max_skips = max_skips_per_trial
+        # Reproducible order (``ordered_concurrency`` = the number of concurrent trials c): results are told in
+        # suggestion order, and suggestion n waits until trials 0..n-c have been told, so what the sampler knows at
+        # each suggestion never depends on which trial finished first (issue #11).
+        self.lag = ordered_concurrency
         self.aliases: dict[str, str] = {}       # Ray trial id -> the searcher's id for it
-        self.evaluated: dict[str, dict] = {}    # arch key -> objectives of its completed trial
-        self.pending: dict[str, str] = {}       # Ray trial id -> arch key
+        self.evaluated: dict[str, dict] = {}    # arch key -> objectives of its completed (and told) trial
+        self.pending: dict[str, str] = {}       # Ray trial id -> arch key, until told
+        self.order: list[str] = []              # Ray trial ids in suggestion order
+        self.finished: dict[str, tuple] = {}    # Ray trial id -> (result, error), finished but not yet told
+        self.told = 0                           # order[:told] have been told
         self.num_probes = 0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
-    def _set_constraints(self, probe: str, violations: list[float]) -> None:
+    def _set_constraints(self, probe: str, violations: dict[str, float]) -> None:
         # Ray's OptunaSearch keeps the asked optuna Trial per id; Optuna 5 wants constraints set on it.
         trial = self.searcher._ot_trials[probe]
-        for name, value in zip(("flops_over_budget", "latency_over_budget"), violations):
+        for name, value in violations.items():
             trial.set_constraint(name, float(value))
 
     def suggest(self, trial_id: str):
+        if self.lag is not None:
+            needed = len(self.order) - self.lag + 1  # trials 0..n-c must have been told
+            self._flush(needed)
+            if self.told < needed:
+                return None  # not now: Tune asks again when another trial finishes
         for _ in range(self.max_skips):
             self.num_probes += 1
             probe = f"{trial_id}~{self.num_probes}"
@@ -139,25 +180,32 @@ class BudgetGuard(Searcher):
                 return config  # None (not now) or Searcher.FINISHED
             arch = arch_from_params(config, self.constraint.space.num_stages)
             violations = self.constraint.violations(arch)
-            self._set_constraints(probe, violations)
-            if max(violations) > 0:
-                flops = self.constraint.flops(arch)
-                latency = (self.constraint.latency_table.predict(arch) * 1e3
-                           if self.constraint.latency_table is not None else float("nan"))
-                # Worst top-1 with the true costs; the constraints make it infeasible for the sampler.
+            if max(violations.values()) > 0:
+                if self.constraint.latency_after_trial:  # not measured: not held against it
+                    violations["latency_over_budget"] = 0.0
+                self._set_constraints(probe, violations)
+                flops, latency = self.constraint.flops(arch), self.constraint.latency_ms(arch)
+                # Worst top-1, finite costs; the constraints make it infeasible for the sampler.
                 self.searcher.on_trial_complete(probe, result={"top1": 0.0, "flops": flops, "latency_ms": latency})
                 with open(self.log_path, "a") as f:
                     f.write(json.dumps({"probe": probe, "arch": arch.to_dict(), "flops": flops,
-                                        "latency_ms": latency, "state": "rejected_over_budget"}) + "\n")
+                                        "latency_ms": latency if self.constraint.latency_table is not None else None,
+                                        "state": "rejected_over_budget"}) + "\n")
                 continue
+            self._set_constraints(probe, violations)
             if arch.key() in self.evaluated:  # seen: the sampler learns the known result, no new trial
-                self.searcher.on_trial_complete(probe, result=self.evaluated[arch.key()])
+                known = self.evaluated[arch.key()]
+                self._set_measured_latency_constraint(probe, known)
+                self.searcher.on_trial_complete(probe, result=known)
                 continue
             if arch.key() in self.pending.values():  # running now: pruned for the sampler, no new trial
                 self.searcher.on_trial_complete(probe, result=None)
                 continue
             self.aliases[trial_id] = probe
             self.pending[trial_id] = arch.key()
+            self.order.append(trial_id)
+            with open(self.log_path, "a") as f:  # Ray's trial ids are random: this records the order
+                f.write(json.dumps({"probe": probe, "trial": trial_id, "state": "suggested"}) + "\n")
             return config
         raise UserError(f"{self.max_skips} suggestions in a row were over the budget or already evaluated: the "
                         f"budget may be near the cheapest arch (python launch.py space), or --trials exceeds "
@@ -166,21 +214,51 @@ class BudgetGuard(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searcher.on_trial_result(self.aliases.get(trial_id, trial_id), result)
 
+    def _set_measured_latency_constraint(self, probe: str, result: dict | None) -> None:
+        """``--latency measure`` with a latency budget: the trial measured it; the sampler learns it as a
+        constraint (regression: issue #11 -- a violation used to be told as a feasible point with top-1 0)."""
+        if self.constraint.latency_after_trial and result and "latency_ms" in result:
+            self._set_constraints(probe, {"latency_over_budget":
+                                          self.constraint.measured_violation(result["latency_ms"])})
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.lag is None or trial_id not in self.pending:
+            self._tell(trial_id, result, error)
+            return
+        self.finished[trial_id] = (result, error)
+        self._flush(len(self.order) - self.lag + 1)
+
+    def _flush(self, count: int) -> None:
+        """Tell the finished trials among the first ``count`` in suggestion order, stopping at the first unfinished."""
+        while self.told < min(count, len(self.order)) and self.order[self.told] in self.finished:
+            trial_id = self.order[self.told]
+            self._tell(trial_id, *self.finished.pop(trial_id))
+            self.told += 1
+
+    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         key = self.pending.pop(trial_id, None)
-        if key is not None and result and not error and all(m in result for m in OBJECTIVES):
+        complete = bool(result) and not error and all(m in result for m in OBJECTIVES)
+        if key is not None and complete:
             self.evaluated[key] = {m: result[m] for m in OBJECTIVES}
-        self.searcher.on_trial_complete(self.aliases.get(trial_id, trial_id), result=result, error=error)
+        probe = self.aliases.get(trial_id, trial_id)
+        if complete:
+            self._set_measured_latency_constraint(probe, result)
+        self.searcher.on_trial_complete(probe, result=result, error=error)
 
     # Tune checkpoints a wrapper (anything with .searcher) by get_state/set_state and the wrapped
     # OptunaSearch (study and sampler) by its own save_to_dir.
     def get_state(self) -> dict:
         return {"aliases": dict(self.aliases), "evaluated": dict(self.evaluated), "pending": dict(self.pending),
-                "num_probes": self.num_probes}
+                "num_probes": self.num_probes, "lag": self.lag, "order": list(self.order),
+                "finished": dict(self.finished), "told": self.told}
 
     def set_state(self, state: dict) -> None:
         self.aliases, self.evaluated = dict(state["aliases"]), dict(state["evaluated"])
         self.pending, self.num_probes = dict(state["pending"]), state["num_probes"]
+        # (states saved before issue #11 have no order: they resume unordered)
+        self.lag = state.get("lag")
+        self.order, self.finished = list(state.get("order", [])), dict(state.get("finished", {}))
+        self.told = state.get("told", 0)
 
 
 # --- the trial ----------------------------------------------------------------------------------
@@ -281,10 +359,12 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from nas.raysession import ensure_ray
+    from nas.raysession import ensure_ray, save_tune_state_between_syncs
 
-    # Write the experiment state after every trial event, so a killed search loses no trial.
+    # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
+    # state is still being copied to the run folder.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    save_tune_state_between_syncs()
     cfg = ctx.config
     space = SearchSpace.from_dict(ctx.space)
     ensure_ray(address)
@@ -305,7 +385,8 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
         optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
                                      sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials),
                                      seed=cfg.seed)
-        guard = BudgetGuard(optuna_search, constraint, run_dir / "rejected.jsonl")
+        guard = BudgetGuard(optuna_search, constraint, run_dir / SUGGESTIONS,
+                            ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
         searcher = ConcurrencyLimiter(guard, max_concurrent=cfg.max_concurrent)
         tuner = tune.Tuner(
             trainable,
@@ -335,22 +416,37 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
         rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
                      "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
                      "stages": arch.to_dict()["stages"]})
-    rows.sort(key=lambda r: str(r["trial"]))
     finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
-    rejected_path = run_dir / "rejected.jsonl"
+    rejected_path = run_dir / SUGGESTIONS
+    if not rejected_path.exists():  # (the name before issue #11)
+        rejected_path = run_dir / "rejected.jsonl"
+    suggested: dict[str, int] = {}  # Ray trial id -> its probe number
     if rejected_path.exists():
         seen = set()
         for line in rejected_path.read_text().splitlines():
             rec = json.loads(line)
+            if rec["state"] == "suggested":
+                suggested[rec["trial"]] = probe_number(rec["probe"])
+                continue
             if rec["probe"] in seen:
                 continue
             seen.add(rec["probe"])
             arch = Arch.from_dict(rec["arch"])
             rows.append({"trial": rec["probe"], "arch": arch.key(), "top1": None, "flops": rec["flops"],
                          "params": arch_cost(arch, DEPLOYMENT).params,
-                         "latency_ms": None if math.isnan(rec["latency_ms"]) else rec["latency_ms"],
+                         # (files from before issue #11 hold NaN where no table predicted the latency)
+                         "latency_ms": None if rec["latency_ms"] is None or math.isnan(rec["latency_ms"])
+                         else rec["latency_ms"],
                          "state": rec["state"], "error": "", "stages": rec["arch"]["stages"]})
+    # Suggestion order, rejections included (runs from before the order was logged: by trial id, after the rest).
+    rows.sort(key=lambda r: (suggested.get(r["trial"], probe_number(str(r["trial"]))), str(r["trial"])))
     return rows, finished
+
+
+def probe_number(probe: str) -> float:
+    """The suggestion count in a probe id ``<trial id>~<n>``; infinity for anything else."""
+    head, _, tail = probe.rpartition("~")
+    return int(tail) if head and tail.isdigit() else math.inf
 
 
 def first_line(error: BaseException) -> str:

@@ -8,6 +8,8 @@ from nas.errors import UserError
 from nas.jobs import RESULTS
 from searchspace import format_flops, parse_flops
 
+from .common import check_trial_resources
+
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
 
@@ -51,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
     from searchspace import SearchSpace
 
-    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1 or args.cpus_per_trial <= 0:
-        raise UserError("--seeds, --epochs and --batch-size must be at least 1, --cpus-per-trial above 0")
+    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--seeds, --epochs and --batch-size must be at least 1")
+    check_trial_resources(args.cpus_per_trial)
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
     state = ckpt.load(supernet)
     if "job" not in state or "space" not in state:

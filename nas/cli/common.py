@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from nas.errors import UserError
 from searchspace import SearchSpace
 
 
@@ -13,3 +14,17 @@ def add_space_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_space(path: str | None) -> SearchSpace:
     return SearchSpace.default() if path is None else SearchSpace.from_file(path)
+
+
+def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:
+    """What Ray accepts for one trial, checked before Ray sees it (Ray's own error is a traceback).
+
+    Regression: issue #11 -- ``--cpus-per-trial 0`` ended in "Cannot initialize a ResourceRequest with an empty head".
+    """
+    if cpus < 0 or gpus < 0:
+        raise UserError(f"--cpus-per-trial and --gpus-per-trial cannot be negative (got {cpus:g} and {gpus:g})")
+    if cpus == 0 and gpus == 0:
+        raise UserError("--cpus-per-trial 0 with no GPU gives a trial no resources: give it CPUs (e.g. 1) or GPUs")
+    if gpus > 1 and gpus != int(gpus):
+        raise UserError(f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number "
+                        f"(Ray shares only fractions of one GPU)")

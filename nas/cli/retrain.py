@@ -11,7 +11,7 @@ from nas.jobs import RESULTS
 from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
-from .common import add_space_argument, load_space
+from .common import add_space_argument, check_trial_resources, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config,
                          inherit_data_config, inherit_model_settings, model_options, train_config)
 
@@ -127,6 +127,7 @@ def _run_front(args: argparse.Namespace, space, train) -> int:
         raise UserError(f"{path}: no 'front' list (expected a search's pareto.json)")
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
+    check_trial_resources(args.cpus_per_trial)
     members = sorted(front, key=lambda m: -m["top1"])[:args.top_k]
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),

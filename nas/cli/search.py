@@ -13,7 +13,7 @@ from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, par
                          write_json_atomic)
 
 from . import supernet as supernet_cmd
-from .common import load_space
+from .common import check_trial_resources, load_space
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
     g.add_argument("--gpus-per-trial", type=float, default=0.0)
     g.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    g.add_argument("--completion-order", action="store_true",
+                   help="tell results to the sampler as trials finish (default: in suggestion order, so the same "
+                        "seed, supernet and flags give the same trials; a slot may wait for a slower trial)")
     g.add_argument("--supernet", metavar="FILE", default=None,
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
     g.add_argument("--search-dir", default=None, help="run folder (default: results/search-<time>; "
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
     if args.trials < 1 or args.max_concurrent < 1:
         raise UserError("--trials and --max-concurrent must be at least 1")
+    check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
     space = load_space(args.space)
     cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
     if cheapest > budget:
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                               trials=args.trials, seed=args.seed, latency=args.latency,
                               latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,
                               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                              recalib_batches=args.recalib_batches)
+                              recalib_batches=args.recalib_batches, ordered=not args.completion_order)
         search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
         if (search_dir / "config.json").exists():  # before any training: fail fast
             raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")

@@ -61,6 +61,7 @@ def test_check_ranking_bad_input(work):
     (work / "archs.json").write_text(json.dumps(outside))
     for args, message in ((["--archs-file", "archs.json"], "archs.json: arch 2: stage 1: field 'kernel': 9"),
                           (["--seeds", "0"], "--seeds"),
+                          (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
                           (["--archs", "1"], "at least 2 archs"),
                           (["--budget", "4.5GB"], "4.5GB")):
         done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", *args, cwd=work)

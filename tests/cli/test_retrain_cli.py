@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from nas import checkpoint as ckpt
 from nas.hub import load_model
 from searchspace import DEPLOYMENT, arch_cost, save_arch_file
 from tests.conftest import run_launch
@@ -64,6 +65,16 @@ def test_retrain_the_top_k_of_a_front(work):
     assert all(0 <= float(r["retrained_top1"]) <= 1 for r in rows)
     assert (base / "front_retrained.png").read_bytes()[:4] == b"\x89PNG"
     assert "Kendall tau" in done.stdout
+    # what is reported is what model.pt holds, on the test split (issue #11 item 4: with --ema it was not)
+    for r in rows:
+        assert float(r["retrained_top1"]) == ckpt.load(base / r["arch"] / "model.pt")["test_top1"]
+
+    # regression: issue #11 item 4 -- the members' folders were resumed whatever settings they had been started with
+    other_recipe = [a if a != "1" else "2" for a in FAST]
+    again = run_launch("retrain", "--pareto", "results/pareto.json", "--top-k", "2", "--space", "space.json",
+                       *other_recipe, cwd=work)
+    assert again.returncode == 2 and "resuming with different settings" in again.stderr, again.stderr[-2000:]
+    assert len(again.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -90,3 +101,18 @@ def test_retrain_bad_input(work, args, message):
 def test_export_bad_input(work):
     done = run_launch("export", "--run", "nowhere", "--onnx", "m.onnx", cwd=work)
     assert done.returncode == 2 and "nowhere: no retrained model here" in done.stderr
+
+
+def test_the_readme_install_brings_what_export_needs():
+    # regression: issue #11 item 6 -- `pip install -e .` (the README's install) lacked onnx/onnxruntime, so the
+    # README's export line failed for a user who followed it
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "pip install -e . && python launch.py search" in readme
+    assert "python launch.py export --run results/<run>/retrain --onnx model.onnx" in readme
+    unconditional = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in importlib.metadata.requires("mixernas")
+                     if "extra ==" not in r}
+    assert {"onnx", "onnxruntime", "onnxscript"} <= unconditional

@@ -84,7 +84,7 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
     rejected = [r for r in rows if r["state"] == "rejected_over_budget"]
     assert len(evaluated) == 5
     assert all(int(r["flops"]) <= 1.6e9 for r in evaluated)
-    assert all(int(r["flops"]) > 1.6e9 for r in rejected)
+    assert rejected and all(int(r["flops"]) > 1.6e9 for r in rejected)  # half the tiny space is over the budget
     assert len({r["arch"] for r in evaluated}) == 5, "an arch is evaluated once"
     for r in evaluated:
         assert 0 <= float(r["top1"]) <= 1 and float(r["latency_ms"]) > 0 and int(r["params"]) > 0
@@ -154,6 +154,10 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
     (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
     (["--resume", "--search-dir", "results/nowhere"], "no search to resume"),
     (["--supernet", "space.json"], "space.json: not a readable checkpoint"),
+    # regression: issue #11 item 3 -- these ended in a Ray traceback
+    (["--cpus-per-trial", "0"], "--cpus-per-trial 0 with no GPU"),
+    (["--cpus-per-trial", "-1"], "cannot be negative"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5"),
 ])
 def test_bad_search_arguments(workdir, args, message):
     done = run_launch("search", "--space", "space.json", *args, cwd=workdir)

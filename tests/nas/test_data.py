@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +91,11 @@ def test_mnist_bundle_shapes_and_fast_epoch():
     assert x.max() > 2.0  # some ink
 
     loader = make_loader(bundle.train, 256, shuffle=True, seed=0)
-    start = time.perf_counter()
     n = 0
     for xb, yb in loader:
         assert xb.shape[1:] == (1, 32, 32) and yb.dtype == torch.int64
         n += len(yb)
-    assert n == 3000
-    assert time.perf_counter() - start < 2.0  # about 0.05 s on one core
+    assert n == 3000  # (its speed: benchmarks/loader_speed.py; no wall-clock limits in tests, issue #11)
 
 
 def test_mnist_split_stratified_fixed_disjoint():
@@ -148,12 +145,10 @@ def test_mnist_augmented_train_and_resize():
     assert torch.equal(plain.train[5][0], plain.train[5][0])
 
 
-def test_mnist_augmented_epoch_speed():
+def test_mnist_augmented_epoch_has_full_batches():
     bundle = build_data(DataConfig(augment=True))
-    start = time.perf_counter()
-    n = sum(len(y) for _, y in make_loader(bundle.train, 256, shuffle=True, seed=0, drop_last=True))
-    assert n == 11 * 256
-    assert time.perf_counter() - start < 4.0  # about 0.25 s on one core
+    batches = [y for _, y in make_loader(bundle.train, 256, shuffle=True, seed=0, drop_last=True)]
+    assert sum(len(y) for y in batches) == 11 * 256 and all(len(y) == 256 for y in batches)
 
 
 def test_loader_with_worker_deterministic():

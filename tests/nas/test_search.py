@@ -43,6 +43,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_
     # the budget held: nothing over it ran, and the rejected were over it
     assert all(r["flops"] <= budget for r in trials)
     rejected = [r for r in rows if r["state"] == "rejected_over_budget"]
+    assert rejected, "half the tiny space is over 1.6 GFLOPs: rejections must have happened (issue #11 item 7)"
     assert all(r["flops"] > budget for r in rejected)
     assert all(r["flops"] == arch_cost(arch_from_params({f"s{i+1}_{k}": s[k] for i, s in enumerate(r["stages"])
                                                          for k in s}, 4), DEPLOYMENT).flops for r in done)
@@ -60,3 +61,113 @@ def test_pareto_front_and_hypervolume():
     assert 0 < hv < 1
     assert hypervolume(front, 4.5e9, 20.0) > hypervolume([rows[2]], 4.5e9, 20.0)
     assert pareto_front([]) == [] and hypervolume([], 1, 1) == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_measured_latency_rejections_and_violations_reach_the_sampler(sampler, tmp_path):
+    # regression: issue #11 item 1 -- with --latency measure a rejection was told with latency NaN, which Optuna
+    # refused (the trial stayed RUNNING, unseen by TPE / NSGA-II), and a measured latency over the budget was told
+    # as a feasible point. Driven here through the real Ray OptunaSearch and Optuna samplers, trial by trial.
+    import math
+
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from nas.search import MODES, OBJECTIVES, BudgetConstraint, BudgetGuard, make_optuna_sampler, tune_search_space
+    from searchspace import SearchSpace
+
+    space, budget, latency_budget_ms = SearchSpace.default(), 4.5e9, 50.0
+    search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
+                          seed=0)
+    guard = BudgetGuard(search, BudgetConstraint(space, budget, latency_budget_ms / 1e3, latency_table=None),
+                        tmp_path / "suggestions.jsonl")
+    guard.set_search_properties(None, None, tune_search_space(space))
+    for i in range(12):
+        config = guard.suggest(f"t{i}")
+        arch = arch_from_params(config, space.num_stages)
+        latency = 80.0 if i % 2 else 20.0  # what the trial "measured": every other arch is over the budget
+        guard.on_trial_complete(f"t{i}", result={"top1": 0.0 if i % 2 else 0.5, "flops": arch_cost(arch, DEPLOYMENT).flops,
+                                                 "latency_ms": latency})
+    trials = search._ot_study.get_trials(deepcopy=False)
+    rejected = [t for t in trials if t.constraints["flops_over_budget"] > 0]
+    assert rejected, "the default space under 4.5 GFLOPs rejects most draws"
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    assert all(math.isfinite(v) for t in trials for v in t.values)
+    assert all(set(t.constraints) == {"flops_over_budget", "latency_over_budget"} for t in trials)
+    evaluated = [t for t in trials if t.constraints["flops_over_budget"] <= 0]
+    assert len(evaluated) >= 12  # (an arch suggested again is told its known result: one more trial)
+    over = [t for t in evaluated if t.values[2] == 80.0]
+    assert len(over) >= 6 and all(t.constraints["latency_over_budget"] == pytest.approx(0.6) for t in over)
+    assert all(t.constraints["latency_over_budget"] == pytest.approx(-0.6) for t in evaluated if t.values[2] == 20.0)
+
+
+def jittered_trial(config, ctx):
+    """The product's trial, finishing after a random (unseeded) delay so that trials finish out of order, with
+    latency from FLOPs: a measured time would differ between two runs by itself."""
+    import os
+    import time
+
+    import torch
+    from ray import tune
+
+    from nas.search import trial_metrics
+
+    time.sleep(os.urandom(1)[0] / 255 * 0.8)
+    torch.set_num_threads(1)
+    metrics = trial_metrics(arch_from_params(config, len(ctx.space["stages"])), ctx, torch.device("cpu"))
+    tune.report({**metrics, "latency_ms": metrics["flops"] / 1e8})
+
+
+def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
+    # regression: issue #11 item 5 -- with 2 concurrent trials the front depended on which trial finished first
+    cfg = SearchConfig(budget_flops=1.6e9, sampler="tpe", trials=10, seed=5, latency="measure", max_concurrent=2,
+                       recalib_batches=1)
+    ctx = TrialContext(supernet_state=supernet_state["model"], settings=supernet_state["settings"],
+                       space=supernet_state["space"], data=TINY_DATA, config=cfg, fingerprint="t")
+    runs = []
+    for name in ("a", "b"):
+        rows, finished = run_search(ctx, tmp_path / name, trainable=jittered_trial)
+        assert finished
+        trials = [(r["arch"], r["top1"]) for r in rows if r["state"] == "completed"]
+        rejected = [r["arch"] for r in rows if r["state"] == "rejected_over_budget"]
+        assert len(trials) == 10
+        runs.append((trials, rejected))
+    assert runs[0] == runs[1]
+
+
+def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
+    # regression: issue #11 item 8 -- Tune wrote its next state (temp files, a non-atomic JSON) into the folder its
+    # background thread was still copying to the run folder: "Last sync command failed" with a FileNotFoundError
+    # traceback mid-search, or a half-written copy. Real Tune storage, syncer and checkpoint manager here.
+    import os
+
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    from nas.raysession import ensure_ray, save_tune_state_between_syncs
+
+    ensure_ray(announce=False)  # Tune's staging folder lives in the Ray session's folder
+    save_tune_state_between_syncs()
+    save_tune_state_between_syncs()  # idempotent: wrapped once
+    storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
+    staging = storage.experiment_driver_staging_path
+    os.makedirs(staging, exist_ok=True)
+    for i in range(300):  # enough to copy that the copy is still running when the next save comes
+        with open(os.path.join(staging, f"state-{i}.bin"), "wb") as f:
+            f.write(os.urandom(200_000))
+    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+    copying_while_saving = []
+
+    def save():
+        process = storage.syncer._sync_process  # (set to None once waited for)
+        copying_while_saving.append(bool(process and process.is_running))
+        with open(os.path.join(staging, "experiment_state.json"), "w") as f:
+            f.write("{}")
+
+    assert storage.syncer.sync_up(staging, storage.experiment_fs_path)  # a copy in flight
+    assert storage.syncer._sync_process.is_running
+    manager.sync_up_experiment_state(save)
+    assert copying_while_saving == [False]
+    storage.syncer.wait()
+    copied = os.path.join(tmp_path, "run", "tune")
+    assert {f"state-{i}.bin" for i in range(300)} <= set(os.listdir(copied)) and open(os.path.join(copied, "experiment_state.json")).read() == "{}"

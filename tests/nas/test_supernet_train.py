@@ -12,9 +12,11 @@ from nas.jobs import SupernetJob
 from nas.engine import WorkerContext
 from nas.supernet_train import load_supernet, train_supernet, train_supernet_worker
 from searchspace import SearchSpace
+from supernet import MixerNet
+from supernet.sampler import make_path_sampler
 from tests.conftest import run_launch
 
-# A space small enough that an epoch on the 4,000 digits takes seconds on one core.
+# A space small enough that an epoch on the 3,000 training digits takes seconds on one core.
 TINY_SPACE = {"stages": [
     {"mixers": ["dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1]},
     {"mixers": ["dwconv", "dynamic_dwconv"], "kernels": [3], "depths": [1], "pools": [2]},
@@ -77,8 +79,20 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train_supernet(tiny_job(1, "sandwich"), tmp_path, resume=True, progress=False)
 
 
-def test_sandwich_training_runs(tmp_path):
+def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_path, monkeypatch):
+    # regression: issue #11 item 7 -- this test used to check only that a sampler state was saved
+    trained, set_active = [], MixerNet.set_active
+
+    def recording(self, arch):
+        trained.append(arch.key())
+        return set_active(self, arch)
+
+    monkeypatch.setattr(MixerNet, "set_active", recording)
     train_supernet(tiny_job(1, "sandwich"), tmp_path, progress=False)
+    largest, smallest = (a.key() for a in make_path_sampler("sandwich", SearchSpace.from_dict(TINY_SPACE), 0).paths()[:2])
+    steps = 1000 // 50
+    assert trained.count(largest) == steps and trained.count(smallest) == steps
+    assert len(trained) == 3 * steps  # and one random path a step
     assert ckpt.load(tmp_path / "checkpoint.pt")["path_sampler"] is not None
 
 

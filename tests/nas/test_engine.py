@@ -1,0 +1,52 @@
+"""The evaluation helpers of nas.engine: BatchNorm recalibration and inherited-weight evaluation."""
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from nas.data import build_data
+from nas.engine import evaluate, evaluate_arch, recalibrate_bn
+from searchspace import SearchSpace
+from supernet import MixerNet
+from tests.conftest import TINY
+from tests.nas.test_retrain import ARCH
+from tests.nas.test_supernet_train import TINY_DATA, TINY_SPACE
+
+
+def conv_bn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.9), nn.BatchNorm2d(4))  # dropout must stay off
+
+
+@pytest.mark.parametrize("images, batch_size", [(40, 8), (20, 128)])
+def test_recalibrate_bn_sets_the_statistics_of_the_batches_seen(images, batch_size):
+    # (20, 128): regression, issue #11 item 2 -- fewer images than a batch ran no batch at all
+    x = torch.randn(images, 1, 8, 8) * 3 + 1
+    net = conv_bn().eval()
+    bn = net[2]
+    bn.running_mean.fill_(5.0)
+    recalibrate_bn(net, TensorDataset(x, torch.zeros(images, dtype=torch.long)), num_batches=100,
+                   batch_size=batch_size)
+    with torch.no_grad():
+        features = net[0](x)  # every image is seen once (full batches cover the dataset here)
+    torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
+    assert not net.training and not bn.training and bn.momentum == 0.1  # modes and momentum restored
+
+
+def test_recalibrate_bn_refuses_a_single_image():
+    with pytest.raises(ValueError, match="at least 2"):
+        recalibrate_bn(conv_bn(), TensorDataset(torch.randn(1, 1, 8, 8), torch.zeros(1)), num_batches=1)
+
+
+def test_evaluate_arch_recalibrates_on_train_and_scores_validation():
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    supernet = MixerNet(SearchSpace.from_dict(TINY_SPACE), TINY)
+    got = evaluate_arch(supernet, ARCH, data, recalib_batches=2, seed=3)
+
+    net = supernet.extract(ARCH)
+    before = evaluate(net, data.val)
+    recalibrate_bn(net, data.train, num_batches=2, seed=3)
+    expected = evaluate(net, data.val)
+    assert got == expected and got != before  # the same numbers, and recalibration changed them
+    assert got != evaluate(net, data.test)  # validation, not test
