@@ -13,7 +13,7 @@ from .common import add_space_argument, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
                          train_config)
 
-HELP = "train the weight-sharing supernet over the whole search space"
+HELP = "train the weight-sharing supernet over the search space (or only the paths within --path-budget)"
 DEFAULT_EPOCHS = 16
 
 
