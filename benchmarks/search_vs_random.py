@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas import checkpoint as ckpt  # noqa: E402
 from nas.engine import TrainConfig  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.ranking import RankingConfig, check_ranking  # noqa: E402
+from nas.supernet_train import load_supernet_state  # noqa: E402
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, parse_flops  # noqa: E402
 from searchspace.arch import load_arch_file, read_json_file  # noqa: E402
 
@@ -63,7 +63,8 @@ def main() -> int:
     budget = parse_flops(args.budget) if args.budget else info.get("budget_flops")
     if not budget:
         raise UserError(f"{args.best}: records no budget; pass --budget")
-    space = SearchSpace.from_dict(ckpt.load(supernet)["space"])
+    state = load_supernet_state(supernet)
+    space = SearchSpace.from_dict(state["space"])
     best = space.validate(load_arch_file(args.best)[0], source=args.best)
     randoms = random_archs(space, budget, args.random, args.seed, {best.key()})
     archs = [best, *randoms]
@@ -74,7 +75,8 @@ def main() -> int:
                         cpus_per_trial=args.cpus_per_trial)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     stem = f"search_vs_random-seed{args.seed}"
-    report = check_ranking(supernet, archs, cfg, train, rule=rule, report_dir=Path(args.out_dir) / stem)
+    report = check_ranking(supernet, archs, cfg, train, rule=rule, report_dir=Path(args.out_dir) / stem,
+                           state=state)
 
     rows = {r["arch"]: r for r in report["archs"]}
     best_row = rows[best.key()]

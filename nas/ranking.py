@@ -124,18 +124,17 @@ def _trial_lines(total: int):
 
 
 def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, *,
-                  address: str | None = None, rule: str = "", report_dir: str | Path | None = None) -> dict:
+                  address: str | None = None, rule: str = "", report_dir: str | Path | None = None,
+                  state: dict | None = None) -> dict:
     """Train ``archs`` stand-alone (cached), evaluate them with inherited weights, write the report; returns it.
 
     The report goes to ``report_dir`` (default: the supernet's ranking folder, where ``search`` looks for the last
     check); the stand-alone cache is always the supernet's."""
     from nas.retrain_front import retrain_in_parallel
-    from nas.supernet_train import load_supernet
+    from nas.supernet_train import load_supernet, load_supernet_state
 
     supernet_path = Path(supernet_path)
-    state = ckpt.load(supernet_path)
-    if "job" not in state or "space" not in state:
-        raise UserError(f"{supernet_path}: not a supernet checkpoint")
+    state = state if state is not None else load_supernet_state(supernet_path)
     if cfg.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
     job = SupernetJob.from_dict(state["job"])
@@ -166,7 +165,7 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     if errors:
         raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
 
-    supernet = load_supernet(supernet_path)
+    supernet = load_supernet(supernet_path, state=state)
     data = build_data(job.data)
     rows = []
     for arch in archs:

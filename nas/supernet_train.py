@@ -83,12 +83,20 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
     return run_dir / FINAL
 
 
-def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> MixerNet:
-    """A trained supernet from its supernet.pt (or an epoch checkpoint.pt)."""
-    state = ckpt.load(path, map_location=device)
+def load_supernet_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A supernet checkpoint's content (model, space, settings, job); UserError for any other file."""
+    state = ckpt.load(path, map_location=map_location)
+    if not all(key in state for key in ("model", "space", "settings", "job")):
+        raise UserError(f"{path}: not a supernet checkpoint")
+    return state
+
+
+def load_supernet(path: str | Path, device: str | torch.device = "cpu", *, state: dict | None = None) -> MixerNet:
+    """A trained supernet from its supernet.pt (or an epoch checkpoint.pt), or from its already loaded ``state``."""
+    state = state if state is not None else ckpt.load(path, map_location=device)
     net = MixerNet(SearchSpace.from_dict(state["space"]), NetSettings.from_dict(state["settings"]))
     net.load_state_dict(state["model"])
     return net.to(device).eval()
 
 
-__all__ = ["train_supernet", "train_supernet_worker", "load_supernet", "FINAL", "CHECKPOINT"]
+__all__ = ["train_supernet", "train_supernet_worker", "load_supernet", "load_supernet_state", "FINAL", "CHECKPOINT"]

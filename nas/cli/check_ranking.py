@@ -47,9 +47,9 @@ def _default_supernet() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas import checkpoint as ckpt
     from nas.engine import TrainConfig
     from nas.jobs import SupernetJob
+    from nas.supernet_train import load_supernet_state
     from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
     from searchspace import SearchSpace
 
@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--seeds, --epochs and --batch-size must be at least 1")
     check_trial_resources(args.cpus_per_trial)
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
-    state = ckpt.load(supernet)
-    if "job" not in state or "space" not in state:
-        raise UserError(f"{supernet}: not a supernet checkpoint")
+    state = load_supernet_state(supernet)
     job = SupernetJob.from_dict(state["job"])
     space = SearchSpace.from_dict(state["space"])
     budget = parse_flops(args.budget) if args.budget else (job.path_budget_flops or parse_flops("4.5GFLOPs"))
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
                 f"{format_flops(budget)} FLOPs among {cfg.draws} uniform draws (seed {args.seed})")
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule)
+    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state)
 
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "
           f"mean of {cfg.seeds} seeds)")

@@ -53,15 +53,13 @@ def _search_config(search_run: str | None) -> dict:
 def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None):
     """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's.
     A data flag that contradicts them exits 2; with no such run the flags (or their defaults) apply."""
-    from nas import checkpoint as ckpt
     from nas.data import DataConfig
     from nas.jobs import ModelOptions, SupernetJob
+    from nas.supernet_train import load_supernet_state
 
     options = model_options(args)
     if args.init == "supernet":
-        state = ckpt.load(supernet)
-        if "job" not in state or "settings" not in state:
-            raise UserError(f"{supernet}: not a supernet checkpoint")
+        state = load_supernet_state(supernet)
         source = f"supernet {supernet}"
         inherit_model_settings(args, state["settings"], source)
         saved = SupernetJob.from_dict(state["job"])

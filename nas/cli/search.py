@@ -57,11 +57,10 @@ def _latest_search(results: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nas import checkpoint as ckpt
     from nas.data import DataConfig
     from nas.report import format_table, write_search_outputs
     from nas.search import SearchConfig, TrialContext, run_search
-    from nas.supernet_train import FINAL, train_supernet
+    from nas.supernet_train import FINAL, load_supernet_state, train_supernet
 
     budget = parse_flops(args.budget)
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
@@ -101,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
 
-    state = ckpt.load(supernet_path)
-    if "space" not in state or "settings" not in state or "job" not in state:
-        raise UserError(f"{supernet_path}: not a supernet checkpoint")
+    state = load_supernet_state(supernet_path)
     supernet_job = SupernetJob.from_dict(state["job"])
     if not args.resume:
         if state["space"] != space.to_dict():

@@ -74,8 +74,9 @@ def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str
         if name == "augment":
             raise UserError(f"--no-augment contradicts {source}, which was trained with augmentation: leave the "
                             f"flag out to use its data settings")
+        shown = "all (no subset)" if name == "train_subset" and have is None else have
         raise UserError(f"{DataConfig.FLAGS[name]} {value} contradicts {source}, which was trained with {name} = "
-                        f"{have}: leave the flag out to use its data settings")
+                        f"{shown}: leave the flag out to use its data settings")
     return saved
 
 
