@@ -2,13 +2,15 @@
 
 Rank 0 writes the same checkpoint.pt into the run folder as a local run does and also reports it
 to Ray Train (kept under the run folder's ray/ storage), so a distributed run resumes from a
-local one and the other way round.
+local one and the other way round. The launcher knows nothing of supernets or retraining: the caller
+hands it the worker function to run, so imports go one way (supernet_train / retrain -> distributed).
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from nas.errors import UserError
 
@@ -29,17 +31,14 @@ def _worker_loop(config: dict) -> None:
     context = ray.train.get_context()
     ctx = WorkerContext(rank=context.get_world_rank(), world_size=context.get_world_size(),
                         device=ray.train.torch.get_device())
-    run_dir = Path(config["run_dir"])
 
     def sampler_factory(dataset, seed):
         return DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
                                   drop_last=True)
 
     def wrap(model):
-        # A supernet step trains one path: the other paths' parameters get no gradient. A standalone
-        # network uses every parameter, and DDP's search for unused ones would only cost time.
-        unused = config["kind"] == "supernet"
-        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
+        return ray.train.torch.prepare_model(
+            model, parallel_strategy_kwargs={"find_unused_parameters": config["find_unused_parameters"]})
 
     def report(metrics: dict, checkpoint_path: Path | None) -> None:
         numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -50,24 +49,20 @@ def _worker_loop(config: dict) -> None:
             shutil.copy2(checkpoint_path, Path(tmp) / checkpoint_path.name)
             ray.train.report(numeric, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    torch.set_num_threads(max(1, config.get("threads_per_worker", 1)))
-    if config["kind"] == "supernet":
-        from nas.jobs import SupernetJob
-        from nas.supernet_train import train_supernet_worker
-        train_supernet_worker(SupernetJob.from_dict(config["job"]), run_dir, resume=config["resume"], context=ctx,
-                              progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory,
-                              on_epoch_end=report)
-    elif config["kind"] == "retrain":
-        from nas.retrain import retrain_worker
-        retrain_worker(config["job"], run_dir, resume=config["resume"], context=ctx, progress=ctx.rank == 0,
-                       wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
-    else:
-        raise ValueError(f"unknown job kind {config['kind']!r}")
+    torch.set_num_threads(max(1, config["threads_per_worker"]))
+    config["worker"](config["job"], Path(config["run_dir"]), resume=config["resume"], context=ctx,
+                     progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
 
 
-def run_ray_train(kind: str, job: dict, run_dir: Path, *, resume: bool, num_workers: int, use_gpu: bool,
-                  address: str | None = None) -> None:
-    """Run ``kind`` ('supernet' or 'retrain') under TorchTrainer with ``num_workers`` DDP workers."""
+def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, resume: bool, num_workers: int,
+                  use_gpu: bool, address: str | None = None, find_unused_parameters: bool = False) -> None:
+    """Run ``worker(job, run_dir, resume=, context=, progress=, wrap_model=, sampler_factory=, on_epoch_end=)``
+    as ``num_workers`` DDP workers under Ray Train's TorchTrainer.
+
+    ``worker`` is a module-level function (it travels to the workers by reference). ``find_unused_parameters``:
+    a supernet step trains one path, so the other paths' parameters get no gradient; a standalone network uses
+    every parameter, and DDP's search for unused ones would only cost time.
+    """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -81,12 +76,13 @@ def run_ray_train(kind: str, job: dict, run_dir: Path, *, resume: bool, num_work
     run_dir = Path(run_dir).resolve()
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"kind": kind, "job": job, "run_dir": str(run_dir), "resume": resume,
+        train_loop_config={"worker": worker, "job": job, "run_dir": str(run_dir), "resume": resume,
+                           "find_unused_parameters": find_unused_parameters,
                            "threads_per_worker": max(1, int(cpus // num_workers))},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name=f"{kind}-{run_dir.name}", storage_path=str(run_dir / "ray"),
+        run_config=RunConfig(name=f"{run_dir.name}", storage_path=str(run_dir / "ray"),
                              failure_config=FailureConfig(max_failures=0)),
     )
     result = trainer.fit()

@@ -54,13 +54,22 @@ class TrainConfig:
     mixup: float = 0.0            # Mixup alpha (0: off)
     cutmix: float = 0.0           # CutMix alpha (0: off)
     ema_decay: float | None = None
-    amp: bool = False             # float16 autocast + grad scaling; needs CUDA
+    amp: bool | str = False       # False, "bf16" (autocast, no scaler) or "fp16" (autocast + grad scaling, CUDA)
     recalib_batches: int = 8      # BatchNorm recalibration batches before each evaluation of a sub-network
     eval_batch_size: int = 256
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # False (not None) for "off": jobs saved before bf16 existed keep their fingerprint; True meant float16.
+        self.amp = {None: False, "off": False, True: "fp16"}.get(self.amp, self.amp)
+        if self.amp not in AMP_DTYPES and self.amp is not False:
+            raise UserError(f"--amp {self.amp}: choose bf16 or fp16")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -161,8 +170,9 @@ class Trainer:
         self.extra_state = extra_state or {}
         self.on_epoch_end = on_epoch_end
         self.sampler_factory = distributed_sampler_factory
-        if cfg.amp and self.ctx.device.type != "cuda":
-            raise UserError("--amp needs a CUDA device (mixed precision is for GPUs)")
+        if cfg.amp == "fp16" and self.ctx.device.type != "cuda":
+            raise UserError("--amp fp16 needs a CUDA device (its gradient scaler is CUDA's); --amp bf16 runs "
+                            "on CPU too")
 
         self.steps_per_epoch = self._steps_per_epoch()
         self.optimizer = create_optimizer_v2(unwrap(model), opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -179,7 +189,7 @@ class Trainer:
         else:
             self.loss_fn = nn.CrossEntropyLoss()
         self.ema = ModelEmaV3(unwrap(model), decay=cfg.ema_decay) if cfg.ema_decay else None
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None  # bf16 has float32's range
         self.start_epoch, self.history = 0, []
 
     # -- state ----------------------------------------------------------------------------------
@@ -231,7 +241,7 @@ class Trainer:
 
     def _autocast(self):
         if self.cfg.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
+            return torch.autocast(self.ctx.device.type, dtype=AMP_DTYPES[self.cfg.amp])
         return contextlib.nullcontext()
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

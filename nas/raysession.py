@@ -44,31 +44,101 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def setup_worker_process() -> None:
+    """Ray runs this in every worker process of our jobs before any trial code (``worker_process_setup_hook``).
+
+    Ray stops an idle worker with SIGTERM, and its handler raises SystemExit wherever the worker's main thread
+    is. When that is inside a garbage-collector callback, Python cannot raise it and prints "Exception ignored
+    in: <function WeakSet...> ... SystemExit: 1" instead, which Ray forwards to the user's terminal mid-search
+    (issue #11). Such an exit is Ray's shutdown, not an error of ours: it is not printed. Every other
+    unraisable exception still is. Standard library only: every worker pays this import.
+    """
+    sys.unraisablehook = _unraisable_hook
+
+
+def _unraisable_hook(unraisable) -> None:
+    if isinstance(unraisable.exc_value, SystemExit):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+RUNTIME_ENV = {"worker_process_setup_hook": f"{__name__}.setup_worker_process"}
+
+
+def check_cluster_address(address: str, timeout_s: float = 5.0) -> None:
+    """Raise UserError when nothing answers at a cluster ``address`` (HOST:PORT or ray://HOST:PORT).
+
+    ray.init retries an address where no cluster runs for minutes, printing a warning every few seconds;
+    a wrong address must be one clear line, never a silent local Ray. "auto" is left to ray.init, which
+    fails at once when this machine runs no cluster."""
+    from nas.errors import UserError
+
+    if address == "auto":
+        return
+    host_port = address.split("://", 1)[-1]
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UserError(f"--address {address}: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379), "
+                        f"ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                        f"`ray start --head` or leave --address out for a local Ray") from None
+
+
+def prepare_cluster_connection(address: str) -> None:
+    """Check ``address`` and keep token authentication on for it; call before Ray is imported.
+
+    Ray turns token authentication on by itself only for a cluster it finds without an address; a cluster
+    named by address (started with `ray start --head`, Ray 2.60) wants the token all the same, and Ray reads
+    RAY_AUTH_MODE once, when it is imported."""
+    check_cluster_address(address)
+    if "RAY_AUTH_MODE" not in os.environ and auth_token():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_port: int = 8265,
                announce: bool = True) -> RaySession:
-    """Connect to the cluster at ``address``, or start a local Ray with its dashboard on 127.0.0.1."""
+    """Connect to the cluster at ``address``, or start a local Ray with its dashboard on 127.0.0.1.
+
+    A Ray already initialised in this process is kept; when ``address`` names a cluster, it must be that one
+    (a local Ray started earlier must not take a job meant for the cluster)."""
     import ray
 
+    from nas.errors import UserError
+
+    if ray.is_initialized() and address and _SESSION[1] != address:
+        raise UserError(f"--address {address}: this process already runs Ray "
+                        f"({_SESSION[1] or 'a local one'}); give every step the same --address")
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        port = free_port(dashboard_port)
-        if port != dashboard_port and announce and not address:
-            print(f"port {dashboard_port} is busy (another Ray?): the dashboard goes on port {port}",
-                  file=sys.stderr, flush=True)
-        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                      num_cpus=num_cpus, configure_logging=True, logging_level="WARNING", log_to_driver=True)
         if address:
-            context = ray.init(address=address, logging_level="WARNING")
+            check_cluster_address(address)
+            try:
+                context = ray.init(address=address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
+            except ConnectionError as e:
+                hint = "" if auth_token() else (" (if the cluster uses token authentication, put the token that "
+                                                "`ray get-auth-token` prints on its head into ~/.ray/auth_token "
+                                                "or RAY_AUTH_TOKEN)")
+                raise UserError(f"--address {address}: {str(e).splitlines()[0]}{hint}") from None
         else:
-            context = ray.init(**kwargs)
+            port = free_port(dashboard_port)
+            if port != dashboard_port and announce:
+                print(f"port {dashboard_port} is busy (another Ray?): the dashboard goes on port {port}",
+                      file=sys.stderr, flush=True)
+            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                               num_cpus=num_cpus, configure_logging=True, logging_level="WARNING",
+                               log_to_driver=True, runtime_env=RUNTIME_ENV)
         session = RaySession(getattr(context, "dashboard_url", None) or None, auth_token())
         if announce:
             print(session.describe(), file=sys.stderr, flush=True)
-        _SESSION[0] = session
+        _SESSION[:] = [session, address]
     return _SESSION[0] or RaySession(None, auth_token())
 
 
-_SESSION: list[RaySession | None] = [None]
+_SESSION: list = [None, None]  # the session this process started or joined, and the address it joined
 
 
 def save_tune_state_between_syncs() -> None:

@@ -112,10 +112,10 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
                                     "torch": torch.__version__})
     save_arch_file(run_dir / "arch.json", arch, name=arch.key())
     start = time.perf_counter()
-    if num_workers > 1:
+    if num_workers > 1 or address:  # on a cluster, even one worker runs there
         from nas.distributed import run_ray_train
-        run_ray_train("retrain", job.to_dict(), run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
-                      address=address)
+        run_ray_train(retrain_worker, job.to_dict(), run_dir, resume=resume, num_workers=num_workers,
+                      use_gpu=use_gpu, address=address)
     else:
         device = torch.device("cuda" if use_gpu else "cpu")
         retrain_worker(job.to_dict(), run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)

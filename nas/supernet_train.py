@@ -57,7 +57,7 @@ def monitor_archs(space: SearchSpace, path_budget_flops: float | None) -> dict:
 
 
 def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num_workers: int = 0,
-                   use_gpu: bool = False, progress: bool = True) -> Path:
+                   use_gpu: bool = False, progress: bool = True, address: str | None = None) -> Path:
     """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt."""
     build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
     try:
@@ -74,9 +74,10 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
                             f"(see {config_path})")
     write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
                                     "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if num_workers > 1:
+    if num_workers > 1 or address:  # on a cluster, even one worker runs there
         from nas.distributed import run_ray_train
-        run_ray_train("supernet", job.to_dict(), run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu)
+        run_ray_train(train_supernet_worker, job, run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
+                      address=address, find_unused_parameters=True)
     else:
         device = torch.device("cuda" if use_gpu else "cpu")
         train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)

@@ -8,7 +8,7 @@ from nas.errors import UserError
 from nas.jobs import RESULTS
 from searchspace import format_flops, parse_flops
 
-from .common import check_trial_resources
+from .common import add_address_argument, check_trial_resources
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
     parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches")
-    parser.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+    add_address_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=64)

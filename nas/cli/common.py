@@ -28,3 +28,8 @@ def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:
     if gpus > 1 and gpus != int(gpus):
         raise UserError(f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number "
                         f"(Ray shares only fractions of one GPU)")
+
+
+def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="run on this Ray cluster (its head's address, or auto); default: a local Ray")

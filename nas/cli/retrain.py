@@ -34,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a model EMA (e.g. 0.999)")
     g.add_argument("--mixup", type=float, default=0.0, help="Mixup alpha")
     g.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha")
-    g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     add_data_arguments(parser)
     add_model_arguments(parser)
     add_train_arguments(parser, epochs=10, batch_size=64, lr=2e-3)
@@ -80,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.retrain import RetrainJob, retrain
 
     space = load_space(args.space)
-    if args.amp and not args.gpu:
-        raise UserError("--amp is for GPU training: add --gpu")
-    train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix, amp=args.amp)
+    train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
     if args.pareto:
         return _run_front(args, space, train)
 

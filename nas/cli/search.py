@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
             supernet_path = supernet_dir / FINAL
             if not supernet_path.exists():
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
-                train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
+                train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
+                               address=args.address)
 
     state = load_supernet_state(supernet_path)
     supernet_job = SupernetJob.from_dict(state["job"])

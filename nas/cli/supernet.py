@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()
-    final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu)
+    final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
+                           address=args.address)
     print(f"supernet trained in {time.perf_counter() - start:.0f}s: {final} (metrics: {run_dir / 'metrics.csv'})")
     return 0

@@ -13,6 +13,8 @@ from nas.engine import TrainConfig
 from nas.errors import UserError
 from nas.jobs import ModelOptions
 
+from .common import add_address_argument
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
@@ -49,7 +51,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--num-workers", type=int, default=1,
                    help="DDP workers under Ray Train (1: train in this process)")
     g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
-    g.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+    g.add_argument("--amp", choices=("bf16", "fp16", "off"), default=None,
+                   help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "
+                        "on CPU), fp16 (autocast + gradient scaling; CUDA only), off (the default on CPU)")
+    add_address_argument(g)
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -94,10 +99,23 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
     return ModelOptions(embed_dim=args.embed_dim, patch_size=args.patch_size, drop_path_rate=args.drop_path)
 
 
+def amp_mode(args: argparse.Namespace) -> bool | str:
+    """--amp as TrainConfig takes it: the flag, else bf16 with --gpu on a GPU that supports it, else off."""
+    if args.amp is not None:
+        if args.amp == "fp16" and not args.gpu:
+            raise UserError("--amp fp16 is for GPU training: add --gpu (or use --amp bf16, which runs on CPU too)")
+        return False if args.amp == "off" else args.amp
+    if args.gpu:
+        import torch
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16"
+    return False
+
+
 def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                        clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,
-                       **extra)
+                       amp=amp_mode(args), **extra)

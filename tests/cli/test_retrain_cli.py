@@ -84,7 +84,8 @@ def test_retrain_the_top_k_of_a_front(work):
     (["--arch", "arch.json", "--dataset", "cifar10", "--data-root", "/no/cifar"], "/no/cifar"),
     (["--pareto", "missing.json"], "missing.json: no such file"),
     (["--arch", "arch.json", "--init", "supernet"], "--init supernet"),
-    (["--arch", "arch.json", "--amp"], "--amp"),
+    (["--arch", "arch.json", "--amp", "fp16"], "--amp fp16 is for GPU training"),
+    (["--arch", "arch.json", "--amp", "fp8"], "invalid choice: 'fp8'"),
 ])
 def test_retrain_bad_input(work, args, message):
     (work / "bad.json").write_text("{")

@@ -1,11 +1,14 @@
 """The evaluation helpers of nas.engine: BatchNorm recalibration and inherited-weight evaluation."""
+import math
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from nas.data import build_data
-from nas.engine import evaluate, evaluate_arch, recalibrate_bn
+from nas.engine import TrainConfig, Trainer, evaluate, evaluate_arch, recalibrate_bn
+from nas.errors import UserError
 from searchspace import SearchSpace
 from supernet import MixerNet
 from tests.conftest import TINY
@@ -50,3 +53,33 @@ def test_evaluate_arch_recalibrates_on_train_and_scores_validation():
     expected = evaluate(net, data.val)
     assert got == expected and got != before  # the same numbers, and recalibration changed them
     assert got != evaluate(net, data.test)  # validation, not test
+
+
+# --- mixed precision (issue #10, item 2) ----------------------------------------------------------
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    """--amp bf16: the forward runs in bfloat16 (no gradient scaler), the weights stay float32 and learn."""
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    net = MixerNet.from_arch(ARCH, TINY)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer = Trainer(net, data, TrainConfig(epochs=1, batch_size=100, amp="bf16", recalib_batches=1), tmp_path,
+                      progress=False)
+    assert trainer.scaler is None
+    with trainer._autocast():
+        assert net(data.train[0][0][None].repeat(2, 1, 1, 1)).dtype == torch.bfloat16
+    history = trainer.fit()
+    assert math.isfinite(history[0]["train_loss"]) and 0 <= history[0]["val_top1"] <= 1
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_amp_settings():
+    assert TrainConfig(amp=True).amp == "fp16"  # what --amp meant before bf16: old jobs keep their meaning
+    assert TrainConfig(amp=None).amp is False and TrainConfig(amp="off").amp is False
+    assert TrainConfig().to_dict()["amp"] is False  # unchanged: saved supernets keep their fingerprint
+    with pytest.raises(UserError, match="choose bf16 or fp16"):
+        TrainConfig(amp="fp8")
+    net = MixerNet.from_arch(ARCH, TINY)
+    with pytest.raises(UserError, match="--amp fp16 needs a CUDA device"):
+        Trainer(net, build_data(TINY_DATA), TrainConfig(amp="fp16"), "unused", progress=False)

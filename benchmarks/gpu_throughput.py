@@ -1,0 +1,209 @@
+"""Training and inference throughput of the published networks and of supernet training, on CUDA or CPU.
+
+Sections (each side by side in one run, interleaved A, B, A, B ..., median of ``--repeats`` timings, as ratios):
+
+1. ``swin``: our Swin-T (``window_attention`` k7, depths 2-2-6-2) vs timm's ``swin_tiny_patch4_window7_224``,
+   inference and training step (AdamW), float32 and bf16 autocast. Ratio = ours / timm in images/s.
+2. ``dwconv``: DWNet-T vs dynamic DWNet-T (same macro network, ``dwconv`` / ``dynamic_dwconv`` k7), training step,
+   float32 and bf16. Ratio = dynamic / static in images/s (issue #10 asks >= 0.8 in bf16 on a GPU).
+3. ``supernet``: one epoch of the product's supernet training at the default small setting (embedded digits,
+   batch 64, paths within 4.5 GFLOPs) through the real Trainer, and the time the data loader alone takes for
+   the same epoch: images/s, and the loader's share.
+
+Sizes: 224 px at ``--batch`` (default 64 on CUDA, 4 on CPU, where a Swin-T step takes seconds). The device
+(GPU name or CPU model and threads) goes into the output. Latency-table error: benchmarks/latency_table.py;
+supernet step vs extracted step: benchmarks/supernet_overhead.py.
+
+    python benchmarks/gpu_throughput.py --out results/benchmarks/gpu_throughput      # CUDA if present
+    python benchmarks/gpu_throughput.py --device cpu --sections dwconv supernet
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from timm.optim import create_optimizer_v2  # noqa: E402
+
+from benchmarks.bench_common import run, write_rows  # noqa: E402
+from nas.data import DataConfig, build_data  # noqa: E402
+from nas.engine import Trainer, TrainConfig, WorkerContext  # noqa: E402
+from nas.errors import UserError  # noqa: E402
+from nas.jobs import ModelOptions  # noqa: E402
+from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, parse_flops  # noqa: E402
+from supernet import MixerNet, make_path_sampler  # noqa: E402
+
+SECTIONS = ("swin", "dwconv", "supernet")
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def published_arch(mixer: str, kernel: int = 7) -> Arch:
+    """Swin-T / DWNet-T / dynamic DWNet-T: depths 2-2-6-2, patch merging at stages 2-4."""
+    return Arch(tuple(StageChoice(mixer, kernel, depth, pool) for depth, pool in ((2, 1), (2, 2), (6, 2), (2, 2))))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    cpu = platform.processor() or "cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, dtype: str):
+    if DTYPES[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def make_step(model: torch.nn.Module, mode: str, dtype: str, x: torch.Tensor, y: torch.Tensor, device):
+    """A callable that runs one inference forward or one training step (forward, loss, backward, AdamW)."""
+    if mode == "inference":
+        model.eval()
+
+        @torch.no_grad()
+        def infer():
+            with autocast(device, dtype):
+                model(x)
+        return infer
+    model.train()
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=1e-4, weight_decay=0.05)
+
+    def train():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return train
+
+
+def timed(step, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def side_by_side(steps: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per step of each named step, interleaved so that drifts in machine load hit all alike."""
+    for _ in range(warmup):
+        for step in steps.values():
+            timed(step, device)
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def compare(section: str, models: dict, modes: tuple[str, ...], args, device) -> list[dict]:
+    """Rows: per (mode, dtype), images/s of each model and the ratio second / first."""
+    rows = []
+    (first, make_first), (second, make_second) = models.items()
+    x = torch.randn(args.batch, 3, 224, 224, device=device)
+    y = torch.randint(0, 1000, (args.batch,), device=device)
+    for mode in modes:
+        for dtype in args.dtypes:
+            torch.manual_seed(0)
+            steps = {first: make_step(make_first().to(device), mode, dtype, x, y, device),
+                     second: make_step(make_second().to(device), mode, dtype, x, y, device)}
+            seconds = side_by_side(steps, device, args.warmup, args.repeats)
+            ips = {name: args.batch / s for name, s in seconds.items()}
+            rows.append({"section": section, "mode": mode, "dtype": dtype, "batch": args.batch,
+                         f"{first}_img_s": round(ips[first], 1), f"{second}_img_s": round(ips[second], 1),
+                         "ratio": round(ips[second] / ips[first], 3), "ratio_is": f"{second} / {first}"})
+            print(f"{section:8s} {mode:9s} {dtype}: {first} {ips[first]:8.1f} img/s, {second} {ips[second]:8.1f} "
+                  f"img/s, {second}/{first} = {ips[second] / ips[first]:.3f}", flush=True)
+            del steps
+    return rows
+
+
+def supernet_epoch(args, device) -> list[dict]:
+    """One real epoch of the default supernet training, and the loader alone over the same epoch."""
+    data = build_data(DataConfig())
+    space = SearchSpace.default()
+    settings = ModelOptions().settings(data)
+    cfg = TrainConfig(epochs=1, batch_size=64, warmup_epochs=0, amp="bf16" if "bf16" in args.dtypes and
+                      device.type == "cuda" else False)
+    torch.manual_seed(0)
+    model = MixerNet(space, settings).to(device)
+    sampler = make_path_sampler("spos", space, 0, parse_flops("4.5GFLOPs"))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, data, cfg, tmp, path_sampler=sampler, context=WorkerContext(device=device),
+                          progress=False)
+        loader_start = time.perf_counter()
+        for x, y in trainer._loader(0):
+            x.to(device), y.to(device)
+        loader_s = time.perf_counter() - loader_start
+        metrics = trainer.train_epoch(0)
+    row = {"section": "supernet", "mode": "train epoch", "dtype": "bf16" if cfg.amp else "fp32", "batch": 64,
+           "images_per_s": round(metrics["images_per_s"], 1), "epoch_s": round(metrics["epoch_time_s"], 2),
+           "loader_only_s": round(loader_s, 2), "loader_share": round(loader_s / metrics["epoch_time_s"], 3)}
+    print(f"supernet one epoch ({len(data.train)} images): {row['images_per_s']} img/s, {row['epoch_s']} s, of "
+          f"which the loader alone takes {row['loader_only_s']} s ({100 * row['loader_share']:.0f}%)", flush=True)
+    return [row]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=list(DTYPES))
+    parser.add_argument("--batch", type=int, default=None, help="images per step (default: 64 on CUDA, 4 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side (default 5 CUDA, 1 CPU)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per side (default 20 CUDA, 5 CPU)")
+    parser.add_argument("--out", default="results/benchmarks/gpu_throughput", help="output stem (.json, .csv)")
+    args = parser.parse_args()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible")
+    on_gpu = device.type == "cuda"
+    args.batch = args.batch or (64 if on_gpu else 4)
+    args.warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
+    args.repeats = args.repeats or (20 if on_gpu else 5)
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+    print(f"device: {device_name(device)}", flush=True)
+
+    rows = []
+    if "swin" in args.sections:
+        models = {"timm": lambda: timm.create_model("swin_tiny_patch4_window7_224"),
+                  "ours": lambda: MixerNet.from_arch(published_arch("window_attention"), DEPLOYMENT)}
+        rows += compare("swin", models, ("inference", "train"), args, device)
+    if "dwconv" in args.sections:
+        models = {"dwnet": lambda: MixerNet.from_arch(published_arch("dwconv"), DEPLOYMENT),
+                  "dynamic": lambda: MixerNet.from_arch(published_arch("dynamic_dwconv"), DEPLOYMENT)}
+        rows += compare("dwconv", models, ("train",), args, device)
+    if "supernet" in args.sections:
+        rows += supernet_epoch(args, device)
+    summary = {"device": device_name(device), "command": " ".join(sys.argv), "batch": args.batch,
+               "warmup": args.warmup, "repeats": args.repeats}
+    path = write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
+    print(f"outputs: {path}.json, {path}.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
