@@ -1,4 +1,4 @@
-"""The evaluation helpers of nas.engine: BatchNorm recalibration and inherited-weight evaluation."""
+"""nas.engine: BatchNorm recalibration, inherited-weight evaluation and mixed-precision training settings."""
 import math
 
 import pytest
