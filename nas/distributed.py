@@ -82,7 +82,7 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name=f"{run_dir.name}", storage_path=str(run_dir / "ray"),
+        run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir / "ray"),
                              failure_config=FailureConfig(max_failures=0)),
     )
     result = trainer.fit()

@@ -115,7 +115,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         if address:
-            check_cluster_address(address)
+            prepare_cluster_connection(address)  # done already by launch.py; here for callers of the library
             try:
                 context = ray.init(address=address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
             except ConnectionError as e:

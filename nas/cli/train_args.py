@@ -104,7 +104,7 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
     if args.amp is not None:
         if args.amp == "fp16" and not args.gpu:
             raise UserError("--amp fp16 is for GPU training: add --gpu (or use --amp bf16, which runs on CPU too)")
-        return False if args.amp == "off" else args.amp
+        return args.amp  # TrainConfig reads "off" as False
     if args.gpu:
         import torch
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
