@@ -7,8 +7,9 @@ Sections (each side by side in one run, interleaved A, B, A, B ..., median of ``
 2. ``dwconv``: DWNet-T vs dynamic DWNet-T (same macro network, ``dwconv`` / ``dynamic_dwconv`` k7), training step,
    float32 and bf16. Ratio = dynamic / static in images/s (issue #10 asks >= 0.8 in bf16 on a GPU).
 3. ``supernet``: one epoch of the product's supernet training at the default small setting (embedded digits,
-   batch 64, paths within 4.5 GFLOPs) through the real Trainer, and the time the data loader alone takes for
-   the same epoch: images/s, and the loader's share.
+   batch 64, paths within 4.5 GFLOPs) through the real Trainer, with the input path before issue #10 (each
+   digit through timm's PIL transform in the main process) and with on-device batches, interleaved, median of
+   ``--epoch-repeats``; and the time each loader alone takes for the same epoch. Ratio = on-device / before.
 
 Sizes: 224 px at ``--batch`` (default 64 on CUDA, 4 on CPU, where a Swin-T step takes seconds). The device
 (GPU name or CPU model and threads) goes into the output. Latency-table error: benchmarks/latency_table.py;
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +36,15 @@ sys.path.insert(0, str(ROOT))
 import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.data import DataConfig, build_data  # noqa: E402
+from nas.data import DataConfig, build_data, make_loader  # noqa: E402
 from nas.engine import Trainer, TrainConfig, WorkerContext  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.jobs import ModelOptions  # noqa: E402
+from nas.tensor_data import InMemoryImages  # noqa: E402
 from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, parse_flops  # noqa: E402
 from supernet import MixerNet, make_path_sampler  # noqa: E402
 
@@ -140,30 +144,73 @@ def compare(section: str, models: dict, modes: tuple[str, ...], args, device) ->
     return rows
 
 
+class PerImageDigits(torch.utils.data.Dataset):
+    """The input path before issue #10 (the reference): each training digit through timm's PIL transform."""
+
+    def __init__(self, train: InMemoryImages):
+        from timm.data import create_transform
+        aug = train.augment
+        self.images, self.labels = train.images[:, 0].numpy(), train.labels.numpy()
+        self.transform = create_transform(train.images.shape[-1], is_training=True, scale=aug.scale,
+                                          ratio=aug.ratio, hflip=aug.hflip, color_jitter=None,
+                                          interpolation="bilinear", mean=train.mean, std=train.std)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+class PerImageTrainer(Trainer):
+    """The Trainer with the old loader: per-image transforms in the main process (``num_workers=0``)."""
+
+    def _loader(self, epoch: int):
+        return make_loader(self.data.train, self.cfg.batch_size, shuffle=True, seed=epoch, drop_last=True,
+                           num_workers=0)
+
+
 def supernet_epoch(args, device) -> list[dict]:
-    """One real epoch of the default supernet training, and the loader alone over the same epoch."""
+    """One real epoch of the default supernet training, per-image PIL input (before) vs on-device batches,
+    interleaved; and the time each loader alone takes for the same epoch."""
     data = build_data(DataConfig())
+    inputs = {"per-image PIL (before)": (replace(data, train=PerImageDigits(data.train)), PerImageTrainer),
+              "on-device batches": (data, Trainer)}
     space = SearchSpace.default()
     settings = ModelOptions().settings(data)
     cfg = TrainConfig(epochs=1, batch_size=64, warmup_epochs=0, amp="bf16" if "bf16" in args.dtypes and
                       device.type == "cuda" else False)
-    torch.manual_seed(0)
-    model = MixerNet(space, settings).to(device)
-    sampler = make_path_sampler("spos", space, 0, parse_flops("4.5GFLOPs"))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, data, cfg, tmp, path_sampler=sampler, context=WorkerContext(device=device),
-                          progress=False)
-        loader_start = time.perf_counter()
-        for x, y in trainer._loader(0):
-            x.to(device), y.to(device)
-        loader_s = time.perf_counter() - loader_start
-        metrics = trainer.train_epoch(0)
-    row = {"section": "supernet", "mode": "train epoch", "dtype": "bf16" if cfg.amp else "fp32", "batch": 64,
-           "images_per_s": round(metrics["images_per_s"], 1), "epoch_s": round(metrics["epoch_time_s"], 2),
-           "loader_only_s": round(loader_s, 2), "loader_share": round(loader_s / metrics["epoch_time_s"], 3)}
-    print(f"supernet one epoch ({len(data.train)} images): {row['images_per_s']} img/s, {row['epoch_s']} s, of "
-          f"which the loader alone takes {row['loader_only_s']} s ({100 * row['loader_share']:.0f}%)", flush=True)
-    return [row]
+    timings = {name: {"epoch": [], "loader": []} for name in inputs}
+    for _ in range(args.epoch_repeats):
+        for name, (bundle, trainer_cls) in inputs.items():
+            torch.manual_seed(0)
+            model = MixerNet(space, settings).to(device)
+            sampler = make_path_sampler("spos", space, 0, parse_flops("4.5GFLOPs"))
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = trainer_cls(model, bundle, cfg, tmp, path_sampler=sampler,
+                                      context=WorkerContext(device=device), progress=False)
+                sync(device)
+                start = time.perf_counter()
+                for x, y in trainer._loader(0):
+                    x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                sync(device)
+                timings[name]["loader"].append(time.perf_counter() - start)
+                timings[name]["epoch"].append(trainer.train_epoch(0)["epoch_time_s"])
+    rows = []
+    images = (len(data.train) // cfg.batch_size) * cfg.batch_size
+    for name, t in timings.items():
+        epoch_s, loader_s = statistics.median(t["epoch"]), statistics.median(t["loader"])
+        rows.append({"section": "supernet", "mode": f"train epoch, {name}", "dtype": "bf16" if cfg.amp else "fp32",
+                     "batch": cfg.batch_size, "images_per_s": round(images / epoch_s, 1),
+                     "epoch_s": round(epoch_s, 2), "loader_only_s": round(loader_s, 3),
+                     "loader_share": round(loader_s / epoch_s, 3)})
+    rows[1]["ratio"] = round(rows[1]["images_per_s"] / rows[0]["images_per_s"], 3)
+    for row in rows:
+        print(f"supernet epoch ({images} images), {row['mode'].split(', ')[1]}: {row['images_per_s']} img/s, "
+              f"{row['epoch_s']} s, loader alone {row['loader_only_s']} s ({100 * row['loader_share']:.0f}%)",
+              flush=True)
+    print(f"on-device / per-image: {rows[1]['ratio']}x images/s", flush=True)
+    return rows
 
 
 def main() -> int:
@@ -174,6 +221,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: 64 on CUDA, 4 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side (default 5 CUDA, 1 CPU)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per side (default 20 CUDA, 5 CPU)")
+    parser.add_argument("--epoch-repeats", type=int, default=2, help="supernet epochs per input path (median)")
     parser.add_argument("--out", default="results/benchmarks/gpu_throughput", help="output stem (.json, .csv)")
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

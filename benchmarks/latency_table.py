@@ -1,10 +1,13 @@
 """Latency lookup table vs whole-network measurement at the deployment setting.
 
 Builds (or loads from results/latency) the table of measured component latencies at DEPLOYMENT
-(224x224x3, C = 96, 1000 classes) on the CPU, then measures seeded random archs of the space as
-whole standalone networks and compares. Writes the rows to results/benchmarks/.
+(224x224x3, C = 96, 1000 classes) on a device (CPU by default), then measures seeded random archs of the
+space as whole standalone networks and compares. Both sides are timed the same way: eagerly on CPU, by
+replaying a captured CUDA graph on CUDA (``nas.latency.timing_method``; the output records it). Writes the
+rows to results/benchmarks/.
 
     python benchmarks/latency_table.py --archs 20 --seed 0 --batch 1 --max-gflops 12
+    python benchmarks/latency_table.py --device cuda --batch 64 --max-gflops 0
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch
 from bench_common import write_rows
 
-from nas.latency import device_tag, load_or_build_table, measure_latency, table_path
+from nas.latency import device_tag, load_or_build_table, measure_latency, table_path, timing_method
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from supernet import MixerNet
 
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", type=int, default=20, help="random archs to measure (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--max-gflops", type=float, default=12.0,
                         help="measure only archs under this many GFLOPs (analytic); 0 = no cap (default 12)")
@@ -46,12 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     space = SearchSpace.default() if args.space is None else SearchSpace.from_file(args.space)
     settings = DEPLOYMENT
-    tag = device_tag("cpu", args.batch)
-    path = table_path(space, settings, batch_size=args.batch, cache_dir=args.cache_dir)
-    print(f"device {tag}, torch {torch.__version__}, table {path}", flush=True)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: no CUDA device is visible", file=sys.stderr)
+        return 2
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    tag, method = device_tag(device, args.batch), timing_method(device)
+    path = table_path(space, settings, device=device, batch_size=args.batch, cache_dir=args.cache_dir)
+    print(f"device {tag}, timing method {method}, torch {torch.__version__}, table {path}", flush=True)
 
     started = time.perf_counter()
-    table = load_or_build_table(space, settings, batch_size=args.batch, cache_dir=args.cache_dir)
+    table = load_or_build_table(space, settings, device=device, batch_size=args.batch, cache_dir=args.cache_dir)
     build_s = time.perf_counter() - started
     print(f"table: {len(table.entries)} entries, fitted whole-network scale {table.scale:.3f}, "
           f"built in {table.meta.get('build_seconds', float('nan')):.1f} s (this run spent {build_s:.1f} s on it)",
@@ -80,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for arch in archs:
         net = MixerNet.from_arch(arch, settings)
-        measured = measure_latency(net, settings, batch_size=args.batch, warmup=args.warmup, repeats=args.repeats)
+        measured = measure_latency(net, settings, batch_size=args.batch, warmup=args.warmup, repeats=args.repeats,
+                                   device=device)
         del net
         predicted = table.predict(arch)
         modules = table.modules_sum(arch)
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = [abs(r["error_pct"]) for r in rows]
     raw = [abs(r["error_unscaled_pct"]) for r in rows]
     summary = {
-        "device": tag, "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
+        "device": tag, "method": method, "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
         "seed": args.seed, "archs": len(rows), "max_gflops": args.max_gflops or None,
         "load_avg_1min": [round(load_start, 2), round(load_end, 2)], "cpu_count": os.cpu_count(),
         "scale": table.scale, "table_entries": len(table.entries),

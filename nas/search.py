@@ -13,6 +13,7 @@ whichever trial finishes first; measured latencies (``--latency measure``) still
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -296,20 +297,24 @@ def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[s
     """Evaluate one arch: costs first, top-1 only if within every budget."""
     cost = arch_cost(arch, DEPLOYMENT)
     cfg = ctx.config
-    if cfg.latency == "lut":
-        latency = ctx.latency_table.predict(arch)
-    else:
-        from nas.latency import measure_latency
+    measuring = cfg.latency == "measure"
+    if measuring:
+        from nas.latency import device_lock, measure_latency
         from supernet import MixerNet
-        latency = measure_latency(MixerNet.from_arch(arch, DEPLOYMENT), DEPLOYMENT, batch_size=cfg.latency_batch,
-                                  device=device)
+        net = MixerNet.from_arch(arch, DEPLOYMENT)
+        with device_lock(device, exclusive=True):  # no other trial's kernels on this device while timing
+            latency = measure_latency(net, DEPLOYMENT, batch_size=cfg.latency_batch, device=device)
+        del net
+    else:
+        latency = ctx.latency_table.predict(arch)
     metrics = {"flops": cost.flops, "params": cost.params, "latency_ms": latency * 1e3, "arch": arch.key()}
     if cfg.latency_budget_s is not None and latency > cfg.latency_budget_s:
         return {**metrics, "top1": 0.0, "feasible": 0, "state": "over_latency_budget"}
     supernet, data = _worker_supernet(ctx)
-    supernet = supernet.to(device)
-    top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
-                         device=device)["top1"]
+    with (device_lock(device, exclusive=False) if measuring else contextlib.nullcontext()):
+        supernet = supernet.to(device)
+        top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                             device=device)["top1"]
     return {**metrics, "top1": top1, "feasible": 1, "state": "completed"}
 
 

@@ -95,7 +95,7 @@ def test_mnist_bundle_shapes_and_fast_epoch():
     for xb, yb in loader:
         assert xb.shape[1:] == (1, 32, 32) and yb.dtype == torch.int64
         n += len(yb)
-    assert n == 3000  # (its speed: benchmarks/loader_speed.py; no wall-clock limits in tests, issue #11)
+    assert n == 3000  # (its speed: benchmarks/gpu_throughput.py --sections supernet; no wall-clock limits here)
 
 
 def test_mnist_split_stratified_fixed_disjoint():
@@ -260,6 +260,18 @@ def test_imagefolder(folder_root):
     assert build_data(DataConfig(dataset="imagefolder", root=str(folder_root), augment=False)).img_size == 224
 
 
+def test_imagefolder_loader_uses_workers_and_pins_for_a_gpu(folder_root):
+    from nas.data import default_loader_workers
+    bundle = build_data(DataConfig(dataset="imagefolder", root=str(folder_root), img_size=32))
+    loader = make_loader(bundle.train, 2, shuffle=True, seed=0)
+    assert loader.num_workers == default_loader_workers() >= 1 and not loader.pin_memory
+    assert loader.prefetch_factor == 4
+    batches = [y for _, y in loader]  # real worker processes
+    assert sorted(torch.cat(batches).tolist()) == sorted(bundle.train[i][1] for i in range(7))
+    assert make_loader(bundle.train, 7, shuffle=True, seed=0).num_workers == 0  # one batch: nothing to overlap
+    assert make_loader(bundle.train, 2, shuffle=True, seed=0, device="cuda").pin_memory
+
+
 # ------------------------------------------------------------------------------------------------- errors
 
 def _raises(cfg: DataConfig, *fragments: str) -> str:
@@ -329,8 +341,10 @@ def test_train_subset_is_a_fixed_choice_of_the_train_split():
     a = build_data(DataConfig(train_subset=300, augment=False))
     b = build_data(DataConfig(train_subset=300, augment=False))
     assert len(a.train) == 300 and len(a.val) == 1000 and len(a.test) == 1000
-    assert a.train.indices == b.train.indices
+    assert np.array_equal(a.indices["train"], b.indices["train"]) and torch.equal(a.train.images, b.train.images)
     assert set(a.indices["train"].tolist()) <= set(mnist_split()[0].tolist())
+    from nas.data import _mnist_arrays
+    assert torch.equal(a.train.labels, torch.from_numpy(_mnist_arrays()[1][a.indices["train"]]))
     assert len(build_data(DataConfig(train_subset=10_000, augment=False)).train) == 3000
     with pytest.raises(UserError, match="train subset must be a positive number"):
         build_data(DataConfig(train_subset=0))

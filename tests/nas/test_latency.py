@@ -187,3 +187,63 @@ def test_block_entries_use_standalone_blocks(monkeypatch):
     LatencyTable.build(TINY_SPACE, TINY, warmup=0, repeats=1, progress=False, calibration_archs=0)
     assert all(len(mixers) == 1 for mixers, _ in built)
     assert {(("dynamic_dwconv",), 3), (("dynamic_dwconv",), 5), (("window_attention",), 5)} <= set(built)
+
+
+# --- timing method and the device lock (issue #10 item 4) ------------------------------------------
+
+def test_cpu_is_timed_eagerly_and_the_table_says_so(table):
+    from nas.latency import prepare_call, timing_method
+    assert timing_method("cpu") == "eager" and table.meta["method"] == "eager"
+    fn = lambda: None  # noqa: E731
+    assert prepare_call(fn, "cpu") is fn
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        prepare_call(fn, "cpu", "cuda-graph")
+    with pytest.raises(ValueError, match="unknown timing method 'graph'"):
+        prepare_call(fn, "cpu", "graph")
+
+
+def test_a_table_timed_another_way_does_not_match(table):
+    assert table.matches(TINY_SPACE, TINY, "cpu", 1)
+    other = LatencyTable(table.entries, space=TINY_SPACE, settings=TINY, device=table.device, batch_size=1,
+                         meta={**table.meta, "method": "cuda-graph"})
+    assert not other.matches(TINY_SPACE, TINY, "cpu", 1)
+    old = LatencyTable(table.entries, space=TINY_SPACE, settings=TINY, device=table.device, batch_size=1,
+                       meta={k: v for k, v in table.meta.items() if k != "method"})
+    assert old.matches(TINY_SPACE, TINY, "cpu", 1)  # a table from before methods were recorded was eager
+
+
+def test_device_lock_timing_excludes_all_other_work(tmp_path):
+    import fcntl
+
+    from nas.latency import device_lock
+
+    def can_take(mode: int) -> bool:  # another open file description: what another process would see
+        with open(tmp_path / "cpu.lock", "a+") as other:
+            try:
+                fcntl.flock(other, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return True
+
+    with device_lock("cpu", exclusive=True, lock_dir=tmp_path):
+        assert not can_take(fcntl.LOCK_SH) and not can_take(fcntl.LOCK_EX)
+    with device_lock("cpu", exclusive=False, lock_dir=tmp_path):
+        assert can_take(fcntl.LOCK_SH) and not can_take(fcntl.LOCK_EX)  # evaluations overlap; timing waits
+    assert can_take(fcntl.LOCK_EX)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: CUDA graph capture and replay")
+def test_cuda_graph_replay_computes_what_the_module_computes():
+    from nas.latency import prepare_call
+    net = MixerNet.from_arch(arch(("window_attention", 3, 2, 1), ("dynamic_dwconv", 5, 1, 2),
+                                  ("dwconv", 5, 1, 2)), TINY).cuda().eval()
+    x = torch.randn(2, 1, 32, 32, device="cuda")
+    with torch.inference_mode():
+        eager = net(x)
+        out = {}
+        replay = prepare_call(lambda: out.__setitem__("y", net(x)), "cuda", "cuda-graph")
+        replay()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(out["y"], eager, atol=1e-4, rtol=1e-4)
+        assert math.isfinite(measure_latency(net, TINY, batch_size=1, device="cuda", warmup=2, repeats=3))
