@@ -39,6 +39,7 @@ from supernet import MixerNet, PathSampler
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
+HOST_READ_EVERY = 8  # training steps between reads of the loss on the host (see Trainer.train_epoch)
 
 
 @dataclass
@@ -248,7 +249,10 @@ class Trainer:
         model, core = self.model, unwrap(self.model)
         model.train()
         loader = self._loader(epoch)
-        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        # The loss stays on the device and is read every HOST_READ_EVERY steps: a read waits for the device,
+        # and on a GPU a wait at every step keeps Python from queueing the next step's kernels meanwhile.
+        total_loss = torch.zeros((), device=self.ctx.device)
+        seen, start = 0, time.perf_counter()
         bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True, mininterval=0.5)
         for step, (x, y) in enumerate(bar):
@@ -258,16 +262,13 @@ class Trainer:
                 x, target = self.mixup(x, y)
             paths = self.path_sampler.paths() if self.path_sampler else [None]
             self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
             for arch in paths:
                 if arch is not None:
                     core.set_active(arch)
                 with self._autocast():
                     loss = self.loss_fn(model(x), target) / len(paths)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-                step_loss += loss.item()
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(f"loss is {step_loss} at epoch {epoch + 1} step {step + 1}")
+                total_loss += loss.detach().float() * y.shape[0]
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)
             if self.cfg.clip_grad:
@@ -280,14 +281,25 @@ class Trainer:
             self.scheduler.step_update(epoch * self.steps_per_epoch + step + 1)
             if self.ema:
                 self.ema.update(core, step=epoch * self.steps_per_epoch + step + 1)
-            total_loss += step_loss * y.shape[0]
             seen += y.shape[0]
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}",
-                            img_s=f"{seen * self.ctx.world_size / (time.perf_counter() - start):.0f}")
+            if (step + 1) % HOST_READ_EVERY == 0 or step + 1 == self.steps_per_epoch:
+                mean_loss = self._read_loss(total_loss, seen, epoch, step)
+                bar.set_postfix(loss=f"{mean_loss:.3f}",
+                                img_s=f"{seen * self.ctx.world_size / (time.perf_counter() - start):.0f}")
         bar.close()
+        mean_loss = self._read_loss(total_loss, seen, epoch, step)  # also waits for the device: honest timing
         elapsed = time.perf_counter() - start
-        return {"train_loss": total_loss / max(seen, 1), "images_per_s": seen * self.ctx.world_size / elapsed,
+        return {"train_loss": mean_loss, "images_per_s": seen * self.ctx.world_size / elapsed,
                 "epoch_time_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    @staticmethod
+    def _read_loss(total_loss: torch.Tensor, seen: int, epoch: int, step: int) -> float:
+        """The epoch's mean loss so far, on the host; a NaN or inf stops training before anything is saved
+        (checkpoints are written only at the end of an epoch)."""
+        value = total_loss.item() / max(seen, 1)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value} by epoch {epoch + 1} step {step + 1}")
+        return value
 
     def validate(self, epoch: int) -> dict[str, float]:
         core, dev = unwrap(self.model), self.ctx.device

@@ -83,3 +83,30 @@ def test_amp_settings():
     net = MixerNet.from_arch(ARCH, TINY)
     with pytest.raises(UserError, match="--amp fp16 needs a CUDA device"):
         Trainer(net, build_data(TINY_DATA), TrainConfig(amp="fp16"), "unused", progress=False)
+
+
+def test_a_non_finite_loss_stops_training_before_anything_is_saved(tmp_path):
+    # The loss is read on the host only every few steps (issue #10: no device wait at each step); a NaN must
+    # still stop the run, and no checkpoint of the poisoned epoch may be written.
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    net = MixerNet.from_arch(ARCH, TINY)
+    net.head.register_forward_hook(lambda module, args, out: out * float("nan"))
+    trainer = Trainer(net, data, TrainConfig(epochs=1, batch_size=100), tmp_path, progress=False)
+    with pytest.raises(FloatingPointError, match="loss is nan by epoch 1 step"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_epoch_loss_is_the_mean_over_images_of_each_step(tmp_path):
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    net = MixerNet.from_arch(ARCH, TINY)
+    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.0, min_lr=0.0, label_smoothing=0.0, clip_grad=None)
+    trainer = Trainer(net, data, cfg, tmp_path, progress=False)
+    losses = []
+    net.head.register_forward_hook(lambda module, args, out: losses.append(out.detach()) or out)
+    labels = [y for _, y in trainer._loader(0)]
+    got = trainer.train_epoch(0)["train_loss"]
+    expected = torch.stack([torch.nn.functional.cross_entropy(o, y) for o, y in zip(losses, labels)]).mean()
+    assert got == pytest.approx(expected.item(), rel=1e-5)
