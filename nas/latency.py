@@ -75,11 +75,12 @@ def timing_method(device: str | torch.device) -> str:
 
 
 def prepare_call(fn: Callable[[], Any], device: str | torch.device, method: str | None = None,
-                 warmup: int = 3) -> Callable[[], Any]:
+                 warmup: int = 3, pool=None) -> Callable[[], Any]:
     """The callable to time for ``fn`` by ``method`` (None: :func:`timing_method`). For ``cuda-graph``: ``fn``
     runs ``warmup`` times on a side stream (cuDNN picks its algorithms, caches fill), is captured once into a
-    CUDA graph, and the graph's replay is returned. A module that cannot be captured (an operation that
-    synchronises with the host) falls back to eager timing, with a warning naming it."""
+    CUDA graph (in memory ``pool`` if given, see :func:`time_round_robin`), and the graph's replay is returned.
+    A module that cannot be captured (an operation that synchronises with the host) falls back to eager
+    timing, with a warning giving the error."""
     device = _device(device)
     method = method or timing_method(device)
     if method not in METHODS:
@@ -96,7 +97,7 @@ def prepare_call(fn: Callable[[], Any], device: str | torch.device, method: str 
     torch.cuda.current_stream(device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     try:
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=pool):
             fn()
     except RuntimeError as e:
         torch.cuda.synchronize(device)
@@ -138,7 +139,10 @@ def time_round_robin(fns: dict[str, Callable[[], Any]], device: str | torch.devi
     run; (2) on a shared machine, a change in load during the build hits every entry alike instead
     of a few entries hard."""
     device = _device(device)
-    fns = {key: prepare_call(fn, device, method, warmup) for key, fn in fns.items()}
+    # One memory pool for all the graphs: they are replayed in the order they were captured, one at a time,
+    # and no one reads their outputs, so they may reuse each other's memory (a table has 100+ components).
+    pool = torch.cuda.graph_pool_handle() if (method or timing_method(device)) == "cuda-graph" else None
+    fns = {key: prepare_call(fn, device, method, warmup, pool) for key, fn in fns.items()}
     samples: dict[str, list[float]] = {key: [] for key in fns}
     for r in range(warmup + repeats):
         for key, fn in fns.items():

@@ -247,3 +247,7 @@ def test_cuda_graph_replay_computes_what_the_module_computes():
         torch.cuda.synchronize()
         torch.testing.assert_close(out["y"], eager, atol=1e-4, rtol=1e-4)
         assert math.isfinite(measure_latency(net, TINY, batch_size=1, device="cuda", warmup=2, repeats=3))
+        # graphs sharing one memory pool, replayed in capture order
+        from nas.latency import time_round_robin
+        times = time_round_robin({"a": lambda: net(x), "b": lambda: net(x[:1])}, "cuda", warmup=1, repeats=2)
+        assert all(math.isfinite(t) and t > 0 for t in times.values())
