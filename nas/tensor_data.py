@@ -121,7 +121,10 @@ class InMemoryImages(Dataset):
 
     def on(self, device: torch.device | str) -> tuple[torch.Tensor, ...]:
         """Images, labels, mean and std (1, C, 1, 1) on ``device``, copied there once."""
-        key = str(torch.device(device))
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one copy
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = str(device)
         if key not in self._on_device:
             self._on_device[key] = (self.images.to(device), self.labels.to(device),
                                     torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
