@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--max-gflops", type=float, default=12.0,
                         help="measure only archs under this many GFLOPs (analytic); 0 = no cap (default 12)")
-    parser.add_argument("--space", metavar="FILE", default=None, help="a search-space file (default: built-in)")
+    parser.add_argument("--space", metavar="NAME|FILE", default=None, help="a built-in space name or a search-space file (default: default)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cache-dir", default=str(ROOT / "results" / "latency"))
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    space = SearchSpace.default() if args.space is None else SearchSpace.from_file(args.space)
+    space = SearchSpace.load(args.space)
     settings = DEPLOYMENT
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

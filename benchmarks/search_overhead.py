@@ -42,7 +42,6 @@ from nas import checkpoint as ckpt
 from nas.data import DataConfig
 from nas.errors import UserError
 from nas.search import (
-    FIELDS,
     OBJECTIVES,
     BudgetConstraint,
     SearchConfig,
@@ -50,6 +49,7 @@ from nas.search import (
     arch_from_params,
     make_optuna_sampler,
     param_name,
+    stage_fields,
     trial_metrics,
 )
 from searchspace import (
@@ -103,7 +103,7 @@ def optuna_distributions(space: SearchSpace) -> dict:
     from optuna.distributions import CategoricalDistribution
 
     return {param_name(i, f): CategoricalDistribution(list(stage.choices(f))) for i, stage in enumerate(space.stages)
-            for f in FIELDS}
+            for f in stage_fields(stage)}
 
 
 def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None = None,

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--profile", type=int, default=0, metavar="K",
                    help="torch.profiler comparison over the K paths with the largest ratio (0: off)")
-    p.add_argument("--space", metavar="FILE", default=None)
+    p.add_argument("--space", metavar="NAME|FILE", default=None, help="a built-in space name or a space file")
     p.add_argument("--out-dir", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args(argv)
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    space = SearchSpace.default() if args.space is None else SearchSpace.from_file(args.space)
+    space = SearchSpace.load(args.space)
     settings = SETTINGS[args.setting]
     supernet = MixerNet(space, settings)
     sup = Side(supernet, args.lr, args.weight_decay, args.clip_grad or None)

@@ -10,7 +10,7 @@ Components (keys of ``LatencyTable.entries``; stages are numbered from 1, resolu
 token-map side)::
 
     stem                                   patch embedding (conv + LayerNorm)
-    entry/s{i}/r{in_res}/p{pool}           stage i's entry from a map of side in_res
+    entry/s{i}/r{in_res}/p{pool}[mp]       stage i's entry from a map of side in_res (mp: max pooling)
     block/s{i}/r{res}/{mixer}/k{kernel}    one block of stage i on a map of side res
     block/s{i}/r{res}/{mixer}/k{kernel}/shift   the same with Swin's shifted windows (block j >= 1)
     head/r{res}                            final LayerNorm + average pool + linear classifier
@@ -45,8 +45,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from searchspace.arch import read_json_file
 from searchspace import Arch, NetSettings, SearchSpace, SpaceError, extreme_archs, write_json_atomic
+from searchspace.arch import POOL_OP_SHORT, entry_name, read_json_file
 from searchspace.space import StageSpace
 
 FORMAT = 1
@@ -238,12 +238,16 @@ def _block_key(stage: int, res: int, mixer: str, kernel: int, shift: bool) -> st
     return f"block/s{stage}/r{res}/{mixer}/k{kernel}" + ("/shift" if shift else "")
 
 
+def _entry_key(stage: int, res: int, pool: int, pool_op: str) -> str:
+    return f"entry/s{stage}/r{res}/p{pool}{POOL_OP_SHORT[pool_op]}"
+
+
 def arch_components(arch: Arch, settings: NetSettings) -> list[str]:
     """The table keys of ``arch``'s network, one per module call (a block key repeats per block)."""
     res = settings.img_size // settings.patch_size
     keys = ["stem"]
     for i, choice in enumerate(arch.stages, start=1):
-        keys.append(f"entry/s{i}/r{res}/p{choice.pool}")
+        keys.append(_entry_key(i, res, choice.pool, choice.pool_op))
         res = math.ceil(res / 2) if choice.pool == 2 else res
         keys.extend(_block_key(i, res, choice.mixer, choice.kernel, j % 2 == 1) for j in range(choice.depth))
     keys.append(f"head/r{res}")
@@ -260,8 +264,8 @@ def _plan(space: SearchSpace, settings: NetSettings) -> list[tuple[str, tuple]]:
     for i, (stage, dim) in enumerate(zip(space.stages, dims), start=1):
         res_out = set()
         for r in sorted(res_in, reverse=True):
-            for p in stage.pools:
-                plan.append((f"entry/s{i}/r{r}/p{p}", ("entry", i, r, p, in_dim)))
+            for p, op in stage.entries():
+                plan.append((_entry_key(i, r, p, op), ("entry", i, r, entry_name(p, op), in_dim)))
                 res_out.add(math.ceil(r / 2) if p == 2 else r)
         shifts = (False, True) if max(stage.depths) >= 2 else (False,)
         for r in sorted(res_out, reverse=True):
@@ -280,7 +284,8 @@ def _plan(space: SearchSpace, settings: NetSettings) -> list[tuple[str, tuple]]:
 def _skeleton_space(space: SearchSpace) -> SearchSpace:
     """The space's stem, every entry and the head, with one cheap block per stage: the network that
     holds the non-block modules without building the supernet's elastic blocks."""
-    return SearchSpace(tuple(StageSpace(s.mixers[:1], (min(s.kernels),), (1,), s.pools) for s in space.stages))
+    return SearchSpace(tuple(StageSpace(s.mixers[:1], (min(s.kernels),), (1,), s.pools, s.pool_ops)
+                             for s in space.stages))
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -331,8 +336,8 @@ class _Modules:
             x = self.randn(s.in_chans, s.img_size, s.img_size)
             return lambda: net.patch_embed(x)
         if kind == "entry":
-            _, i, r, p, in_dim = what
-            x, entry = self.randn(r, r, in_dim), net.stages[i - 1].transitions[f"pool{p}"]
+            _, i, r, name, in_dim = what
+            x, entry = self.randn(r, r, in_dim), net.stages[i - 1].transitions[name]
             return lambda: entry(x)
         if kind == "block":
             _, i, r, m, k, sh, dim = what

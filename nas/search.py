@@ -29,8 +29,11 @@ from nas.data import DataConfig, build_data
 from nas.engine import evaluate_arch
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, StageChoice, arch_cost
+from searchspace.arch import DEFAULT_POOL_OP
+from searchspace.space import StageSpace
 
 FIELDS = ("mixer", "kernel", "depth", "pool")
+POOL_OP = "pool_op"  # a parameter only for stages whose space offers a pool op other than patch merging
 OBJECTIVES = ("top1", "flops", "latency_ms")
 SUGGESTIONS = "suggestions.jsonl"  # every suggestion that became a trial or was rejected, in order
 MODES = ("max", "min", "min")
@@ -41,12 +44,20 @@ def param_name(stage: int, field_name: str) -> str:
     return f"s{stage + 1}_{field_name}"
 
 
+def stage_fields(stage: StageSpace) -> tuple[str, ...]:
+    """The search parameters of one stage: the default space's four, plus the pool op where offered
+    (so a default-space search asks exactly what it always asked, in the same order)."""
+    return FIELDS + ((POOL_OP,) if stage.pool_ops != (DEFAULT_POOL_OP,) else ())
+
+
 def arch_from_params(params: dict[str, Any], num_stages: int) -> Arch:
-    return Arch(tuple(StageChoice(*(params[param_name(i, f)] for f in FIELDS)) for i in range(num_stages)))
-
-
-def arch_to_params(arch: Arch) -> dict[str, Any]:
-    return {param_name(i, f): getattr(s, f) for i, s in enumerate(arch.stages) for f in FIELDS}
+    stages = []
+    for i in range(num_stages):
+        mixer, kernel, depth, pool = (params[param_name(i, f)] for f in FIELDS)
+        # The pool op is sampled independently of the ratio; at pool 1 it has no meaning.
+        pool_op = params.get(param_name(i, POOL_OP), DEFAULT_POOL_OP) if pool == 2 else DEFAULT_POOL_OP
+        stages.append(StageChoice(mixer, kernel, depth, pool, pool_op))
+    return Arch(tuple(stages))
 
 
 @dataclass
@@ -125,7 +136,7 @@ def tune_search_space(space: SearchSpace) -> dict:
     from ray import tune
 
     return {param_name(i, f): tune.choice(list(stage.choices(f))) for i, stage in enumerate(space.stages)
-            for f in FIELDS}
+            for f in stage_fields(stage)}
 
 
 # --- the searcher wrapper: over-budget archs never become trials ---------------------------------

@@ -4,6 +4,9 @@ The arch file is user-facing and stable::
 
     {"stages": [{"mixer": "window_attention", "kernel": 7, "depth": 2, "pool": 1}, ...]}
 
+A stage with pool 2 may also say ``"pool_op": "maxpool"`` (HVT's max pooling, then the width change)
+instead of the default ``"merge"`` (Swin's patch merging); a stage without the field means "merge", and
+``to_dict`` writes it only when it is not "merge", so every older file keeps its meaning and its bytes.
 Other top-level keys (a name, metrics) are kept as ``extra`` and ignored by the builder.
 """
 from __future__ import annotations
@@ -18,6 +21,14 @@ from typing import Any, Iterator
 from .errors import SpaceError
 
 STAGE_FIELDS: dict[str, type] = {"mixer": str, "kernel": int, "depth": int, "pool": int}
+OPTIONAL_STAGE_FIELDS: dict[str, type] = {"pool_op": str}
+POOL_OPS = ("merge", "maxpool")  # how a pool-2 stage entry halves the map: patch merging or max pooling
+DEFAULT_POOL_OP = "merge"
+
+
+def entry_name(pool: int, pool_op: str = DEFAULT_POOL_OP) -> str:
+    """A stage entry's name: ``pool1``, ``pool2`` (patch merging) or ``pool2_maxpool``."""
+    return f"pool{pool}" if pool_op == DEFAULT_POOL_OP else f"pool{pool}_{pool_op}"
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,22 @@ class StageChoice:
     kernel: int
     depth: int
     pool: int
+    pool_op: str = DEFAULT_POOL_OP
+
+    @property
+    def entry(self) -> str:
+        return entry_name(self.pool, self.pool_op)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.pool_op == DEFAULT_POOL_OP:
+            del data["pool_op"]
+        return data
+
+
+MIXER_SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd",
+               "linear_angular": "la", "inhomogeneous_dwconv": "id"}
+POOL_OP_SHORT = {"merge": "", "maxpool": "mp"}
 
 
 @dataclass(frozen=True)
@@ -33,12 +60,12 @@ class Arch:
     stages: tuple[StageChoice, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stages": [asdict(s) for s in self.stages]}
+        return {"stages": [s.to_dict() for s in self.stages]}
 
     def key(self) -> str:
         """A short readable id, e.g. ``wa7x2p1-dw5x2p2-dd3x6p2-wa7x2p2``."""
-        short = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd"}
-        return "-".join(f"{short.get(s.mixer, s.mixer)}{s.kernel}x{s.depth}p{s.pool}" for s in self.stages)
+        return "-".join(f"{MIXER_SHORT.get(s.mixer, s.mixer)}{s.kernel}x{s.depth}p{s.pool}"
+                        f"{POOL_OP_SHORT.get(s.pool_op, s.pool_op)}" for s in self.stages)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "arch") -> "Arch":
@@ -52,12 +79,15 @@ class Arch:
         for i, stage in enumerate(stages, start=1):
             if not isinstance(stage, dict):
                 raise SpaceError(f"{source}: stage {i}: expected an object with fields {list(STAGE_FIELDS)}")
-            unknown = sorted(set(stage) - set(STAGE_FIELDS))
+            known = {**STAGE_FIELDS, **OPTIONAL_STAGE_FIELDS}
+            unknown = sorted(set(stage) - set(known))
             if unknown:
-                raise SpaceError(f"{source}: stage {i}: unknown field '{unknown[0]}' (fields: {', '.join(STAGE_FIELDS)})")
+                raise SpaceError(f"{source}: stage {i}: unknown field '{unknown[0]}' (fields: {', '.join(known)})")
             values = {}
-            for field, kind in STAGE_FIELDS.items():
+            for field, kind in known.items():
                 if field not in stage:
+                    if field in OPTIONAL_STAGE_FIELDS:
+                        continue
                     raise SpaceError(f"{source}: stage {i}: missing field '{field}'")
                 value = stage[field]
                 # bool is an int subclass in Python; a JSON true is never a valid kernel or depth.
@@ -65,6 +95,11 @@ class Arch:
                     raise SpaceError(
                         f"{source}: stage {i}: field '{field}' must be {kind.__name__}, got {json.dumps(value)}")
                 values[field] = value
+            pool_op = values.get("pool_op", DEFAULT_POOL_OP)
+            if pool_op not in POOL_OPS:
+                raise SpaceError(f"{source}: stage {i}: field 'pool_op': {pool_op!r} is not one of {list(POOL_OPS)}")
+            if pool_op != DEFAULT_POOL_OP and values["pool"] == 1:
+                raise SpaceError(f"{source}: stage {i}: pool_op {pool_op!r} needs pool 2 (pool 1 keeps every token)")
             parsed.append(StageChoice(**values))
         return cls(tuple(parsed))
 

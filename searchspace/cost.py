@@ -2,7 +2,8 @@
 
 The rules mirror fvcore's counting on the networks of ``supernet.network`` (one multiply-add is
 one FLOP; linear = tokens * in * out; conv = prod(weight shape) * output pixels; LayerNorm 5 and
-eval-mode BatchNorm 2 FLOPs per element; matmul counted; elementwise ops, softmax and mean free),
+eval-mode BatchNorm 2 FLOPs per element; matmul and einsum counted; elementwise ops, softmax, mean,
+L2 normalisation and max pooling free),
 so the two agree exactly; tests/searchspace/test_cost.py checks that on random archs.
 """
 from __future__ import annotations
@@ -70,10 +71,38 @@ def _dynamic_dwconv(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
     return _dwconv(dim, kernel, res, s) + generator + no_static_kernel
 
 
+def _linear_angular(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
+    tokens = res * res
+    head_dim = dim // s.num_heads(dim)
+    # K^T V and Q (K^T V): tokens * dim * head_dim each; Q (sum_j K_j): tokens * dim; the DW conv on V.
+    attention = 2 * tokens * dim * head_dim + tokens * dim + dim * kernel * kernel * tokens
+    flops = LN * dim * tokens + tokens * 4 * dim * dim + attention
+    params = 2 * dim + (3 * dim * dim + 3 * dim) + dim * kernel * kernel + (dim * dim + dim)
+    return Cost(flops, params) + Cost(LN * dim * tokens, 2 * dim)  # + the FFN's LayerNorm
+
+
+def inhomogeneous_groups(dim: int, s: NetSettings) -> int:
+    """Kernel groups of the inhomogeneous dynamic conv: the authors pass the head count as the channels
+    per group, so there are dim // heads groups (32 at every stage of the -T model)."""
+    return dim // s.num_heads(dim)
+
+
+def _inhomogeneous_dwconv(dim: int, kernel: int, res: int, s: NetSettings) -> Cost:
+    tokens = res * res
+    reduced, kk, groups = max(1, dim // 4), kernel * kernel, inhomogeneous_groups(dim, s)
+    # A generator at every position: Linear C -> C/4 (bias) -> BN -> ReLU -> Linear C/4 -> groups*k*k.
+    generator = Cost(tokens * (dim * reduced + BN * reduced + reduced * groups * kk),
+                     dim * reduced + reduced + 2 * reduced + reduced * groups * kk + groups * kk)
+    no_static_kernel = Cost(0, -dim * kk - dim)  # the kernel is generated, and the op has no bias
+    return _dwconv(dim, kernel, res, s) + generator + no_static_kernel
+
+
 MIXER_COSTS = {
     "window_attention": _window_attention,
     "dwconv": _dwconv,
     "dynamic_dwconv": _dynamic_dwconv,
+    "linear_angular": _linear_angular,
+    "inhomogeneous_dwconv": _inhomogeneous_dwconv,
 }
 
 
@@ -84,8 +113,11 @@ def stem_cost(s: NetSettings) -> Cost:
     return conv + Cost(LN * s.embed_dim * res * res, 2 * s.embed_dim)
 
 
-def transition_cost(in_dim: int, dim: int, pool: int, res: int) -> tuple[Cost, int]:
+def transition_cost(in_dim: int, dim: int, pool: int, res: int, pool_op: str = "merge") -> tuple[Cost, int]:
     """Cost of a stage entry and the resolution after it."""
+    if pool == 2 and pool_op == "maxpool":  # max pool 3x3 / 2 / pad 1 (comparisons: free), then the width change
+        cost, out = transition_cost(in_dim, dim, 1, math.ceil(res / 2))
+        return cost, out
     if pool == 2:  # patch merging: 2x2 neighbourhood concatenated, LayerNorm(4C), Linear(4C -> dim)
         out = math.ceil(res / 2)
         return Cost(LN * 4 * in_dim * out * out + out * out * 4 * in_dim * dim, 2 * 4 * in_dim + 4 * in_dim * dim), out
@@ -99,7 +131,7 @@ def block_cost(choice: StageChoice, dim: int, res: int, s: NetSettings) -> Cost:
 
 
 def stage_cost(choice: StageChoice, in_dim: int, dim: int, res: int, s: NetSettings) -> tuple[Cost, int]:
-    cost, res = transition_cost(in_dim, dim, choice.pool, res)
+    cost, res = transition_cost(in_dim, dim, choice.pool, res, choice.pool_op)
     block = block_cost(choice, dim, res, s)
     return cost + Cost(block.flops * choice.depth, block.params * choice.depth), res
 

@@ -1,7 +1,9 @@
 """The search space: per stage, the mixers, kernel sizes, depths and pooling ratios to choose from.
 
-The default lives in ``default_space.json``; a user may pass a file of the same format. The space
-knows choices only: no tensors. Costs are in ``cost.py``.
+Built-in spaces live in ``spaces/<name>.json`` (``default``: the three mixers of Swin, DWNet and dynamic
+DWNet; ``extended``: also linear-angular attention, the inhomogeneous dynamic conv and HVT's max
+pooling); a user may pass a file of the same format. The space knows choices only: no tensors. Costs
+are in ``cost.py``.
 """
 from __future__ import annotations
 
@@ -14,15 +16,19 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterator
 
-from .arch import Arch, StageChoice, read_json_file
+from .arch import DEFAULT_POOL_OP, POOL_OPS, Arch, StageChoice, read_json_file
 from .errors import SpaceError
 
 # Mixers the supernet implements; a new mixer is a module in supernet/mixers.py plus a cost rule
 # in cost.py plus its name here.
-KNOWN_MIXERS = ("window_attention", "dwconv", "dynamic_dwconv")
-# Conv mixers pad k // 2 on each side, which keeps the resolution only for odd k.
-CONV_MIXERS = ("dwconv", "dynamic_dwconv")
+KNOWN_MIXERS = ("window_attention", "dwconv", "dynamic_dwconv", "linear_angular", "inhomogeneous_dwconv")
+# Mixers with a depth-wise conv: it pads k // 2 on each side, which keeps the resolution only for odd k.
+CONV_MIXERS = ("dwconv", "dynamic_dwconv", "linear_angular", "inhomogeneous_dwconv")
 FIELDS = (("mixer", "mixers"), ("kernel", "kernels"), ("depth", "depths"), ("pool", "pools"))
+# Optional in a space file: how a pool-2 entry pools. Absent means ["merge"], and ``to_dict`` then
+# leaves it out, so the hash of every existing space (and of the supernets trained on it) is unchanged.
+OPTIONAL_FIELDS = (("pool_op", "pool_ops"),)
+BUILTIN_SPACES = ("default", "extended")
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,21 @@ class StageSpace:
     kernels: tuple[int, ...]
     depths: tuple[int, ...]
     pools: tuple[int, ...]
+    pool_ops: tuple[str, ...] = (DEFAULT_POOL_OP,)
 
     def choices(self, field: str) -> tuple:
-        return getattr(self, dict(FIELDS)[field])
+        return getattr(self, dict(FIELDS + OPTIONAL_FIELDS)[field])
+
+    def entries(self) -> tuple[tuple[int, str], ...]:
+        """The (pool, pool_op) pairs of this stage; pool 1 has one entry whatever the pool ops."""
+        return tuple((p, op) for p in self.pools for op in ((DEFAULT_POOL_OP,) if p == 1 else self.pool_ops))
 
     def size(self) -> int:
-        return len(self.mixers) * len(self.kernels) * len(self.depths) * len(self.pools)
+        return len(self.mixers) * len(self.kernels) * len(self.depths) * len(self.entries())
 
     def __iter__(self) -> Iterator[StageChoice]:
-        for m, k, d, p in itertools.product(self.mixers, self.kernels, self.depths, self.pools):
-            yield StageChoice(m, k, d, p)
+        for m, k, d, (p, op) in itertools.product(self.mixers, self.kernels, self.depths, self.entries()):
+            yield StageChoice(m, k, d, p, op)
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,27 @@ class SearchSpace:
     # --- construction -------------------------------------------------------------------------
     @classmethod
     def default(cls) -> "SearchSpace":
-        text = resources.files(__package__).joinpath("default_space.json").read_text()
-        return cls.from_dict(json.loads(text), source="default space")
+        return cls.builtin("default")
+
+    @classmethod
+    def builtin(cls, name: str) -> "SearchSpace":
+        if name not in BUILTIN_SPACES:
+            raise SpaceError(f"no built-in space {name!r} (built-in: {', '.join(BUILTIN_SPACES)})")
+        text = resources.files(__package__).joinpath("spaces", f"{name}.json").read_text()
+        return cls.from_dict(json.loads(text), source=f"{name} space")
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike | None) -> "SearchSpace":
+        """A built-in space by name (None: the default), else a space file."""
+        if name_or_path is None:
+            return cls.default()
+        if str(name_or_path) in BUILTIN_SPACES:
+            return cls.builtin(str(name_or_path))
+        path = str(name_or_path)
+        if not os.path.exists(path) and os.sep not in path and not path.endswith(".json"):
+            raise SpaceError(f"space {str(name_or_path)!r}: neither a built-in space ({', '.join(BUILTIN_SPACES)}) "
+                             f"nor a file")
+        return cls.from_file(name_or_path)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "SearchSpace":
@@ -73,6 +103,16 @@ class SearchSpace:
                 if len(set(v)) != len(v):
                     raise SpaceError(f"{source}: stage {i}: '{plural}' has duplicates")
                 values[plural] = tuple(v)
+            unknown = sorted(set(stage) - {p for _, p in FIELDS + OPTIONAL_FIELDS} - {"_comment"})
+            if unknown:
+                raise SpaceError(f"{source}: stage {i}: unknown field '{unknown[0]}'")
+            if "pool_ops" in stage:
+                ops = stage["pool_ops"]
+                if not isinstance(ops, list) or not ops or len(set(ops)) != len(ops) \
+                        or any(op not in POOL_OPS for op in ops):
+                    raise SpaceError(f"{source}: stage {i}: 'pool_ops' must be a non-empty list of distinct "
+                                     f"values from {list(POOL_OPS)}")
+                values["pool_ops"] = tuple(ops)
             for m in values["mixers"]:
                 if m not in KNOWN_MIXERS:
                     raise SpaceError(f"{source}: stage {i}: unknown mixer {m!r} (known: {', '.join(KNOWN_MIXERS)})")
@@ -91,10 +131,22 @@ class SearchSpace:
     @classmethod
     def singleton(cls, arch: Arch) -> "SearchSpace":
         """The space holding exactly ``arch``: a standalone network is the network of this space."""
-        return cls(tuple(StageSpace((s.mixer,), (s.kernel,), (s.depth,), (s.pool,)) for s in arch.stages))
+        return cls(tuple(StageSpace((s.mixer,), (s.kernel,), (s.depth,), (s.pool,), (s.pool_op,))
+                         for s in arch.stages))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stages": [{plural: list(s.choices(f)) for f, plural in FIELDS} for s in self.stages]}
+        stages = []
+        for s in self.stages:
+            stage = {plural: list(s.choices(f)) for f, plural in FIELDS}
+            if s.pool_ops != (DEFAULT_POOL_OP,):
+                stage["pool_ops"] = list(s.pool_ops)
+            stages.append(stage)
+        return {"stages": stages}
+
+    @property
+    def has_pool_ops(self) -> bool:
+        """Whether any stage offers a pool op other than patch merging (a choice the search makes)."""
+        return any(s.pool_ops != (DEFAULT_POOL_OP,) for s in self.stages)
 
     # --- queries ------------------------------------------------------------------------------
     @property
@@ -114,13 +166,24 @@ class SearchSpace:
                 if value not in allowed:
                     raise SpaceError(
                         f"{source}: stage {i}: field '{field}': {value!r} is not one of {list(allowed)}")
+            if (choice.pool, choice.pool_op) not in stage.entries():
+                allowed = [op for p, op in stage.entries() if p == choice.pool]
+                raise SpaceError(f"{source}: stage {i}: field 'pool_op': {choice.pool_op!r} with pool {choice.pool} "
+                                 f"is not one of {allowed}")
         return arch
 
     def sample(self, rng: random.Random) -> Arch:
         """A uniformly random arch; all randomness comes from ``rng``."""
-        return Arch(tuple(
-            StageChoice(rng.choice(s.mixers), rng.choice(s.kernels), rng.choice(s.depths), rng.choice(s.pools))
-            for s in self.stages))
+        stages = []
+        for s in self.stages:
+            choice = StageChoice(rng.choice(s.mixers), rng.choice(s.kernels), rng.choice(s.depths), rng.choice(s.pools))
+            # Only a space with a pool-op choice draws one: the default space's draws stay what they were.
+            if choice.pool == 2 and len(s.pool_ops) > 1:
+                choice = StageChoice(choice.mixer, choice.kernel, choice.depth, 2, rng.choice(s.pool_ops))
+            elif choice.pool == 2:
+                choice = StageChoice(choice.mixer, choice.kernel, choice.depth, 2, s.pool_ops[0])
+            stages.append(choice)
+        return Arch(tuple(stages))
 
     def __iter__(self) -> Iterator[Arch]:
         for combo in itertools.product(*(list(s) for s in self.stages)):

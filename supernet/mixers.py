@@ -11,6 +11,7 @@ branch's output of the same shape; the block adds it through DropPath.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,24 @@ class ElasticMixer(nn.Module):
         state = source.state_dict()
         state.update(source.elastic_state(kernel))
         self.load_state_dict(state)
+
+
+def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centre kernel x kernel of a (..., K, K) weight: a smaller kernel of an elastic conv."""
+    max_kernel = weight.shape[-1]
+    if kernel == max_kernel:  # the parameter itself: DDP wants its gradient layout unchanged
+        return weight
+    o = (max_kernel - kernel) // 2
+    return weight[..., o:o + kernel, o:o + kernel]
+
+
+def centre_rows(units: int, max_kernel: int, kernel: int, device: torch.device) -> torch.Tensor:
+    """Rows of a generator that emits ``units`` kernels of K x K (unit-major) that form each unit's
+    centre k x k: a generated kernel shrinks as a static one does."""
+    o = (max_kernel - kernel) // 2
+    offsets = torch.arange(o, o + kernel, device=device)
+    pos = (offsets[:, None] * max_kernel + offsets[None, :]).reshape(-1)
+    return (torch.arange(units, device=device)[:, None] * max_kernel * max_kernel + pos[None, :]).reshape(-1)
 
 
 # --- window attention ---------------------------------------------------------------------------
@@ -190,10 +209,7 @@ class DWConvMixer(_ConvMixer):
         self.dw_bias = nn.Parameter(conv.bias.detach().clone())
 
     def conv_weight(self, kernel: int) -> torch.Tensor:
-        if kernel == self.max_kernel:  # the parameter itself: DDP wants its gradient layout unchanged
-            return self.dw_weight
-        o = (self.max_kernel - kernel) // 2
-        return self.dw_weight[:, :, o:o + kernel, o:o + kernel]
+        return centre_crop(self.dw_weight, kernel)
 
     def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
         return {"dw_weight": self.conv_weight(kernel)}
@@ -202,7 +218,33 @@ class DWConvMixer(_ConvMixer):
         return F.conv2d(x, self.conv_weight(kernel), self.dw_bias, padding=kernel // 2, groups=x.shape[1])
 
 
-class DynamicDWConvMixer(_ConvMixer):
+class _GeneratedKernelMixer(_ConvMixer):
+    """A conv mixer whose kernels a generator emits: ``generator_expand`` outputs ``kernel_units`` kernels
+    of K x K (unit-major). A kernel k < K uses the rows of each unit's centre k x k, so one generator
+    serves every kernel size, in ``forward`` and in extraction alike."""
+
+    kernel_units: int
+    generator_expand: nn.Linear
+
+    def generator_rows(self, kernel: int) -> torch.Tensor:
+        return centre_rows(self.kernel_units, self.max_kernel, kernel, self.generator_expand.weight.device)
+
+    def expand(self, h: torch.Tensor, kernel: int) -> torch.Tensor:
+        """The generator's last layer, cut for ``kernel``: (..., reduced) -> (..., units * k * k)."""
+        if kernel == self.max_kernel:
+            return self.generator_expand(h)
+        rows = self.generator_rows(kernel)
+        return F.linear(h, self.generator_expand.weight[rows], self.generator_expand.bias[rows])
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        if kernel == self.max_kernel:
+            return {}
+        rows = self.generator_rows(kernel)
+        return {"generator_expand.weight": self.generator_expand.weight[rows],
+                "generator_expand.bias": self.generator_expand.bias[rows]}
+
+
+class DynamicDWConvMixer(_GeneratedKernelMixer):
     """Homogeneous dynamic depth-wise conv (dynamic DWNet): one k x k kernel per sample and
     channel, generated from the globally pooled input, shared across positions.
 
@@ -217,34 +259,15 @@ class DynamicDWConvMixer(_ConvMixer):
         reduced = max(1, dim // 4)
         self.generator_reduce = nn.Linear(dim, reduced, bias=False)
         self.generator_norm = nn.BatchNorm1d(reduced)
+        self.kernel_units = dim
         self.generator_expand = nn.Linear(reduced, dim * max_kernel * max_kernel)
         self.dw_bias = nn.Parameter(torch.zeros(dim))
-
-    def generator_rows(self, kernel: int) -> torch.Tensor:
-        """Indices of the expand layer's outputs that form each channel's centre k x k."""
-        K, o = self.max_kernel, (self.max_kernel - kernel) // 2
-        offsets = torch.arange(o, o + kernel, device=self.dw_bias.device)
-        pos = (offsets[:, None] * K + offsets[None, :]).reshape(-1)
-        channels = torch.arange(self.dw_bias.shape[0], device=pos.device)
-        return (channels[:, None] * K * K + pos[None, :]).reshape(-1)
-
-    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
-        if kernel == self.max_kernel:
-            return {}
-        rows = self.generator_rows(kernel)
-        return {"generator_expand.weight": self.generator_expand.weight[rows],
-                "generator_expand.bias": self.generator_expand.bias[rows]}
 
     def generate_kernel(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         """Per-sample kernels (B, C, k, k) for the NCHW input ``x``."""
         B, C = x.shape[:2]
         h = F.relu(self.generator_norm(self.generator_reduce(x.mean(dim=(2, 3)))))
-        if kernel == self.max_kernel:
-            weight, bias = self.generator_expand.weight, self.generator_expand.bias
-        else:
-            rows = self.generator_rows(kernel)
-            weight, bias = self.generator_expand.weight[rows], self.generator_expand.bias[rows]
-        return F.linear(h, weight, bias).view(B, C, kernel, kernel)
+        return self.expand(h, kernel).view(B, C, kernel, kernel)
 
     def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -253,8 +276,96 @@ class DynamicDWConvMixer(_ConvMixer):
         return out.view(B, C, H, W)
 
 
+class InhomogeneousDWConvMixer(_GeneratedKernelMixer):
+    """Inhomogeneous dynamic depth-wise conv (I-D-DWNet): a k x k kernel at every position, shared by
+    a group of channels, generated from the input at that position.
+
+    Generator, per position (the authors' 1x1 convs, as Linear layers): Linear C -> C/4 (bias) -> BN
+    -> ReLU -> Linear C/4 -> G*K*K, with G = C // heads groups of ``heads`` consecutive channels (the
+    authors pass the head count as the channels per group). No conv bias. A kernel k < K uses the
+    generator rows of each group's centre k x k, as the homogeneous variant does.
+
+    The authors run it as a custom CUDA kernel; here it is an unfold and one batched matmul (any
+    device, ONNX-exportable, and counted by fvcore as the k*k multiply-adds per output it is).
+    """
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__(dim, num_heads, max_kernel)
+        reduced = max(1, dim // 4)
+        self.groups = self.kernel_units = dim // num_heads
+        self.generator_reduce = nn.Linear(dim, reduced)
+        self.generator_norm = BatchNormNHWC(reduced)
+        self.generator_expand = nn.Linear(reduced, self.groups * max_kernel * max_kernel)
+
+    def generate_kernel(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        """Per-position kernels (B, G, k*k, H*W) for the NCHW input ``x``."""
+        B, _, H, W = x.shape
+        h = F.relu(self.generator_norm(self.generator_reduce(x.permute(0, 2, 3, 1))))
+        return self.expand(h, kernel).view(B, H * W, self.groups, kernel * kernel).permute(0, 2, 3, 1)
+
+    def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+        B, C, H, W = x.shape
+        weight = self.generate_kernel(x, kernel)                       # (B, G, k*k, N)
+        # unfold's channel-major rows (c, i, j) split into (group, channel in group, k*k); then per
+        # (sample, group, position) one (channels x k*k) @ (k*k x 1) product. A matmul (not einsum, whose
+        # fvcore count is rounded to 4 digits) so that fvcore counts exactly the k*k MACs per output.
+        cols = F.unfold(x, kernel, padding=kernel // 2).view(B, self.groups, C // self.groups, kernel * kernel, H * W)
+        out = cols.permute(0, 1, 4, 2, 3) @ weight.permute(0, 1, 3, 2).unsqueeze(-1)   # (B, G, N, c, 1)
+        return out.squeeze(-1).permute(0, 1, 3, 2).reshape(B, C, H, W)
+
+
+# --- linear-angular attention -------------------------------------------------------------------
+
+class LinearAngularAttentionMixer(ElasticMixer):
+    """Castling-ViT's linear-angular attention, global and linear in the number of tokens N.
+
+    Per head, with L2-normalised q and k, the angular kernel's linear term sim(q, k) = 1/2 + q.k / pi
+    gives out_i = (1/2 sum_j v_j + q_i (K^T V) / pi) / (N/2 + q_i (sum_j k_j) / pi): K^T V is computed
+    once (d x d), never the N x N map. The denominator is at least N (1/2 - 1/pi) > 0. The high-order
+    residual of the kernel is a depth-wise k x k conv on V (no bias; the kernel choice, elastic as in
+    ``DWConvMixer``). Pre-normed with LayerNorm, as window attention is; Castling-ViT's auxiliary
+    softmax branch (training only) is not included.
+    """
+
+    ffn_norm = nn.LayerNorm
+
+    def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
+        super().__init__()
+        if max_kernel % 2 == 0:
+            raise ValueError(f"depth-wise conv kernels must be odd, got {max_kernel}")
+        self.num_heads = num_heads
+        self.max_kernel = max_kernel
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        conv = nn.Conv2d(dim, dim, max_kernel, padding=max_kernel // 2, groups=dim, bias=False)
+        self.dw_weight = nn.Parameter(conv.weight.detach().clone())
+        self.proj = nn.Linear(dim, dim)
+
+    def conv_weight(self, kernel: int) -> torch.Tensor:
+        return centre_crop(self.dw_weight, kernel)
+
+    def elastic_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        return {"dw_weight": self.conv_weight(kernel)}
+
+    def forward(self, x: torch.Tensor, kernel: int, shift: bool) -> torch.Tensor:
+        B, H, W, C = x.shape
+        N, heads = H * W, self.num_heads
+        qkv = self.qkv(self.norm(x)).reshape(B, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)                                        # (B, heads, N, d)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        kv = k.transpose(-2, -1) @ v                                   # (B, heads, d, d)
+        numerator = 0.5 * v.sum(dim=2, keepdim=True) + (q @ kv) / math.pi
+        denominator = 0.5 * N + (q @ k.sum(dim=2).unsqueeze(-1)) / math.pi
+        out = (numerator / denominator).transpose(1, 2).reshape(B, H, W, C)
+        v_map = v.transpose(2, 3).reshape(B, C, H, W)
+        residual = F.conv2d(v_map, self.conv_weight(kernel), padding=kernel // 2, groups=C)
+        return self.proj(out + residual.permute(0, 2, 3, 1))
+
+
 MIXERS: dict[str, type[ElasticMixer]] = {
     "window_attention": WindowAttentionMixer,
     "dwconv": DWConvMixer,
     "dynamic_dwconv": DynamicDWConvMixer,
+    "linear_angular": LinearAngularAttentionMixer,
+    "inhomogeneous_dwconv": InhomogeneousDWConvMixer,
 }

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from timm.models.swin_transformer import PatchMerging
 from torch import nn
 
 from searchspace import Arch, NetSettings, SearchSpace, StageChoice, extreme_archs
+from searchspace.arch import entry_name
 from searchspace.space import StageSpace
 
 from .mixers import MIXERS
@@ -58,25 +60,41 @@ class Reproject(nn.Module):
         return self.reduction(self.norm(x))
 
 
-def make_transition(pool: int, in_dim: int, out_dim: int) -> nn.Module:
+class MaxPoolEntry(nn.Module):
+    """HVT's pooling at a stage entry: max pool 3x3, stride 2, padding 1 over the token map (the map
+    halves, rounding up, as patch merging's does), then the width change of pool 1."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.reproject = nn.Identity() if in_dim == out_dim else Reproject(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=3, stride=2, padding=1).permute(0, 2, 3, 1)
+        return self.reproject(x)
+
+
+def make_transition(pool: int, pool_op: str, in_dim: int, out_dim: int) -> nn.Module:
+    if pool == 2 and pool_op == "maxpool":
+        return MaxPoolEntry(in_dim, out_dim)
     if pool == 2:
         return PatchMerging(in_dim, out_dim)  # timm's: 2x2 concat, LayerNorm(4C), Linear(4C -> out)
     return nn.Identity() if in_dim == out_dim else Reproject(in_dim, out_dim)
 
 
 class MixerStage(nn.Module):
-    """A stage: its entry (one module per pooling ratio), then the first ``depth`` blocks."""
+    """A stage: its entry (one module per pooling ratio and pool op), then the first ``depth`` blocks."""
 
     def __init__(self, in_dim: int, dim: int, space: StageSpace, num_heads: int, mlp_hidden: int,
                  drop_paths: Sequence[float]) -> None:
         super().__init__()
-        self.transitions = nn.ModuleDict({f"pool{p}": make_transition(p, in_dim, dim) for p in space.pools})
+        self.transitions = nn.ModuleDict({entry_name(p, op): make_transition(p, op, in_dim, dim)
+                                          for p, op in space.entries()})
         self.blocks = nn.ModuleList(
             MixerBlock(dim, space.mixers, max(space.kernels), num_heads, mlp_hidden, drop_paths[j])
             for j in range(max(space.depths)))
 
     def forward(self, x: torch.Tensor, choice: StageChoice) -> torch.Tensor:
-        x = self.transitions[f"pool{choice.pool}"](x)
+        x = self.transitions[choice.entry](x)
         for j in range(choice.depth):
             # Swin shifts the windows in every second block; conv mixers ignore the flag.
             x = self.blocks[j](x, choice.mixer, choice.kernel, shift=j % 2 == 1)
@@ -84,7 +102,7 @@ class MixerStage(nn.Module):
 
     @torch.no_grad()
     def inherit(self, source: "MixerStage", choice: StageChoice) -> None:
-        key = f"pool{choice.pool}"
+        key = choice.entry
         self.transitions[key].load_state_dict(source.transitions[key].state_dict())
         for j in range(choice.depth):
             self.blocks[j].inherit(source.blocks[j], choice.mixer, choice.kernel)

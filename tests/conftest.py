@@ -23,6 +23,26 @@ def swin_t_arch(mixer: str = "window_attention", kernel: int = 7) -> Arch:
         {"mixer": mixer, "kernel": kernel, "depth": d, "pool": p} for d, p in ((2, 1), (2, 2), (6, 2), (2, 2))]})
 
 
+def briefly_trained_supernet(space: SearchSpace, steps: int = 6):
+    """A supernet over ``space`` whose weights and BatchNorm statistics are not at their init values."""
+    import random
+
+    import torch
+
+    from supernet import MixerNet
+
+    torch.manual_seed(0)
+    net = MixerNet(space, TINY)
+    rng = random.Random(0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    for _ in range(steps):
+        net.set_active(space.sample(rng))
+        opt.zero_grad()
+        net(torch.randn(8, 1, 32, 32)).logsumexp(1).mean().backward()
+        opt.step()
+    return net.eval()
+
+
 @pytest.fixture
 def space() -> SearchSpace:
     return SearchSpace.default()

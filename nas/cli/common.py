@@ -5,15 +5,17 @@ import argparse
 
 from nas.errors import UserError
 from searchspace import SearchSpace
+from searchspace.space import BUILTIN_SPACES
 
 
 def add_space_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", metavar="FILE", default=None,
-                        help="a search-space JSON file (default: the built-in space)")
+    parser.add_argument("--space", metavar="NAME|FILE", default=None,
+                        help=f"a built-in space ({', '.join(BUILTIN_SPACES)}) or a search-space JSON file "
+                             f"(default: default)")
 
 
-def load_space(path: str | None) -> SearchSpace:
-    return SearchSpace.default() if path is None else SearchSpace.from_file(path)
+def load_space(name_or_path: str | None) -> SearchSpace:
+    return SearchSpace.load(name_or_path)
 
 
 def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:

@@ -25,9 +25,11 @@ def run(args: argparse.Namespace) -> int:
             name: {**arch.to_dict(), "flops": cost.flops, "params": cost.params}
             for name, (arch, cost) in extremes.items()}}))
         return 0
-    print(f"{'stage':<6} {'mixers':<44} {'kernels':<10} {'depths':<13} pools")
+    width = max(44, *(len(', '.join(s.mixers)) for s in space.stages))
+    print(f"{'stage':<6} {'mixers':<{width}} {'kernels':<10} {'depths':<13} pools" + ("  (pool 2 by)" if space.has_pool_ops else ""))
     for i, s in enumerate(space.stages, start=1):
-        print(f"{i:<6} {', '.join(s.mixers):<44} {str(list(s.kernels)):<10} {str(list(s.depths)):<13} {list(s.pools)}")
+        ops = f"  ({', '.join(s.pool_ops)})" if space.has_pool_ops and 2 in s.pools else ""
+        print(f"{i:<6} {', '.join(s.mixers):<{width}} {str(list(s.kernels)):<10} {str(list(s.depths)):<13} {list(s.pools)}{ops}")
     print(f"\n{space.size():,} archs. Costs at the deployment setting "
           f"({DEPLOYMENT.img_size}x{DEPLOYMENT.img_size}x{DEPLOYMENT.in_chans}, {DEPLOYMENT.num_classes} classes, C={DEPLOYMENT.embed_dim}):")
     for name, (arch, cost) in extremes.items():

@@ -15,11 +15,12 @@ from supernet import MixerNet
 TINY = SMALL  # 32 px, 1 channel, C = 16, patch 2: a 16 x 16 token map after the stem
 
 # Three stages, every kind of component: window attention with and without shift (and a window
-# larger than the 4 x 4 map of stage 3), both conv mixers, entries with pool 1 and 2.
+# larger than the 4 x 4 map of stage 3), every mixer, entries with pool 1 and 2 (merge and max pool).
 TINY_SPACE = SearchSpace.from_dict({"stages": [
     {"mixers": ["window_attention", "dwconv"], "kernels": [3], "depths": [1, 2], "pools": [1]},
-    {"mixers": ["dynamic_dwconv"], "kernels": [3, 5], "depths": [1], "pools": [1, 2]},
-    {"mixers": ["window_attention"], "kernels": [5], "depths": [2], "pools": [1, 2]},
+    {"mixers": ["dynamic_dwconv", "inhomogeneous_dwconv"], "kernels": [3, 5], "depths": [1], "pools": [1, 2],
+     "pool_ops": ["merge", "maxpool"]},
+    {"mixers": ["window_attention", "linear_angular"], "kernels": [5], "depths": [2], "pools": [1, 2]},
 ]})
 
 
@@ -42,8 +43,8 @@ def table() -> LatencyTable:
         torch.set_num_threads(threads)
 
 
-def arch(*stages: tuple[str, int, int, int]) -> Arch:
-    return Arch.from_dict({"stages": [dict(zip(("mixer", "kernel", "depth", "pool"), s)) for s in stages]})
+def arch(*stages: tuple) -> Arch:
+    return Arch.from_dict({"stages": [dict(zip(("mixer", "kernel", "depth", "pool", "pool_op"), s)) for s in stages]})
 
 
 def test_measure_latency_is_positive_finite_and_restores_mode():
@@ -72,6 +73,14 @@ def test_components_follow_the_network():
     # conv mixers ignore the shift: one entry for both parities
     assert arch_components(arch(("dwconv", 3, 2, 1), ("dynamic_dwconv", 3, 1, 1), ("window_attention", 5, 2, 1)),
                            TINY)[2:4] == ["block/s1/r16/dwconv/k3"] * 2
+
+
+def test_components_of_the_extended_operators():
+    a = arch(("dwconv", 3, 1, 1), ("inhomogeneous_dwconv", 5, 1, 2, "maxpool"), ("linear_angular", 5, 2, 2))
+    assert arch_components(a, TINY)[3:] == [
+        "entry/s2/r16/p2mp", "block/s2/r8/inhomogeneous_dwconv/k5",
+        # linear-angular attention is global: no shift, both parities share one entry
+        "entry/s3/r8/p2", "block/s3/r4/linear_angular/k5", "block/s3/r4/linear_angular/k5", "head/r4"]
 
 
 def test_table_holds_exactly_the_reachable_components(table):

@@ -3,10 +3,10 @@
 import pytest
 
 from nas.report import hypervolume, pareto_front
-from nas.search import SearchConfig, TrialContext, arch_from_params, evaluate_trial, run_search
+from nas.search import SearchConfig, TrialContext, arch_from_params, evaluate_trial, run_search, tune_search_space
 from nas.supernet_train import train_supernet
 from nas import checkpoint as ckpt
-from searchspace import DEPLOYMENT, arch_cost
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from tests.nas.test_supernet_train import TINY_DATA, tiny_job
 
 FAILING_MIXER = "window_attention"
@@ -49,6 +49,22 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_
                                                          for k in s}, 4), DEPLOYMENT).flops for r in done)
     # measured latency is a real positive number
     assert all(r["latency_ms"] > 0 for r in done)
+
+
+def test_search_parameters_name_the_pool_op_only_where_the_space_offers_it():
+    """A default-space search asks the same four parameters per stage as before issue #12; the
+    extended space adds the pool op, which means nothing (and is dropped) at pool 1."""
+    default = tune_search_space(SearchSpace.default())
+    assert sorted(default) == sorted(f"s{i}_{f}" for i in range(1, 5) for f in ("mixer", "kernel", "depth", "pool"))
+    extended = tune_search_space(SearchSpace.builtin("extended"))
+    assert {"s2_pool_op", "s3_pool_op", "s4_pool_op"} <= set(extended) and "s1_pool_op" not in extended
+    params = {"s1_mixer": "linear_angular", "s1_kernel": 3, "s1_depth": 1, "s1_pool": 1,
+              "s2_mixer": "dwconv", "s2_kernel": 3, "s2_depth": 1, "s2_pool": 2, "s2_pool_op": "maxpool",
+              "s3_mixer": "dwconv", "s3_kernel": 3, "s3_depth": 2, "s3_pool": 1, "s3_pool_op": "maxpool",
+              "s4_mixer": "inhomogeneous_dwconv", "s4_kernel": 5, "s4_depth": 1, "s4_pool": 2}
+    arch = arch_from_params(params, 4)
+    assert [s.pool_op for s in arch.stages] == ["merge", "maxpool", "merge", "merge"]
+    SearchSpace.builtin("extended").validate(arch)
 
 
 def test_pareto_front_and_hypervolume():

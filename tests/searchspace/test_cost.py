@@ -60,6 +60,25 @@ def test_analytic_cost_agrees_with_fvcore_on_200_random_archs(space):
     assert count == 200 and worst == 0
 
 
+def test_extended_space_costs_agree_with_fvcore():
+    """The extended space's operators (issue #12) follow the same rules: 60 random archs at 112 px,
+    8 at the deployment resolution (narrow), 4 at the small setting; exact."""
+    extended = SearchSpace.builtin("extended")
+    rng = random.Random(12)
+    count = 0
+    for settings, n in ((MID, 60), (NARROW_DEPLOYMENT, 8), (TINY, 4)):
+        for _ in range(n):
+            arch = extended.sample(rng)
+            while arch_cost(arch, settings).flops > 8e9:
+                arch = extended.sample(rng)
+            net = MixerNet.from_arch(arch, settings)
+            cost = arch_cost(arch, settings)
+            assert cost.params == num_params(net), arch.key()
+            assert cost.flops == fvcore_flops(net, settings.img_size, settings.in_chans), arch.key()
+            count += 1
+    assert count == 72
+
+
 def test_small_setting_costs_match_fvcore(space):
     """At the small setting windows are clamped to the map: the analytic rule must follow."""
     rng = random.Random(1)

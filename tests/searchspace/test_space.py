@@ -95,3 +95,72 @@ def test_a_user_space_file_adds_a_kernel_size_locally(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(SpaceError, match="stage 1: unknown mixer 'mlp_mixer'"):
         SearchSpace.from_file(path)
+
+
+# --- the extended space and the pool op (issue #12) ---------------------------------------------
+
+def test_extended_space_and_its_size_by_enumeration():
+    extended = SearchSpace.builtin("extended")
+    assert SearchSpace.load("extended") == extended and SearchSpace.load(None) == SearchSpace.default()
+    assert all(len(s.mixers) == 5 for s in extended.stages)
+    # pool 2 has two ops, pool 1 one: (1 + 2) entries in stages 2-4
+    assert extended.size() == 30 * (15 * 2 * 3) * (15 * 4 * 3) * (15 * 2 * 3)
+    small = SearchSpace.from_dict({"stages": [
+        {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [1]},
+        {"mixers": ["dwconv", "linear_angular"], "kernels": [3], "depths": [1], "pools": [1, 2],
+         "pool_ops": ["merge", "maxpool"]}]})
+    archs = list(small)
+    assert len(archs) == small.size() == 2 * 3 and len(set(archs)) == len(archs)
+    assert {a.stages[1].pool_op for a in archs if a.stages[1].pool == 1} == {"merge"}
+
+
+def test_default_space_draws_are_unchanged_by_the_pool_op():
+    """check-ranking's arch rule and every seeded benchmark draw with ``sample``: a default-space
+    draw must consume the RNG exactly as before the pool op existed."""
+    space = SearchSpace.default()
+    mine, reference = random.Random(0), random.Random(0)
+    for _ in range(50):
+        arch = space.sample(mine)
+        old = [(reference.choice(s.mixers), reference.choice(s.kernels), reference.choice(s.depths),
+                reference.choice(s.pools)) for s in space.stages]
+        assert [(c.mixer, c.kernel, c.depth, c.pool) for c in arch.stages] == old
+        assert all(c.pool_op == "merge" for c in arch.stages)
+
+
+def test_pool_op_in_arch_files(tmp_path):
+    data = swin_t_arch().to_dict()
+    assert all("pool_op" not in s for s in data["stages"]), "merge is not written: old files keep their bytes"
+    data["stages"][2]["pool_op"] = "maxpool"
+    arch = Arch.from_dict(data)
+    assert arch.stages[2].pool_op == "maxpool" and arch.stages[1].pool_op == "merge"
+    assert arch.key().split("-")[2] == "wa7x6p2mp" and arch.to_dict() == data
+    path = tmp_path / "a.json"
+    save_arch_file(path, arch)
+    assert load_arch_file(path)[0] == arch
+    with pytest.raises(SpaceError, match="stage 3: field 'pool_op': 'maxpool' with pool 2 is not one of"):
+        SearchSpace.default().validate(arch)
+    SearchSpace.builtin("extended").validate(arch)
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"mixer": "dwconv", "kernel": 3, "depth": 1, "pool": 1, "pool_op": "maxpool"}, "pool_op 'maxpool' needs pool 2"),
+    ({"mixer": "dwconv", "kernel": 3, "depth": 1, "pool": 2, "pool_op": "avg"}, "'avg' is not one of ['merge', 'maxpool']"),
+    ({"mixer": "dwconv", "kernel": 3, "depth": 1, "pool": 2, "pool_op": 2}, "field 'pool_op' must be str"),
+])
+def test_bad_pool_ops_are_named(stage, message):
+    with pytest.raises(SpaceError) as err:
+        Arch.from_dict({"stages": [stage]}, source="f.json")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"pool_ops": ["merge", "avg"]}, "'pool_ops' must be a non-empty list"),
+    ({"pool_ops": []}, "'pool_ops' must be a non-empty list"),
+    ({"pool_op": ["maxpool"]}, "unknown field 'pool_op'"),
+])
+def test_bad_space_pool_ops_are_named(stage, message):
+    base = {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [1, 2]}
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_dict({"stages": [{"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [1]},
+                                          {**base, **stage}]}, source="s.json")
+    assert message in str(err.value)

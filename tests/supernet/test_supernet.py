@@ -6,24 +6,13 @@ import pytest
 import torch
 
 from searchspace import Arch, SearchSpace, SpaceError, StageChoice
-from supernet import MixerNet, make_path_sampler
-from tests.conftest import TINY
+from supernet import make_path_sampler
+from tests.conftest import briefly_trained_supernet
 
 
 @pytest.fixture(scope="module")
 def trained_supernet():
-    """A supernet whose weights and BatchNorm statistics are not at their init values."""
-    torch.manual_seed(0)
-    space = SearchSpace.default()
-    net = MixerNet(space, TINY)
-    rng = random.Random(0)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    for _ in range(6):
-        net.set_active(space.sample(rng))
-        opt.zero_grad()
-        net(torch.randn(8, 1, 32, 32)).logsumexp(1).mean().backward()
-        opt.step()
-    return net.eval()
+    return briefly_trained_supernet(SearchSpace.default())
 
 
 @pytest.mark.parametrize("mixer, kernel", itertools.product(("window_attention", "dwconv", "dynamic_dwconv"), (3, 5, 7)))
@@ -40,14 +29,18 @@ def test_extraction_equals_the_active_path(trained_supernet, mixer, kernel, pool
     assert len(sub.stages[2].blocks) == 4
 
 
-def test_extraction_on_mixed_random_archs(trained_supernet):
-    rng = random.Random(5)
+def assert_random_paths_extract_exactly(supernet, seed: int, count: int) -> None:
+    rng = random.Random(seed)
     x = torch.randn(3, 1, 32, 32)
-    for _ in range(10):
-        arch = trained_supernet.space.sample(rng)
-        trained_supernet.set_active(arch)
+    for _ in range(count):
+        arch = supernet.space.sample(rng)
+        supernet.set_active(arch)
         with torch.no_grad():
-            torch.testing.assert_close(trained_supernet.extract(arch).eval()(x), trained_supernet(x), rtol=0, atol=1e-5)
+            torch.testing.assert_close(supernet.extract(arch).eval()(x), supernet(x), rtol=0, atol=1e-5)
+
+
+def test_extraction_on_mixed_random_archs(trained_supernet):
+    assert_random_paths_extract_exactly(trained_supernet, seed=5, count=10)
 
 
 def test_extracted_weights_are_the_centre_of_the_shared_ones(trained_supernet):
