@@ -6,7 +6,10 @@ Sections (each side by side in one run, interleaved A, B, A, B ..., median of ``
    inference and training step (AdamW), float32 and bf16 autocast. Ratio = ours / timm in images/s.
 2. ``dwconv``: DWNet-T vs dynamic DWNet-T (same macro network, ``dwconv`` / ``dynamic_dwconv`` k7), training step,
    float32 and bf16. Ratio = dynamic / static in images/s (issue #10 asks >= 0.8 in bf16 on a GPU).
-3. ``supernet``: one epoch of the product's supernet training at the default small setting (embedded digits,
+3. ``extended`` (issue #12): DWNet-T's macro network with the extended space's operators at k7: the
+   inhomogeneous dynamic conv (I-D-DWNet-T), linear-angular attention, and DWNet-T with max pooling entries;
+   training step. Ratio = each / DWNet-T in images/s.
+4. ``supernet``: one epoch of the product's supernet training at the default small setting (embedded digits,
    batch 64, paths within 4.5 GFLOPs) through the real Trainer, with the input path before issue #10 (each
    digit through timm's PIL transform in the main process) and with on-device batches, interleaved, median of
    ``--epoch-repeats``; and the time each loader alone takes for the same epoch. Ratio = on-device / before.
@@ -48,13 +51,14 @@ from nas.tensor_data import InMemoryImages  # noqa: E402
 from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, parse_flops  # noqa: E402
 from supernet import MixerNet, make_path_sampler  # noqa: E402
 
-SECTIONS = ("swin", "dwconv", "supernet")
+SECTIONS = ("swin", "dwconv", "supernet", "extended")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def published_arch(mixer: str, kernel: int = 7) -> Arch:
-    """Swin-T / DWNet-T / dynamic DWNet-T: depths 2-2-6-2, patch merging at stages 2-4."""
-    return Arch(tuple(StageChoice(mixer, kernel, depth, pool) for depth, pool in ((2, 1), (2, 2), (6, 2), (2, 2))))
+def published_arch(mixer: str, kernel: int = 7, pool_op: str = "merge") -> Arch:
+    """Swin-T / DWNet-T / dynamic DWNet-T (I-D-DWNet-T, ...): depths 2-2-6-2, pooling at stages 2-4."""
+    return Arch(tuple(StageChoice(mixer, kernel, depth, pool, pool_op if pool == 2 else "merge")
+                      for depth, pool in ((2, 1), (2, 2), (6, 2), (2, 2))))
 
 
 def device_name(device: torch.device) -> str:
@@ -123,23 +127,24 @@ def side_by_side(steps: dict, device: torch.device, warmup: int, repeats: int) -
 
 
 def compare(section: str, models: dict, modes: tuple[str, ...], args, device) -> list[dict]:
-    """Rows: per (mode, dtype), images/s of each model and the ratio second / first."""
+    """Rows: per (mode, dtype) and per model after the first, images/s of both and the ratio model / first
+    (all models of a section interleaved in one run)."""
     rows = []
-    (first, make_first), (second, make_second) = models.items()
+    first = next(iter(models))
     x = torch.randn(args.batch, 3, 224, 224, device=device)
     y = torch.randint(0, 1000, (args.batch,), device=device)
     for mode in modes:
         for dtype in args.dtypes:
             torch.manual_seed(0)
-            steps = {first: make_step(make_first().to(device), mode, dtype, x, y, device),
-                     second: make_step(make_second().to(device), mode, dtype, x, y, device)}
+            steps = {name: make_step(make().to(device), mode, dtype, x, y, device) for name, make in models.items()}
             seconds = side_by_side(steps, device, args.warmup, args.repeats)
             ips = {name: args.batch / s for name, s in seconds.items()}
-            rows.append({"section": section, "mode": mode, "dtype": dtype, "batch": args.batch,
-                         f"{first}_img_s": round(ips[first], 1), f"{second}_img_s": round(ips[second], 1),
-                         "ratio": round(ips[second] / ips[first], 3), "ratio_is": f"{second} / {first}"})
-            print(f"{section:8s} {mode:9s} {dtype}: {first} {ips[first]:8.1f} img/s, {second} {ips[second]:8.1f} "
-                  f"img/s, {second}/{first} = {ips[second] / ips[first]:.3f}", flush=True)
+            for second in list(models)[1:]:
+                rows.append({"section": section, "mode": mode, "dtype": dtype, "batch": args.batch,
+                             f"{first}_img_s": round(ips[first], 1), f"{second}_img_s": round(ips[second], 1),
+                             "ratio": round(ips[second] / ips[first], 3), "ratio_is": f"{second} / {first}"})
+                print(f"{section:8s} {mode:9s} {dtype}: {first} {ips[first]:8.1f} img/s, {second} "
+                      f"{ips[second]:8.1f} img/s, {second}/{first} = {ips[second] / ips[first]:.3f}", flush=True)
             del steps
     return rows
 
@@ -244,6 +249,12 @@ def main() -> int:
         models = {"dwnet": lambda: MixerNet.from_arch(published_arch("dwconv"), DEPLOYMENT),
                   "dynamic": lambda: MixerNet.from_arch(published_arch("dynamic_dwconv"), DEPLOYMENT)}
         rows += compare("dwconv", models, ("train",), args, device)
+    if "extended" in args.sections:
+        models = {"dwnet": lambda: MixerNet.from_arch(published_arch("dwconv"), DEPLOYMENT),
+                  "inhomogeneous": lambda: MixerNet.from_arch(published_arch("inhomogeneous_dwconv"), DEPLOYMENT),
+                  "linear_angular": lambda: MixerNet.from_arch(published_arch("linear_angular"), DEPLOYMENT),
+                  "dwnet_maxpool": lambda: MixerNet.from_arch(published_arch("dwconv", pool_op="maxpool"), DEPLOYMENT)}
+        rows += compare("extended", models, ("train",), args, device)
     if "supernet" in args.sections:
         rows += supernet_epoch(args, device)
     summary = {"device": device_name(device), "command": " ".join(sys.argv), "batch": args.batch,

@@ -2,7 +2,7 @@
 
 The rules mirror fvcore's counting on the networks of ``supernet.network`` (one multiply-add is
 one FLOP; linear = tokens * in * out; conv = prod(weight shape) * output pixels; LayerNorm 5 and
-eval-mode BatchNorm 2 FLOPs per element; matmul and einsum counted; elementwise ops, softmax, mean,
+eval-mode BatchNorm 2 FLOPs per element; matmul counted; elementwise ops, softmax, mean,
 L2 normalisation and max pooling free),
 so the two agree exactly; tests/searchspace/test_cost.py checks that on random archs.
 """
@@ -116,8 +116,7 @@ def stem_cost(s: NetSettings) -> Cost:
 def transition_cost(in_dim: int, dim: int, pool: int, res: int, pool_op: str = "merge") -> tuple[Cost, int]:
     """Cost of a stage entry and the resolution after it."""
     if pool == 2 and pool_op == "maxpool":  # max pool 3x3 / 2 / pad 1 (comparisons: free), then the width change
-        cost, out = transition_cost(in_dim, dim, 1, math.ceil(res / 2))
-        return cost, out
+        return transition_cost(in_dim, dim, 1, math.ceil(res / 2))
     if pool == 2:  # patch merging: 2x2 neighbourhood concatenated, LayerNorm(4C), Linear(4C -> dim)
         out = math.ceil(res / 2)
         return Cost(LN * 4 * in_dim * out * out + out * out * 4 * in_dim * dim, 2 * 4 * in_dim + 4 * in_dim * dim), out

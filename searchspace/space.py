@@ -108,8 +108,8 @@ class SearchSpace:
                 raise SpaceError(f"{source}: stage {i}: unknown field '{unknown[0]}'")
             if "pool_ops" in stage:
                 ops = stage["pool_ops"]
-                if not isinstance(ops, list) or not ops or len(set(ops)) != len(ops) \
-                        or any(op not in POOL_OPS for op in ops):
+                if not isinstance(ops, list) or not ops or any(op not in POOL_OPS for op in ops) \
+                        or len(set(ops)) != len(ops):
                     raise SpaceError(f"{source}: stage {i}: 'pool_ops' must be a non-empty list of distinct "
                                      f"values from {list(POOL_OPS)}")
                 values["pool_ops"] = tuple(ops)
@@ -173,16 +173,15 @@ class SearchSpace:
         return arch
 
     def sample(self, rng: random.Random) -> Arch:
-        """A uniformly random arch; all randomness comes from ``rng``."""
+        """A random arch, each field drawn uniformly (the pool op only at pool 2, after the ratio); all
+        randomness comes from ``rng``."""
         stages = []
         for s in self.stages:
-            choice = StageChoice(rng.choice(s.mixers), rng.choice(s.kernels), rng.choice(s.depths), rng.choice(s.pools))
-            # Only a space with a pool-op choice draws one: the default space's draws stay what they were.
-            if choice.pool == 2 and len(s.pool_ops) > 1:
-                choice = StageChoice(choice.mixer, choice.kernel, choice.depth, 2, rng.choice(s.pool_ops))
-            elif choice.pool == 2:
-                choice = StageChoice(choice.mixer, choice.kernel, choice.depth, 2, s.pool_ops[0])
-            stages.append(choice)
+            mixer, kernel, depth, pool = rng.choice(s.mixers), rng.choice(s.kernels), rng.choice(s.depths), rng.choice(s.pools)
+            pool_op = DEFAULT_POOL_OP
+            if pool == 2:  # only a stage with a pool-op choice draws one: default-space draws stay what they were
+                pool_op = rng.choice(s.pool_ops) if len(s.pool_ops) > 1 else s.pool_ops[0]
+            stages.append(StageChoice(mixer, kernel, depth, pool, pool_op))
         return Arch(tuple(stages))
 
     def __iter__(self) -> Iterator[Arch]:

@@ -8,10 +8,10 @@ from searchspace import SearchSpace
 from searchspace.space import BUILTIN_SPACES
 
 
-def add_space_argument(parser: argparse.ArgumentParser) -> None:
+def add_space_argument(parser: argparse.ArgumentParser, default: str = "default") -> None:
     parser.add_argument("--space", metavar="NAME|FILE", default=None,
                         help=f"a built-in space ({', '.join(BUILTIN_SPACES)}) or a search-space JSON file "
-                             f"(default: default)")
+                             f"(default: {default})")
 
 
 def load_space(name_or_path: str | None) -> SearchSpace:

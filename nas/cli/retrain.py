@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supernet", metavar="FILE", default=None,
                         help="supernet.pt for --init supernet (default: the one the arch was searched with)")
     parser.add_argument("--run-dir", default=None, help="output folder (default: <search run>/retrain)")
-    add_space_argument(parser)
+    add_space_argument(parser, default="the space the arch was searched in, else default")
     g = parser.add_argument_group("recipe extras")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a model EMA (e.g. 0.999)")
     g.add_argument("--mixup", type=float, default=0.0, help="Mixup alpha")
@@ -47,6 +47,18 @@ def _search_info(extra: dict) -> dict:
 def _search_config(search_run: str | None) -> dict:
     config = Path(search_run) / "config.json" if search_run else None
     return read_json_file(config) if config is not None and config.exists() else {}
+
+
+def _space_of(args: argparse.Namespace, search_run: str | None):
+    """``--space`` when given; else the space the arch was searched in (a search records it in its
+    config.json), so ``retrain --arch results/best.json`` after ``search --space extended`` needs no flag."""
+    from searchspace import SearchSpace
+
+    if args.space is None:
+        recorded = _search_config(search_run).get("space")
+        if isinstance(recorded, dict):
+            return SearchSpace.from_dict(recorded, source=f"{search_run}/config.json space")
+    return load_space(args.space)
 
 
 def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None):
@@ -78,14 +90,13 @@ def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None
 def run(args: argparse.Namespace) -> int:
     from nas.retrain import RetrainJob, retrain
 
-    space = load_space(args.space)
     train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
     if args.pareto:
-        return _run_front(args, space, train)
+        return _run_front(args, _space_of(args, str(Path(args.pareto).parent)), train)
 
     arch, extra = load_arch_file(args.arch)
-    space.validate(arch, source=args.arch)
     info = _search_info(extra)
+    _space_of(args, info.get("run")).validate(arch, source=args.arch)
     cost = arch_cost(arch, DEPLOYMENT)
     budget = info.get("budget_flops")
     if isinstance(budget, (int, float)) and cost.flops > budget:

@@ -77,3 +77,17 @@ def test_retrain_an_extended_arch(searched):
     metrics = json.loads((searched / "rt" / "metrics.json").read_text())
     assert metrics["name"] == Arch.from_dict(EXTENDED_ARCH).key() == "la3x1p1-id5x2p2mp-wa7x2p2-dw3x1p2mp"
     assert 0 <= metrics["test_top1"] <= 1
+
+
+def test_retrain_of_the_searched_best_takes_the_search_space(searched):
+    """No --space: the arch of an extended search is checked against the space the search recorded."""
+    done = run_launch("retrain", "--arch", "results/best.json", "--epochs", "1", "--batch-size", "50",
+                      "--warmup-epochs", "0", "--run-dir", "rt-best", cwd=searched)
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = Arch.from_dict(json.loads((searched / "results" / "best.json").read_text()))
+    assert json.loads((searched / "rt-best" / "metrics.json").read_text())["name"] == best.key()
+    # an explicit --space still wins: the default space refuses an extended arch of that search
+    (searched / "ext-best.json").write_text(json.dumps({**json.loads((searched / "results" / "best.json").read_text()),
+                                                         "stages": EXTENDED_ARCH["stages"]}))
+    refused = run_launch("retrain", "--arch", "ext-best.json", "--space", "default", "--epochs", "1", cwd=searched)
+    assert refused.returncode == 2 and "'linear_angular' is not one of" in refused.stderr

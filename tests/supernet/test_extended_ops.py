@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, arch_cost
-from supernet import MixerNet, num_params
+from supernet import MixerNet, fvcore_flops, num_params
 from supernet.mixers import InhomogeneousDWConvMixer, LinearAngularAttentionMixer
 from supernet.network import MaxPoolEntry
 from tests.conftest import TINY, briefly_trained_supernet
@@ -134,11 +134,22 @@ def test_i_ddwnet_t_matches_the_authors_model():
     idd = arch_cost(Arch(tuple(StageChoice("inhomogeneous_dwconv", 7, d, p)
                                for d, p in ((2, 1), (2, 2), (6, 2), (2, 2)))), DEPLOYMENT)
     assert (idd.params, idd.flops) == (26_244_280, 4_390_616_064)   # published: 26M; the authors' flops(): 4.4G
+    net = MixerNet.from_arch(Arch(tuple(StageChoice("inhomogeneous_dwconv", 7, d, p)
+                                        for d, p in ((2, 1), (2, 2), (6, 2), (2, 2)))), DEPLOYMENT)
+    assert (num_params(net), fvcore_flops(net, 224, 3)) == (idd.params, idd.flops)
     dw = arch_cost(Arch(tuple(StageChoice("dwconv", 7, d, p) for d, p in ((2, 1), (2, 2), (6, 2), (2, 2)))), DEPLOYMENT)
     static_branch = {dim: 2 * dim * dim + 3 * 2 * dim + dim * 49 + dim for dim in (96, 192, 384, 768)}
     authors_branch = {dim: num_params(AuthorsInhomogeneousBranch(dim, 7, dim // 32)) for dim in (96, 192, 384, 768)}
     delta = sum(depth * (authors_branch[dim] - static_branch[dim]) for dim, depth in zip((96, 192, 384, 768), (2, 2, 6, 2)))
     assert idd.params == dw.params + delta
+
+
+def test_linear_angular_and_maxpool_costs_at_the_deployment_setting():
+    a = Arch(tuple(StageChoice("linear_angular", 7, d, p, "maxpool" if p == 2 else "merge")
+                   for d, p in ((2, 1), (2, 2), (6, 2), (2, 2))))
+    net = MixerNet.from_arch(a, DEPLOYMENT)
+    cost = arch_cost(a, DEPLOYMENT)
+    assert (num_params(net), fvcore_flops(net, 224, 3)) == (cost.params, cost.flops)
 
 
 # --- HVT max pooling entry ------------------------------------------------------------------------
