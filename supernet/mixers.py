@@ -285,8 +285,8 @@ class InhomogeneousDWConvMixer(_GeneratedKernelMixer):
     authors pass the head count as the channels per group). No conv bias. A kernel k < K uses the
     generator rows of each group's centre k x k, as the homogeneous variant does.
 
-    The authors run it as a custom CUDA kernel; here it is an unfold and one batched matmul (any
-    device, ONNX-exportable, and counted by fvcore as the k*k multiply-adds per output it is).
+    The authors run it as a custom CUDA kernel; here it stays NHWC: the k x k windows are a strided
+    view of the padded map, multiplied by the kernels and summed (any device, ONNX-exportable).
     """
 
     def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
@@ -298,20 +298,30 @@ class InhomogeneousDWConvMixer(_GeneratedKernelMixer):
         self.generator_expand = nn.Linear(reduced, self.groups * max_kernel * max_kernel)
 
     def generate_kernel(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
-        """Per-position kernels (B, G, k*k, H*W) for the NCHW input ``x``."""
-        B, _, H, W = x.shape
-        h = F.relu(self.generator_norm(self.generator_reduce(x.permute(0, 2, 3, 1))))
-        return self.expand(h, kernel).view(B, H * W, self.groups, kernel * kernel).permute(0, 2, 3, 1)
+        """Per-position kernels (B, H, W, G, k, k) for the NHWC input ``x``."""
+        B, H, W, _ = x.shape
+        h = F.relu(self.generator_norm(self.generator_reduce(x)))
+        return self.expand(h, kernel).view(B, H, W, self.groups, kernel, kernel)
 
-    def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
-        B, C, H, W = x.shape
-        weight = self.generate_kernel(x, kernel)                       # (B, G, k*k, N)
-        # unfold's channel-major rows (c, i, j) split into (group, channel in group, k*k); then per
-        # (sample, group, position) one (channels x k*k) @ (k*k x 1) product. A matmul (not einsum, whose
-        # fvcore count is rounded to 4 digits) so that fvcore counts exactly the k*k MACs per output.
-        cols = F.unfold(x, kernel, padding=kernel // 2).view(B, self.groups, C // self.groups, kernel * kernel, H * W)
-        out = cols.permute(0, 1, 4, 2, 3) @ weight.permute(0, 1, 3, 2).unsqueeze(-1)   # (B, G, N, c, 1)
-        return out.squeeze(-1).permute(0, 1, 3, 2).reshape(B, C, H, W)
+    def apply_kernel(self, x: torch.Tensor, weight: torch.Tensor, *, as_matmul: bool = False) -> torch.Tensor:
+        """out[b, h, w, c] = sum_ij x[b, h + i - k//2, w + j - k//2, c] * weight[b, h, w, group(c), i, j],
+        zero-padded. ``as_matmul`` computes the same as one batched matmul: slower, but it is what fvcore
+        counts (k*k multiply-adds per output, as for a DW conv), while it ignores a multiply and a sum."""
+        B, H, W, C = x.shape
+        k = weight.shape[-1]
+        padded = F.pad(x, (0, 0, k // 2, k // 2, k // 2, k // 2))
+        windows = padded.unfold(1, k, 1).unfold(2, k, 1).reshape(B, H, W, self.groups, C // self.groups, k, k)
+        if as_matmul:
+            flat = windows.reshape(B, H, W, self.groups, C // self.groups, k * k)
+            return (flat @ weight.reshape(B, H, W, self.groups, k * k, 1)).reshape(B, H, W, C)
+        return (windows * weight.unsqueeze(4)).sum(dim=(-2, -1)).reshape(B, H, W, C)
+
+    def forward(self, x: torch.Tensor, kernel: int, shift: bool) -> torch.Tensor:
+        # NHWC throughout (the generator is per position): no permutes, unlike the other conv mixers.
+        x = F.relu(self.norm_in(self.proj_in(x)))
+        x = self.apply_kernel(x, self.generate_kernel(x, kernel), as_matmul=torch.jit.is_tracing())
+        x = F.relu(self.norm_dw(x))
+        return self.norm_out(self.proj_out(x))
 
 
 # --- linear-angular attention -------------------------------------------------------------------

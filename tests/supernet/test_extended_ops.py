@@ -123,9 +123,21 @@ def test_inhomogeneous_dwconv_is_the_authors_branch(dim, heads, kernel):
 def test_inhomogeneous_kernels_differ_by_position_and_are_shared_in_a_group():
     torch.manual_seed(0)
     mixer = InhomogeneousDWConvMixer(32, 2, max_kernel=5).eval()   # 16 groups of 2 channels
-    weight = mixer.generate_kernel(torch.randn(1, 32, 6, 6), 5)    # (B, G, k*k, N)
-    assert weight.shape == (1, 16, 25, 36)
-    assert not torch.allclose(weight[..., 0], weight[..., 1])
+    weight = mixer.generate_kernel(torch.randn(1, 6, 6, 32), 5)    # (B, H, W, G, k, k)
+    assert weight.shape == (1, 6, 6, 16, 5, 5)
+    assert not torch.allclose(weight[0, 0, 0], weight[0, 0, 1])
+
+
+def test_inhomogeneous_matmul_form_is_the_same_computation():
+    """fvcore traces the matmul form (it counts matmuls, not a multiply and a sum): both forms agree,
+    and tracing picks the matmul form."""
+    torch.manual_seed(0)
+    mixer = InhomogeneousDWConvMixer(48, 3, max_kernel=7).eval()
+    x = torch.randn(2, 5, 7, 48, dtype=torch.float64)
+    weight = torch.randn(2, 5, 7, 16, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(mixer.apply_kernel(x, weight, as_matmul=True), mixer.apply_kernel(x, weight))
+    traced = torch.jit.trace(lambda t: mixer.apply_kernel(t, weight, as_matmul=torch.jit.is_tracing()), (x,))
+    assert "aten::matmul" in str(traced.graph)
 
 
 def test_i_ddwnet_t_matches_the_authors_model():
