@@ -334,7 +334,7 @@ class LinearAngularAttentionMixer(ElasticMixer):
     once (d x d), never the N x N map. The denominator is at least N (1/2 - 1/pi) > 0. The high-order
     residual of the kernel is a depth-wise k x k conv on V (no bias; the kernel choice, elastic as in
     ``DWConvMixer``). Pre-normed with LayerNorm, as window attention is; Castling-ViT's auxiliary
-    softmax branch (training only) is not included.
+    softmax branch (training only) is not included: measured, it did not help (docs/BENCHMARKS.md).
     """
 
     ffn_norm = nn.LayerNorm
