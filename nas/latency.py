@@ -50,6 +50,10 @@ from searchspace.arch import POOL_OP_SHORT, entry_name, read_json_file
 from searchspace.space import StageSpace
 
 FORMAT = 1
+# The version of the timed modules' code: bump it when a mixer's or an entry's implementation changes
+# its speed, so that cached tables are rebuilt (tables without it are version 1). 2: the inhomogeneous
+# dynamic conv's strided-window form.
+MODULES_VERSION = 2
 SHIFTABLE = ("window_attention",)  # mixers whose forward depends on the shift flag
 
 
@@ -407,7 +411,7 @@ class LatencyTable:
         entries = modules.time(plan, warmup, repeats, progress=f"{len(plan)} components" if progress else None)
         table = cls(entries, space=space, settings=settings, device=device_tag(device, batch_size),
                     batch_size=batch_size, meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats,
-                                                 "method": timing_method(device)})
+                                                 "method": timing_method(device), "modules": MODULES_VERSION})
         if calibration_archs > 0:
             table._fit_scale(modules, plan, calibration_archs, seed, warmup, repeats, progress)
         del modules
@@ -513,11 +517,12 @@ class LatencyTable:
 
     def matches(self, space: SearchSpace, settings: NetSettings, device: str | torch.device,
                 batch_size: int) -> bool:
-        """Whether this table was built for exactly this space, settings, device tag, batch, torch and timing
-        method (tables from before CUDA graphs were timed eagerly)."""
+        """Whether this table was built for exactly this space, settings, device tag, batch, torch, timing
+        method (tables from before CUDA graphs were timed eagerly) and version of the timed modules."""
         return (self.space == space and self.settings == settings and self.batch_size == batch_size
                 and self.device == device_tag(device, batch_size) and self.meta.get("torch") == torch.__version__
-                and self.meta.get("method", "eager") == timing_method(device))
+                and self.meta.get("method", "eager") == timing_method(device)
+                and self.meta.get("modules", 1) == MODULES_VERSION)
 
 
 def table_path(space: SearchSpace, settings: NetSettings, *, device: str | torch.device = "cpu", batch_size: int = 1,
@@ -541,7 +546,7 @@ def load_or_build_table(space: SearchSpace, settings: NetSettings, *, device: st
             if table.matches(space, settings, device, batch_size):
                 return table
             if progress:
-                print(f"[latency] rebuilding {path}: built for another space, setting, device or torch",
+                print(f"[latency] rebuilding {path}: built for another space, setting, device, torch or module version",
                       file=sys.stderr, flush=True)
     table = LatencyTable.build(space, settings, device=device, batch_size=batch_size, progress=progress)
     table.save(path)

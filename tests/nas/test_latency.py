@@ -219,6 +219,9 @@ def test_a_table_timed_another_way_does_not_match(table):
     old = LatencyTable(table.entries, space=TINY_SPACE, settings=TINY, device=table.device, batch_size=1,
                        meta={k: v for k, v in table.meta.items() if k != "method"})
     assert old.matches(TINY_SPACE, TINY, "cpu", 1)  # a table from before methods were recorded was eager
+    stale = LatencyTable(table.entries, space=TINY_SPACE, settings=TINY, device=table.device, batch_size=1,
+                         meta={k: v for k, v in table.meta.items() if k != "modules"})
+    assert not stale.matches(TINY_SPACE, TINY, "cpu", 1)  # timed before a module's implementation changed
 
 
 def test_device_lock_timing_excludes_all_other_work(tmp_path):
