@@ -8,7 +8,6 @@ Prints a markdown table per file and writes ``results/benchmarks/front_operators
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -42,7 +41,7 @@ def main() -> int:
         data = read_json_file(path)
         front = data["front"]
         stages = tally(front)
-        budget = data.get("budget_flops") or data.get("config", {}).get("budget_flops")
+        budget = data.get("budget_flops")
         title = f"{path}: {len(front)} front members" + (f", budget {format_flops(budget)} FLOPs" if budget else "")
         print(f"\n{title}\n\n| stage | mixers | entries |\n|---|---|---|")
         for i, s in enumerate(stages, start=1):

@@ -47,7 +47,7 @@ def param_name(stage: int, field_name: str) -> str:
 def stage_fields(stage: StageSpace) -> tuple[str, ...]:
     """The search parameters of one stage: the default space's four, plus the pool op where offered
     (so a default-space search asks exactly what it always asked, in the same order)."""
-    return FIELDS + ((POOL_OP,) if stage.pool_ops != (DEFAULT_POOL_OP,) else ())
+    return FIELDS + ((POOL_OP,) if stage.offers_pool_ops else ())
 
 
 def arch_from_params(params: dict[str, Any], num_stages: int) -> Arch:

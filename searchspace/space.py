@@ -42,6 +42,11 @@ class StageSpace:
     def choices(self, field: str) -> tuple:
         return getattr(self, dict(FIELDS + OPTIONAL_FIELDS)[field])
 
+    @property
+    def offers_pool_ops(self) -> bool:
+        """Whether a pool-2 entry here may be something other than patch merging."""
+        return self.pool_ops != (DEFAULT_POOL_OP,)
+
     def entries(self) -> tuple[tuple[int, str], ...]:
         """The (pool, pool_op) pairs of this stage; pool 1 has one entry whatever the pool ops."""
         return tuple((p, op) for p in self.pools for op in ((DEFAULT_POOL_OP,) if p == 1 else self.pool_ops))
@@ -75,13 +80,12 @@ class SearchSpace:
         """A built-in space by name (None: the default), else a space file."""
         if name_or_path is None:
             return cls.default()
-        if str(name_or_path) in BUILTIN_SPACES:
-            return cls.builtin(str(name_or_path))
-        path = str(name_or_path)
-        if not os.path.exists(path) and os.sep not in path and not path.endswith(".json"):
-            raise SpaceError(f"space {str(name_or_path)!r}: neither a built-in space ({', '.join(BUILTIN_SPACES)}) "
-                             f"nor a file")
-        return cls.from_file(name_or_path)
+        name = str(name_or_path)
+        if name in BUILTIN_SPACES:
+            return cls.builtin(name)
+        if not os.path.exists(name) and os.sep not in name and not name.endswith(".json"):
+            raise SpaceError(f"space {name!r}: neither a built-in space ({', '.join(BUILTIN_SPACES)}) nor a file")
+        return cls.from_file(name)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "SearchSpace":
@@ -138,7 +142,7 @@ class SearchSpace:
         stages = []
         for s in self.stages:
             stage = {plural: list(s.choices(f)) for f, plural in FIELDS}
-            if s.pool_ops != (DEFAULT_POOL_OP,):
+            if s.offers_pool_ops:
                 stage["pool_ops"] = list(s.pool_ops)
             stages.append(stage)
         return {"stages": stages}
@@ -146,7 +150,7 @@ class SearchSpace:
     @property
     def has_pool_ops(self) -> bool:
         """Whether any stage offers a pool op other than patch merging (a choice the search makes)."""
-        return any(s.pool_ops != (DEFAULT_POOL_OP,) for s in self.stages)
+        return any(s.offers_pool_ops for s in self.stages)
 
     # --- queries ------------------------------------------------------------------------------
     @property

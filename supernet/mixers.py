@@ -292,10 +292,14 @@ class InhomogeneousDWConvMixer(_GeneratedKernelMixer):
     def __init__(self, dim: int, num_heads: int, max_kernel: int) -> None:
         super().__init__(dim, num_heads, max_kernel)
         reduced = max(1, dim // 4)
-        self.groups = self.kernel_units = dim // num_heads
+        self.kernel_units = dim // num_heads   # the groups
         self.generator_reduce = nn.Linear(dim, reduced)
         self.generator_norm = BatchNormNHWC(reduced)
-        self.generator_expand = nn.Linear(reduced, self.groups * max_kernel * max_kernel)
+        self.generator_expand = nn.Linear(reduced, self.kernel_units * max_kernel * max_kernel)
+
+    @property
+    def groups(self) -> int:
+        return self.kernel_units
 
     def generate_kernel(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         """Per-position kernels (B, H, W, G, k, k) for the NHWC input ``x``."""
