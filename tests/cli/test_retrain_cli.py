@@ -37,6 +37,7 @@ def test_retrain_then_export(work):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["name"] == ARCH.key() and 0 <= metrics["test_top1"] <= 1
     assert metrics["config"]["job"]["train"]["epochs"] == 1
+    assert metrics["config"]["job"]["data"]["dataset"] == "mnist-cluttered"  # the default task
 
     onnx_file = work / "model.onnx"
     exported = run_launch("export", "--run", str(run), "--onnx", str(onnx_file), cwd=work)
@@ -47,6 +48,16 @@ def test_retrain_then_export(work):
     x = torch.randn(1, 1, 32, 32)
     got = ort.InferenceSession(str(onnx_file)).run(None, {"image": x.numpy()})[0]
     assert np.abs(got - net(x).detach().numpy()).max() <= 1e-4
+
+
+def test_retrain_on_the_plain_digits(work):
+    save_arch_file(work / "arch.json", ARCH)
+    done = run_launch("retrain", "--arch", "arch.json", "--space", "space.json", "--dataset", "mnist",
+                      "--run-dir", "plain", *FAST, cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((work / "plain" / "metrics.json").read_text())
+    assert metrics["config"]["job"]["data"]["dataset"] == "mnist"
+    assert metrics["test_top1"] > 0.3  # one epoch of 1,000 plain digits is well above chance (0.1)
 
 
 def test_retrain_the_top_k_of_a_front(work):

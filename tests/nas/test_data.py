@@ -65,8 +65,8 @@ def folder_root(tmp_path) -> Path:
 
 def test_config_defaults_and_to_dict():
     cfg = DataConfig()
-    assert DATASETS == ("mnist", "cifar10", "cifar100", "imagefolder")
-    assert cfg.to_dict() == {"dataset": "mnist", "root": None, "img_size": None, "augment": True,
+    assert DATASETS == ("mnist-cluttered", "mnist", "cifar10", "cifar100", "imagefolder")
+    assert cfg.to_dict() == {"dataset": "mnist-cluttered", "root": None, "img_size": None, "augment": True,
                              "train_subset": None}
     assert DataConfig(**cfg.to_dict()) == cfg
     # regression: issue #9 -- older configs held the seed the split followed; it no longer exists
@@ -78,7 +78,7 @@ def test_config_defaults_and_to_dict():
 # ------------------------------------------------------------------------------------------------- mnist
 
 def test_mnist_bundle_shapes_and_fast_epoch():
-    bundle = build_data(DataConfig(augment=False))
+    bundle = build_data(DataConfig("mnist", augment=False))
     assert isinstance(bundle, DataBundle)
     assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("mnist", 10, 1, 32)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (3000, 1000, 1000)
@@ -348,3 +348,52 @@ def test_train_subset_is_a_fixed_choice_of_the_train_split():
     assert len(build_data(DataConfig(train_subset=10_000, augment=False)).train) == 3000
     with pytest.raises(UserError, match="train subset must be a positive number"):
         build_data(DataConfig(train_subset=0))
+
+
+# ---------------------------------------------------------------------------------------- cluttered digits
+
+def test_mnist_cluttered_splits_canvases_and_digits():
+    from nas.data import CLUTTER_DIGIT, _mnist_arrays, _resize_uint8
+    bundle = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
+    assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("mnist-cluttered", 10, 1, 32)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (3000, 1000, 1000)
+    X, y = _mnist_arrays()
+    splits = mnist_split()  # the same three splits of the same 5,000 digits as "mnist"
+    for name, idx in zip(("train", "val", "test"), splits):
+        assert np.array_equal(bundle.indices[name], idx)
+        assert torch.equal(getattr(bundle, name).labels, torch.from_numpy(y[idx]))
+    # fixed: a second build is byte-equal, and the canvases differ from the plain digits'
+    again = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
+    assert all(torch.equal(getattr(bundle, s).images, getattr(again, s).images) for s in ("train", "val", "test"))
+    assert not torch.equal(bundle.test.images, build_data(DataConfig("mnist", augment=False)).test.images)
+    assert DataConfig().dataset == "mnist-cluttered"  # the default task
+
+    # every canvas holds its own digit, shrunk, somewhere (pixel-wise max keeps it whole), not always at one place
+    test_digits = _resize_uint8(torch.from_numpy(X[splits[2]])[:, None], CLUTTER_DIGIT)[:, 0]
+    canvases = bundle.test.images[:, 0]
+    places = set()
+    for i in range(0, 1000, 50):
+        windows = canvases[i].unfold(0, CLUTTER_DIGIT, 1).unfold(1, CLUTTER_DIGIT, 1)  # (dy, dx, d, d)
+        fits = (windows >= test_digits[i]).flatten(2).all(dim=2).nonzero().tolist()
+        assert fits, f"test image {i} does not contain its digit"
+        places.add(tuple(fits[0]))
+    assert len(places) > 5
+
+
+def test_mnist_cluttered_fragments_come_from_the_same_split_only():
+    # regression: issue #9 -- a held-out digit must not reach training, not even as a fragment of clutter
+    from nas.data import _mnist_arrays, clutter_digits
+    X, _ = _mnist_arrays()
+    tr, va, te = mnist_split()
+    bundle = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
+    own = clutter_digits(X[tr], seed=1)
+    assert torch.equal(bundle.train.images[:, 0], torch.from_numpy(own))  # made of the train digits alone
+    # blanking every validation and test digit changes no training canvas
+    blanked = X.copy()
+    blanked[np.concatenate([va, te])] = 0
+    assert np.array_equal(clutter_digits(blanked[tr], seed=1), own)
+    # the clutter is there: most canvases hold more ink than their digit alone
+    from nas.data import CLUTTER_DIGIT, _resize_uint8
+    digit_ink = _resize_uint8(torch.from_numpy(X[tr])[:, None], CLUTTER_DIGIT).flatten(1).sum(1).numpy()
+    canvas_ink = own.reshape(len(own), -1).astype(np.int64).sum(1)
+    assert (canvas_ink >= digit_ink).all() and (canvas_ink > digit_ink).mean() > 0.9
