@@ -380,20 +380,24 @@ def test_mnist_cluttered_splits_canvases_and_digits():
     assert len(places) > 5
 
 
-def test_mnist_cluttered_fragments_come_from_the_same_split_only():
+def test_mnist_cluttered_fragments_come_from_the_same_split_only(monkeypatch):
     # regression: issue #9 -- a held-out digit must not reach training, not even as a fragment of clutter
-    from nas.data import _mnist_arrays, clutter_digits
-    X, _ = _mnist_arrays()
+    import nas.data
+    from nas.data import CLUTTER_DIGIT, _mnist_arrays, _resize_uint8, clutter_digits
+    X, y = _mnist_arrays()
     tr, va, te = mnist_split()
     bundle = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
     own = clutter_digits(X[tr], seed=1)
     assert torch.equal(bundle.train.images[:, 0], torch.from_numpy(own))  # made of the train digits alone
-    # blanking every validation and test digit changes no training canvas
+    # the dataset built from digits whose validation and test images are blank: its training canvases are the
+    # same, its held-out canvases are not (so a donor from another split would have shown)
     blanked = X.copy()
     blanked[np.concatenate([va, te])] = 0
-    assert np.array_equal(clutter_digits(blanked[tr], seed=1), own)
+    monkeypatch.setattr(nas.data, "_mnist_arrays", lambda: (blanked, y))
+    rebuilt = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
+    assert torch.equal(rebuilt.train.images, bundle.train.images)
+    assert not torch.equal(rebuilt.val.images, bundle.val.images) and int(rebuilt.test.images.max()) == 0
     # the clutter is there: most canvases hold more ink than their digit alone
-    from nas.data import CLUTTER_DIGIT, _resize_uint8
     digit_ink = _resize_uint8(torch.from_numpy(X[tr])[:, None], CLUTTER_DIGIT).flatten(1).sum(1).numpy()
     canvas_ink = own.reshape(len(own), -1).astype(np.int64).sum(1)
     assert (canvas_ink >= digit_ink).all() and (canvas_ink > digit_ink).mean() > 0.9
