@@ -152,24 +152,6 @@ def mnist_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rest[kept], rest[val], test
 
 
-def _build_mnist(cfg: DataConfig, img_size: int) -> DataBundle:
-    X, y = _mnist_arrays()
-    images = torch.from_numpy(np.pad(X, ((0, 0), (2, 2), (2, 2))))[:, None]  # 28 -> 32, zero border; (N, 1, H, W)
-    images = _resize_uint8(images, img_size)
-    train_idx, val_idx, test_idx = mnist_split()
-    labels = torch.from_numpy(y)
-    # no horizontal flip: digits are not mirror-symmetric
-    augment = CropFlip(MNIST_SCALE, MNIST_RATIO, hflip=0.0) if cfg.augment else None
-
-    def split(idx, aug=None):
-        idx_t = torch.from_numpy(idx)
-        return InMemoryImages(images[idx_t].contiguous(), labels[idx_t], MNIST_MEAN, MNIST_STD, aug)
-
-    return DataBundle(train=split(train_idx, augment), val=split(val_idx), test=split(test_idx), num_classes=10,
-                      in_chans=1, img_size=img_size, name="mnist",
-                      indices={"train": train_idx, "val": val_idx, "test": test_idx})
-
-
 # Cluttered, translated digits (after the cluttered MNIST of Mnih et al. 2014, "Recurrent models of visual
 # attention", at 32 px): each digit shrunk to CLUTTER_DIGIT px at a random place on a black canvas, with
 # CLUTTER_PIECES random CLUTTER_PIECE px fragments of other digits *of the same split* (no split sees another's
@@ -200,18 +182,24 @@ def clutter_digits(digits: np.ndarray, seed: int) -> np.ndarray:
     return canvas
 
 
-def _build_mnist_cluttered(cfg: DataConfig, img_size: int) -> DataBundle:
+def _build_digits(cfg: DataConfig, img_size: int) -> DataBundle:
+    """``mnist`` (each digit padded 28 -> 32 with a black border) or ``mnist-cluttered`` (each split's digits
+    cluttered among themselves), the same three splits of the same digits."""
     X, y = _mnist_arrays()
     splits = dict(zip(("train", "val", "test"), mnist_split()))
     labels = torch.from_numpy(y)
-    # the plain digits' mild crop on top of the fixed clutter (no flip: digits are not mirror-symmetric)
+    # no horizontal flip: digits are not mirror-symmetric
     augment = CropFlip(MNIST_SCALE, MNIST_RATIO, hflip=0.0) if cfg.augment else None
     parts = {}
     for k, (name, idx) in enumerate(splits.items()):
-        images = torch.from_numpy(clutter_digits(X[idx], seed=SPLIT_SEED + 1 + k))[:, None]
-        parts[name] = InMemoryImages(_resize_uint8(images, img_size).contiguous(), labels[torch.from_numpy(idx)],
-                                     MNIST_MEAN, MNIST_STD, augment if name == "train" else None)
-    return DataBundle(num_classes=10, in_chans=1, img_size=img_size, name="mnist-cluttered", indices=splits, **parts)
+        if cfg.dataset == "mnist-cluttered":
+            canvases = clutter_digits(X[idx], seed=SPLIT_SEED + 1 + k)
+        else:
+            canvases = np.pad(X[idx], ((0, 0), (2, 2), (2, 2)))
+        images = _resize_uint8(torch.from_numpy(canvases)[:, None], img_size)  # (N, 1, H, W)
+        parts[name] = InMemoryImages(images.contiguous(), labels[torch.from_numpy(idx)], MNIST_MEAN, MNIST_STD,
+                                     augment if name == "train" else None)
+    return DataBundle(num_classes=10, in_chans=1, img_size=img_size, name=cfg.dataset, indices=splits, **parts)
 
 
 def _resize_uint8(images: torch.Tensor, img_size: int) -> torch.Tensor:
@@ -347,10 +335,8 @@ def build_data(cfg: DataConfig) -> DataBundle:
     if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 8:
         raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
     img_size = int(img_size)
-    if cfg.dataset == "mnist":
-        bundle = _build_mnist(cfg, img_size)
-    elif cfg.dataset == "mnist-cluttered":
-        bundle = _build_mnist_cluttered(cfg, img_size)
+    if cfg.dataset in ("mnist", "mnist-cluttered"):
+        bundle = _build_digits(cfg, img_size)
     elif cfg.dataset in _CIFAR:
         bundle = _build_cifar(cfg, img_size)
     else:

@@ -49,21 +49,22 @@ def _search_config(search_run: str | None) -> dict:
     return read_json_file(config) if config is not None and config.exists() else {}
 
 
-def _space_of(args: argparse.Namespace, search_run: str | None):
+def _space_of(args: argparse.Namespace, search_config: dict, search_run: str | None):
     """``--space`` when given; else the space the arch was searched in (a search records it in its
     config.json), so ``retrain --arch results/best.json`` after ``search --space extended`` needs no flag."""
     from searchspace import SearchSpace
 
     if args.space is None:
-        recorded = _search_config(search_run).get("space")
+        recorded = search_config.get("space")
         if isinstance(recorded, dict):
             return SearchSpace.from_dict(recorded, source=f"{search_run}/config.json space")
     return load_space(args.space)
 
 
-def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None):
-    """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's.
-    A data flag that contradicts them exits 2; with no such run the flags (or their defaults) apply."""
+def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict, supernet: str | None):
+    """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's
+    (``info`` from the arch file, else the search's ``search_config``). A data flag that contradicts them exits 2;
+    with no such run the flags (or their defaults) apply."""
     from nas.data import DataConfig
     from nas.jobs import ModelOptions, SupernetJob
     from nas.supernet_train import load_supernet_state
@@ -76,7 +77,7 @@ def _inherit_settings(args: argparse.Namespace, info: dict, supernet: str | None
         saved = SupernetJob.from_dict(state["job"])
         data, model = saved.data, saved.model
     else:
-        search = info if info.get("data") else _search_config(info.get("run"))
+        search = info if info.get("data") else search_config
         if not search.get("data"):
             return data_config(args), options
         source = f"the search {info.get('run')}"
@@ -92,20 +93,21 @@ def run(args: argparse.Namespace) -> int:
 
     train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
     if args.pareto:
-        return _run_front(args, _space_of(args, str(Path(args.pareto).parent)), train)
+        return _run_front(args, train)
 
     arch, extra = load_arch_file(args.arch)
     info = _search_info(extra)
-    _space_of(args, info.get("run")).validate(arch, source=args.arch)
+    search_config = _search_config(info.get("run"))  # read once: space, supernet, data settings
+    _space_of(args, search_config, info.get("run")).validate(arch, source=args.arch)
     cost = arch_cost(arch, DEPLOYMENT)
     budget = info.get("budget_flops")
     if isinstance(budget, (int, float)) and cost.flops > budget:
         print(f"warning: {args.arch}: {format_flops(cost.flops)} FLOPs is over the {format_flops(budget)} budget "
               f"it was searched under; retraining it anyway", file=sys.stderr)
-    supernet = args.supernet or info.get("supernet") or _search_config(info.get("run")).get("supernet")
+    supernet = args.supernet or info.get("supernet") or search_config.get("supernet")
     if args.init == "supernet" and not supernet:
         raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
-    data, model = _inherit_settings(args, info, supernet)
+    data, model = _inherit_settings(args, info, search_config, supernet)
     run_dir = Path(args.run_dir) if args.run_dir else (
         Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
     job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_front(args: argparse.Namespace, space, train) -> int:
+def _run_front(args: argparse.Namespace, train) -> int:
     from nas.retrain import RetrainJob
     from nas.retrain_front import retrain_front
     from searchspace import Arch
@@ -134,12 +136,15 @@ def _run_front(args: argparse.Namespace, space, train) -> int:
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
     check_trial_resources(args.cpus_per_trial)
+    search_run = str(path.parent)
+    search_config = _search_config(search_run)
+    space = _space_of(args, search_config, search_run)
     members = sorted(front, key=lambda m: -m["top1"])[:args.top_k]
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
                        source=f"{path} member {i + 1}")
     supernet = args.supernet or pareto.get("supernet")
-    data, model = _inherit_settings(args, {"run": str(path.parent)}, supernet)
+    data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
     template = RetrainJob({}, data, train, model, args.init, supernet)
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
