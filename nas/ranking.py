@@ -3,7 +3,9 @@
 K archs are trained stand-alone (the ``retrain`` recipe, N seeds each, as parallel Ray Tune trials) and their
 mean test top-1 is compared with the top-1 the supernet gives them (inherited weights, BatchNorm recalibrated,
 validation split, as the search sees it): Kendall tau-b and Spearman rho with bootstrap intervals over the archs,
-and how well the seeds agree with each other (the noise ceiling of the truth).
+and how far the truth itself can be trusted: how well the seeds agree with each other, and the noise ceiling (the
+tau a perfect predictor could expect against a mean of this many seeds, ``nas.stats.noise_ceiling_tau``). A tau
+near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
 
 Which archs, by a stated rule: ``band_archs`` draws the space uniformly (seeded), keeps the distinct archs within
 the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles of those. Or a file.
@@ -31,7 +33,7 @@ from nas.hub import MODEL
 from nas.jobs import SupernetJob
 from nas.report import write_csv_atomic
 from nas.retrain import RetrainJob
-from nas.stats import bootstrap_interval, kendall_tau, spearman_rho
+from nas.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, format_flops, write_json_atomic
 
 RANKING_DIR = "ranking"
@@ -207,17 +209,25 @@ def summarize(rows: list[dict], seed: int) -> dict:
         "spearman_rho_ci95": bootstrap_interval(spearman_rho, inherited, truth, seed=seed),
         # How well one training seed ranks like another: a ceiling on what the truth can confirm.
         "seed_to_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
+        # What a perfect predictor could expect against this truth (nan/None with one seed).
+        "noise_ceiling_tau": _finite_or_none(noise_ceiling_tau([r["standalone_top1_per_seed"] for r in rows],
+                                                               seed=seed)),
         "neg_flops_tau": kendall_tau([-r["flops"] for r in rows], truth),
     }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value != value else value  # JSON has no nan
 
 
 def describe(summary: dict) -> str:
     lo, hi = summary["kendall_tau_ci95"]
     rlo, rhi = summary["spearman_rho_ci95"]
-    seeds = summary.get("seed_to_seed_tau")
+    seeds, ceiling = summary.get("seed_to_seed_tau"), summary.get("noise_ceiling_tau")
     return (f"Kendall tau {summary['kendall_tau']:.3f} [95% {lo:.2f}, {hi:.2f}], Spearman rho "
             f"{summary['spearman_rho']:.3f} [{rlo:.2f}, {rhi:.2f}] on {summary['num_archs']} archs x "
-            f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else ""))
+            f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else "")
+            + (f"; noise ceiling {ceiling:.2f}" if ceiling is not None else ""))
 
 
 def last_check(supernet_path: str | Path) -> str:

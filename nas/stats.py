@@ -1,5 +1,5 @@
-"""Rank agreement between two lists of scores: Kendall's tau-b, Spearman's rho (scipy), and a seeded
-bootstrap interval over the items."""
+"""Rank agreement between two lists of scores: Kendall's tau-b, Spearman's rho (scipy), a seeded bootstrap
+interval over the items, and the noise ceiling of a truth measured as a mean over training seeds."""
 from __future__ import annotations
 
 import math
@@ -43,4 +43,32 @@ def bootstrap_interval(statistic: Callable[[Sequence[float], Sequence[float]], f
     return float(low), float(high)
 
 
-__all__ = ["kendall_tau", "spearman_rho", "bootstrap_interval"]
+def noise_ceiling_tau(per_item_seeds: Sequence[Sequence[float]], *, simulations: int = 1000,
+                      seed: int = 0) -> float:
+    """Kendall tau a perfect predictor could expect against a truth that is the mean of n noisy seeds per item.
+
+    A perfect predictor knows each item's expected score, not the seeds' luck. Model: seed scores are the expected
+    score plus Gaussian noise with the within-item variance pooled over items (unbiased, n - 1). The seed means
+    spread more than the expected scores do (by the noise's share, var/n), so the expected scores are estimated
+    by shrinking the means toward their grand mean until their spread is the means' spread less that share. Then
+    ``simulations`` truths are drawn (``default_rng(seed)``) and the mean tau against the expected scores is
+    returned: what the truth can confirm at best. nan for fewer than 2 items or fewer than 2 seeds."""
+    scores = np.asarray(per_item_seeds, dtype=float)
+    if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 2:
+        return float("nan")
+    n = scores.shape[1]
+    means = scores.mean(axis=1)
+    noise_var = float(scores.var(axis=1, ddof=1).mean())
+    spread_var = float(means.var(ddof=1))
+    if noise_var == 0:
+        return 1.0 if spread_var > 0 else float("nan")
+    signal_var = max(spread_var - noise_var / n, 0.0)
+    if signal_var == 0:
+        return 0.0  # the means' spread is all noise: no ranking of them is confirmable
+    expected = means.mean() + (means - means.mean()) * math.sqrt(signal_var / spread_var)
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, math.sqrt(noise_var), size=(simulations, len(expected), n)).mean(axis=2)
+    return float(np.mean([kendall_tau(expected, expected + draw) for draw in noise]))
+
+
+__all__ = ["kendall_tau", "spearman_rho", "bootstrap_interval", "noise_ceiling_tau"]

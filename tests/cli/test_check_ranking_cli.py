@@ -1,8 +1,10 @@
 """``launch.py check-ranking``, and the data settings a reused supernet or search imposes (issue #9)."""
 import json
+import math
 
 import pytest
 
+from nas.stats import noise_ceiling_tau
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
@@ -36,6 +38,9 @@ def test_check_ranking_trains_caches_and_reports(work):
     for r in summary["archs"]:
         assert 0 <= r["inherited_top1"] <= 1 and len(r["standalone_top1_per_seed"]) == 2
         assert r["standalone_top1"] == pytest.approx(sum(r["standalone_top1_per_seed"]) / 2)
+    # The truth's noise ceiling, from the same per-seed results the report lists (None only if not computable).
+    ceiling = noise_ceiling_tau([r["standalone_top1_per_seed"] for r in summary["archs"]], seed=0)
+    assert summary["noise_ceiling_tau"] == (None if math.isnan(ceiling) else pytest.approx(ceiling))
     assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert (work / "sn" / "ranking" / "ranking.csv").read_text().count("\n") == 4
     models = list((work / "sn" / "ranking" / "standalone").glob("*/*-seed*/model.pt"))

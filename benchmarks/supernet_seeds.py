@@ -1,0 +1,128 @@
+"""How much of a supernet's ranking is its own training seed? Kendall tau of supernets that differ only in their
+seed (and, if asked, epochs) against one stand-alone truth.
+
+The truth is one or more ``ranking.json`` files written by ``launch.py check-ranking`` (each arch's stand-alone
+top-1, mean over seeds; copy the file after each check, the next one overwrites it). The supernets are trained
+by the product's ``train_supernet`` from the job recorded with the checked supernet, only ``train.seed`` and
+``train.epochs`` changed; the checked supernet itself is reused where that is the same job. Inherited top-1 and
+validation loss come from ``evaluate_arch`` with each check's recalibration batches and seed, as check-ranking
+computes them. Reported per truth file and pooled over their archs: tau of top-1, tau of minus the validation
+loss, and the truth's noise ceiling (what a perfect predictor could expect against it).
+
+    python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
+    python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
+    python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_common import run, write_rows
+
+from nas.data import build_data
+from nas.engine import evaluate_arch
+from nas.errors import UserError
+from nas.jobs import SupernetJob
+from nas.stats import kendall_tau, noise_ceiling_tau
+from nas.supernet_train import FINAL, load_supernet, load_supernet_state, train_supernet
+from searchspace import Arch, SearchSpace
+from searchspace.arch import read_json_file
+
+
+def read_truth(path: str) -> dict:
+    data = read_json_file(path)
+    if not isinstance(data, dict) or not all(k in data for k in ("archs", "supernet", "config")):
+        raise UserError(f"{path}: not a ranking.json written by launch.py check-ranking")
+    return data
+
+
+def supernet_for(job: SupernetJob, checked: Path, out_dir: Path) -> Path:
+    """The checked supernet when ``job`` is its job, else one trained (or resumed) under ``out_dir``."""
+    if job.to_dict() == load_supernet_state(checked)["job"]:
+        return checked
+    run_dir = out_dir / f"e{job.train.epochs}-s{job.train.seed}-{job.fingerprint()}"
+    if (run_dir / FINAL).exists():
+        return run_dir / FINAL
+    return train_supernet(job, run_dir, resume=(run_dir / "config.json").exists(), progress=False)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--truth", nargs="+", required=True, help="ranking.json files of check-ranking, one per draw")
+    p.add_argument("--seeds", default="0,1,2", help="supernet training seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the checked supernet's)")
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    truths = [read_truth(path) for path in args.truth]
+    checked = Path(truths[0]["supernet"])
+    if any(Path(t["supernet"]) != checked for t in truths):
+        raise UserError("--truth files come from different supernets: their truths were trained on other data")
+    state = load_supernet_state(checked)
+    base = SupernetJob.from_dict(state["job"])
+    space = SearchSpace.from_dict(state["space"])
+    data = build_data(base.data)
+    epochs = args.epochs or base.train.epochs
+
+    rows = []
+    for seed in seeds:
+        job = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed, epochs=epochs))
+        start = time.perf_counter()
+        path = supernet_for(job, checked, Path(args.out) / "supernet_seeds")
+        trained = time.perf_counter() - start
+        net = load_supernet(path)
+        for draw, truth in zip(args.truth, truths):
+            for item in truth["archs"]:
+                arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
+                result = evaluate_arch(net, arch, data, recalib_batches=truth["config"]["recalib_batches"],
+                                       seed=truth["config"]["seed"])
+                rows.append({"supernet_seed": seed, "epochs": epochs, "truth": draw, "arch": item["arch"],
+                             "inherited_top1": result["top1"], "inherited_val_loss": result["loss"],
+                             "standalone_top1": item["standalone_top1"], "supernet": str(path)})
+        print(f"supernet seed {seed}: {path} ({trained:.0f}s to train or load)", flush=True)
+
+    def taus(selected: list[dict]) -> tuple[float, float]:
+        truth = [r["standalone_top1"] for r in selected]
+        return (kendall_tau([r["inherited_top1"] for r in selected], truth),
+                kendall_tau([-r["inherited_val_loss"] for r in selected], truth))
+
+    groups = [(draw, [t]) for draw, t in zip(args.truth, truths)] + ([("pooled", truths)] if len(truths) > 1 else [])
+    table = []
+    for name, group in groups:
+        # Pooled: each arch once, should two draws share one (the truth is the same cached runs).
+        archs = {a["arch"]: a for t in group for a in t["archs"]}
+        ceiling = noise_ceiling_tau([a["standalone_top1_per_seed"] for a in archs.values()])
+        for seed in seeds:
+            chosen = list({r["arch"]: r for r in rows if r["supernet_seed"] == seed
+                           and (name == "pooled" or r["truth"] == name)}.values())
+            top1, loss = taus(chosen)
+            table.append({"truth": name, "supernet_seed": seed, "epochs": epochs, "archs": len(chosen),
+                          "tau_top1": top1, "tau_neg_loss": loss, "noise_ceiling": ceiling})
+    print(f"\n{'truth':<40} {'seed':>4} {'archs':>5} {'tau top-1':>9} {'tau -loss':>9} {'ceiling':>7}")
+    for t in table:
+        print(f"{Path(t['truth']).name if t['truth'] != 'pooled' else 'pooled':<40} {t['supernet_seed']:>4} "
+              f"{t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} {t['noise_ceiling']:>7.2f}")
+    pooled = [t for t in table if t["truth"] == groups[-1][0]]
+    summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
+               "by_truth": table,
+               "mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
+               "range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)],
+               "mean_tau_neg_loss": statistics.fmean(t["tau_neg_loss"] for t in pooled)}
+    print(f"\n{groups[-1][0]}: tau of top-1 over supernet seeds {seeds}: mean {summary['mean_tau_top1']:.3f}, "
+          f"range {summary['range_tau_top1'][0]:.3f}-{summary['range_tau_top1'][1]:.3f}; of minus the validation "
+          f"loss: mean {summary['mean_tau_neg_loss']:.3f}")
+    out = write_rows(args.out, f"supernet_seeds-e{epochs}", summary, rows)
+    print(f"wrote {out}.json and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
