@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     for r in sorted(summary["archs"], key=lambda r: -r["standalone_top1"]):
         print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['inherited_top1']:9.2f}% "
               f"{100 * r['standalone_top1']:7.2f}%")
-    print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}")
+    print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}; "
+          f"inherited validation loss instead of top-1: tau {summary['neg_val_loss_tau']:.3f}")
     out = ranking_dir(supernet)
     print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")
     return 0

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from nas.stats import noise_ceiling_tau
+from nas.stats import kendall_tau, noise_ceiling_tau
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
@@ -41,6 +41,10 @@ def test_check_ranking_trains_caches_and_reports(work):
     # The truth's noise ceiling, from the same per-seed results the report lists (None only if not computable).
     ceiling = noise_ceiling_tau([r["standalone_top1_per_seed"] for r in summary["archs"]], seed=0)
     assert summary["noise_ceiling_tau"] == (None if math.isnan(ceiling) else pytest.approx(ceiling))
+    losses = [r["inherited_val_loss"] for r in summary["archs"]]
+    assert all(math.isfinite(loss) and loss > 0 for loss in losses)
+    assert summary["neg_val_loss_tau"] == pytest.approx(
+        kendall_tau([-loss for loss in losses], [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
     assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert (work / "sn" / "ranking" / "ranking.csv").read_text().count("\n") == 4
     models = list((work / "sn" / "ranking" / "standalone").glob("*/*-seed*/model.pt"))
