@@ -44,24 +44,28 @@ def read_truth(path: str) -> dict:
     return data
 
 
-def supernet_for(job: SupernetJob, checked: Path, out_dir: Path) -> Path:
-    """The checked supernet when ``job`` is its job, else one trained (or resumed) under ``out_dir``."""
-    if job.to_dict() == load_supernet_state(checked)["job"]:
+def supernet_for(job: SupernetJob, checked: Path, checked_job: SupernetJob, out_dir: Path) -> Path:
+    """The checked supernet when ``job`` trains the same weights, else one trained (or resumed) under ``out_dir``."""
+    if job.fingerprint() == checked_job.fingerprint():
         return checked
     run_dir = out_dir / f"e{job.train.epochs}-s{job.train.seed}-{job.fingerprint()}"
-    if (run_dir / FINAL).exists():
-        return run_dir / FINAL
-    return train_supernet(job, run_dir, resume=(run_dir / "config.json").exists(), progress=False)
+    if not (run_dir / FINAL).exists():
+        train_supernet(job, run_dir, resume=True, progress=False)
+    return run_dir / FINAL
+
+
+def seed_list(text: str) -> list[int]:
+    return [int(s) for s in text.split(",")]  # a ValueError becomes argparse's one-line usage error
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--truth", nargs="+", required=True, help="ranking.json files of check-ranking, one per draw")
-    p.add_argument("--seeds", default="0,1,2", help="supernet training seeds (default 0,1,2)")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="supernet training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the checked supernet's)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     truths = [read_truth(path) for path in args.truth]
     checked = Path(truths[0]["supernet"])
     if any(Path(t["supernet"]) != checked for t in truths):
@@ -76,7 +80,7 @@ def main() -> int:
     for seed in seeds:
         job = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed, epochs=epochs))
         start = time.perf_counter()
-        path = supernet_for(job, checked, Path(args.out) / "supernet_seeds")
+        path = supernet_for(job, checked, base, Path(args.out) / "supernet_seeds")
         trained = time.perf_counter() - start
         net = load_supernet(path)
         for draw, truth in zip(args.truth, truths):

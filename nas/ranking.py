@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import statistics
 import time
@@ -222,7 +223,7 @@ def summarize(rows: list[dict], seed: int) -> dict:
 
 
 def _finite_or_none(value: float) -> float | None:
-    return None if value != value else value  # JSON has no nan
+    return None if math.isnan(value) else value  # JSON has no nan
 
 
 def describe(summary: dict) -> str:
