@@ -95,7 +95,8 @@ def load_inputs(supernet_path: Path, cache_dir: Path):
 def make_context(state: dict, table, supernet_path: Path, config: SearchConfig) -> TrialContext:
     data = DataConfig.from_dict(state["job"]["data"]) if "job" in state else DataConfig()
     return TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"], data=data,
-                        config=config, latency_table=table, fingerprint=str(supernet_path.resolve()))
+                        config=config, latency_table=table, fingerprint=str(supernet_path.resolve()),
+                        recipe=state["job"]["train"])
 
 
 def optuna_distributions(space: SearchSpace) -> dict:

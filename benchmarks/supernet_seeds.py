@@ -6,12 +6,15 @@ top-1, mean over seeds; copy the file after each check, the next one overwrites 
 by the product's ``train_supernet`` from the job recorded with the checked supernet, only ``train.seed`` and
 ``train.epochs`` changed; the checked supernet itself is reused where that is the same job. Inherited top-1 and
 validation loss come from ``evaluate_arch`` with each check's recalibration batches and seed, as check-ranking
-computes them. Reported per truth file and pooled over their archs: tau of top-1, tau of minus the validation
-loss, and the truth's noise ceiling (what a perfect predictor could expect against it).
+computes them, once per ``--finetune-steps`` value (0: the inherited weights as they are; N: each arch first
+trained alone N steps of the supernet's recipe, as the search does). Reported per truth file and pooled over their
+archs: tau of top-1, tau of minus the validation loss, and the truth's noise ceiling (what a perfect predictor
+could expect against it).
 
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
-    python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24]
+    python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
+        [--finetune-steps 0,48]
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench_common import run, write_rows
 
 from nas.data import build_data
-from nas.engine import evaluate_arch
+from nas.engine import FINETUNE_STEPS, evaluate_arch
 from nas.errors import UserError
 from nas.jobs import SupernetJob
 from nas.stats import kendall_tau, noise_ceiling_tau
@@ -58,11 +61,20 @@ def seed_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]  # a ValueError becomes argparse's one-line usage error
 
 
+def steps_list(text: str) -> list[int]:
+    steps = seed_list(text)
+    if any(s < 0 for s in steps):
+        raise ValueError(text)
+    return steps
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--truth", nargs="+", required=True, help="ranking.json files of check-ranking, one per draw")
     p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="supernet training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the checked supernet's)")
+    p.add_argument("--finetune-steps", type=steps_list, default=[0, FINETUNE_STEPS],
+                   help=f"fine-tuning steps before each evaluation, a comma list (default 0,{FINETUNE_STEPS})")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
     seeds = args.seeds
@@ -86,11 +98,13 @@ def main() -> int:
         for draw, truth in zip(args.truth, truths):
             for item in truth["archs"]:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
-                result = evaluate_arch(net, arch, data, recalib_batches=truth["config"]["recalib_batches"],
-                                       seed=truth["config"]["seed"])
-                rows.append({"supernet_seed": seed, "epochs": epochs, "truth": draw, "arch": item["arch"],
-                             "inherited_top1": result["top1"], "inherited_val_loss": result["loss"],
-                             "standalone_top1": item["standalone_top1"], "supernet": str(path)})
+                for steps in args.finetune_steps:
+                    result = evaluate_arch(net, arch, data, recalib_batches=truth["config"]["recalib_batches"],
+                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=job.train)
+                    rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps, "truth": draw,
+                                 "arch": item["arch"], "inherited_top1": result["top1"],
+                                 "inherited_val_loss": result["loss"], "standalone_top1": item["standalone_top1"],
+                                 "supernet": str(path)})
         print(f"supernet seed {seed}: {path} ({trained:.0f}s to train or load)", flush=True)
 
     def taus(selected: list[dict]) -> tuple[float, float]:
@@ -105,24 +119,28 @@ def main() -> int:
         archs = {a["arch"]: a for t in group for a in t["archs"]}
         ceiling = noise_ceiling_tau([a["standalone_top1_per_seed"] for a in archs.values()])
         for seed in seeds:
-            chosen = list({r["arch"]: r for r in rows if r["supernet_seed"] == seed
-                           and (name == "pooled" or r["truth"] == name)}.values())
-            top1, loss = taus(chosen)
-            table.append({"truth": name, "supernet_seed": seed, "epochs": epochs, "archs": len(chosen),
-                          "tau_top1": top1, "tau_neg_loss": loss, "noise_ceiling": ceiling})
-    print(f"\n{'truth':<40} {'seed':>4} {'archs':>5} {'tau top-1':>9} {'tau -loss':>9} {'ceiling':>7}")
+            for steps in args.finetune_steps:
+                chosen = list({r["arch"]: r for r in rows if r["supernet_seed"] == seed and r["finetune_steps"] == steps
+                               and (name == "pooled" or r["truth"] == name)}.values())
+                top1, loss = taus(chosen)
+                table.append({"truth": name, "supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
+                              "archs": len(chosen), "tau_top1": top1, "tau_neg_loss": loss, "noise_ceiling": ceiling})
+    print(f"\n{'truth':<40} {'seed':>4} {'steps':>5} {'archs':>5} {'tau top-1':>9} {'tau -loss':>9} {'ceiling':>7}")
     for t in table:
         print(f"{Path(t['truth']).name if t['truth'] != 'pooled' else 'pooled':<40} {t['supernet_seed']:>4} "
-              f"{t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} {t['noise_ceiling']:>7.2f}")
-    pooled = [t for t in table if t["truth"] == groups[-1][0]]
+              f"{t['finetune_steps']:>5} {t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} "
+              f"{t['noise_ceiling']:>7.2f}")
     summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
-               "by_truth": table,
-               "mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
-               "range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)],
-               "mean_tau_neg_loss": statistics.fmean(t["tau_neg_loss"] for t in pooled)}
-    print(f"\n{groups[-1][0]}: tau of top-1 over supernet seeds {seeds}: mean {summary['mean_tau_top1']:.3f}, "
-          f"range {summary['range_tau_top1'][0]:.3f}-{summary['range_tau_top1'][1]:.3f}; of minus the validation "
-          f"loss: mean {summary['mean_tau_neg_loss']:.3f}")
+               "finetune_steps": args.finetune_steps, "by_truth": table, "by_steps": {}}
+    for steps in args.finetune_steps:
+        pooled = [t for t in table if t["truth"] == groups[-1][0] and t["finetune_steps"] == steps]
+        by = {"mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
+              "range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)],
+              "mean_tau_neg_loss": statistics.fmean(t["tau_neg_loss"] for t in pooled)}
+        summary["by_steps"][str(steps)] = by
+        print(f"{groups[-1][0]}, {steps} fine-tuning steps: tau of top-1 over supernet seeds {seeds}: mean "
+              f"{by['mean_tau_top1']:.3f}, range {by['range_tau_top1'][0]:.3f}-{by['range_tau_top1'][1]:.3f}; of "
+              f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}")
     out = write_rows(args.out, f"supernet_seeds-e{epochs}", summary, rows)
     print(f"wrote {out}.json and .csv")
     return 0

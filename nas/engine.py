@@ -139,11 +139,81 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
     model.train(was_training)
 
 
+# Steps an arch trains alone from its inherited weights before the search evaluates it (``finetune``). About one
+# epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.
+FINETUNE_STEPS = 48
+
+
+def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: int, seed: int = 0,
+             device: torch.device | str = "cpu") -> float:
+    """Train ``model`` (an extracted sub-network) for ``steps`` updates of ``recipe``'s batch size on ``dataset``:
+    AdamW at the recipe's peak learning rate and weight decay, cosine to zero over the steps, its label smoothing
+    (no Mixup/CutMix) and gradient clipping. Returns the mean loss of the last quarter of the steps.
+
+    Why: shared weights rate an arch by what it reaches after long training together with every other path;
+    a few steps on its own let each arch shed the compromise (docs/BENCHMARKS.md: mean Kendall tau 0.575 -> 0.685 over
+    three supernets, 64 archs). Every random choice (data order, augmentation, dropout) follows ``seed``; the global RNG is
+    restored afterwards, so a caller's stream is not disturbed.
+    """
+    if steps < 1:
+        raise ValueError(f"fine-tuning needs at least 1 step, got {steps}")
+    batch_size = min(recipe.batch_size, len(dataset))
+    if batch_size < 2:
+        raise ValueError(f"fine-tuning needs at least 2 training images, got {len(dataset)}")
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=1, warmup_epochs=0, min_lr=0.0,
+                                       step_on_epochs=False, updates_per_epoch=steps)
+    loss_fn = LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0 else nn.CrossEntropyLoss()
+    amp = (torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[recipe.amp]) if recipe.amp
+           else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None
+    was_training = model.training
+    model.train()
+    losses, step, epoch = [], 0, 0
+    with torch.random.fork_rng(devices=[torch.device(device)] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)
+        while step < steps:
+            for x, y in make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
+                                    device=device):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with amp:
+                    loss = loss_fn(model(x), y)
+                (scaler.scale(loss) if scaler else loss).backward()
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if recipe.clip_grad:
+                    dispatch_clip_grad(model.parameters(), recipe.clip_grad)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                step += 1
+                scheduler.step_update(step)
+                losses.append(loss.detach())
+                if step == steps:
+                    break
+            epoch += 1
+    model.train(was_training)
+    tail = torch.stack(losses[-max(1, steps // 4):]).float().mean().item()
+    if not math.isfinite(tail):
+        raise FloatingPointError(f"fine-tuning loss is {tail}")
+    return tail
+
+
 def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_batches: int,
-                  batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Top-1 of ``arch`` with inherited weights: extract, recalibrate BatchNorm on the train split, evaluate on
-    the validation split (what the search optimises; the test split is never read here)."""
+                  batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu",
+                  finetune_steps: int = 0, recipe: TrainConfig | None = None) -> dict[str, float]:
+    """Top-1 and loss of ``arch`` with inherited weights: extract, optionally fine-tune alone for ``finetune_steps``
+    steps of ``recipe`` (the supernet's training recipe) on the train split, recalibrate BatchNorm on the train
+    split, evaluate on the validation split (what the search optimises; the test split is never read here).
+    The supernet itself is never changed."""
     net = supernet.extract(arch).to(device)
+    if finetune_steps > 0:
+        if recipe is None:
+            raise ValueError("fine-tuning needs the supernet's training recipe")
+        finetune(net, data.train, recipe, steps=finetune_steps, seed=seed, device=device)
     recalibrate_bn(net, data.train, num_batches=recalib_batches, seed=seed, device=device)
     return evaluate(net, data.val, batch_size=batch_size, device=device)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nas import checkpoint as ckpt
 from nas.data import build_data
-from nas.engine import TrainConfig, evaluate_arch
+from nas.engine import FINETUNE_STEPS, TrainConfig, evaluate_arch
 from nas.errors import UserError
 from nas.hub import MODEL
 from nas.jobs import SupernetJob
@@ -49,6 +49,7 @@ class RankingConfig:
     seed: int = 0              # the arch draw, BatchNorm recalibration and the bootstrap
     draws: int = 4000          # uniform draws of the space the K are taken from
     recalib_batches: int = 8
+    finetune_steps: int = FINETUNE_STEPS  # as the search evaluates: steps alone from the inherited weights
     cpus_per_trial: float = 1.0
 
     def to_dict(self) -> dict:
@@ -173,10 +174,15 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     rows = []
     for arch in archs:
         runs = [ckpt.load(cache / f"{arch.key()}-seed{s}" / MODEL) for s in range(cfg.seeds)]
-        inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)
+        inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                                  finetune_steps=cfg.finetune_steps, recipe=job.train)
+        # The weights as the supernet left them, too: does the fine-tuning help on this supernet and data?
+        as_is = (evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)
+                 if cfg.finetune_steps else inherited)
         cost = arch_cost(arch, DEPLOYMENT)
         rows.append({"arch": arch.key(), "flops": cost.flops, "params": cost.params,
                      "inherited_top1": inherited["top1"], "inherited_val_loss": inherited["loss"],
+                     "inherited_top1_no_finetune": as_is["top1"],
                      "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
                      "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
                      "standalone_top1_per_seed": [r["test_top1"] for r in runs], "stages": arch.to_dict()["stages"]})
@@ -184,8 +190,10 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     summary.update({
         "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
         "config": cfg.to_dict(), "recipe": train.to_dict(), "data": job.data.to_dict(),
-        "splits": {"inherited_top1": "validation split (the search's objective), supernet weights, BN recalibrated",
+        "splits": {"inherited_top1": f"validation split (the search's objective), supernet weights fine-tuned alone "
+                                     f"for {cfg.finetune_steps} steps on the train split, BN recalibrated",
                    "inherited_val_loss": "the same evaluation's cross-entropy",
+                   "inherited_top1_no_finetune": "validation split, supernet weights as they are, BN recalibrated",
                    "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",
                    "standalone_val_top1": "validation split, the same runs"},
         "archs": rows})
@@ -193,7 +201,8 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SUMMARY, summary)
     write_csv_atomic(out / "ranking.csv", [{k: v for k, v in r.items() if k != "stages"} for r in rows],
-                     ("arch", "flops", "params", "inherited_top1", "inherited_val_loss", "standalone_top1",
+                     ("arch", "flops", "params", "inherited_top1", "inherited_val_loss", "inherited_top1_no_finetune",
+                      "standalone_top1",
                       "standalone_val_top1", "standalone_top1_per_seed"))
     plot_ranking(out / "ranking.png", rows, summary)
     return summary
@@ -219,6 +228,8 @@ def summarize(rows: list[dict], seed: int) -> dict:
         # The same inherited evaluation scored by its loss (finer than top-1 on a small split): rank agreement of
         # minus the loss, for comparison; the search optimises top-1.
         "neg_val_loss_tau": kendall_tau([-r["inherited_val_loss"] for r in rows], truth),
+        # Inherited top-1 without the fine-tuning steps (the same as kendall_tau when there are none).
+        "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
     }
 
 
@@ -233,18 +244,30 @@ def describe(summary: dict) -> str:
     return (f"Kendall tau {summary['kendall_tau']:.3f} [95% {lo:.2f}, {hi:.2f}], Spearman rho "
             f"{summary['spearman_rho']:.3f} [{rlo:.2f}, {rhi:.2f}] on {summary['num_archs']} archs x "
             f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else "")
-            + (f"; noise ceiling {ceiling:.2f}" if ceiling is not None else ""))
+            + (f"; noise ceiling {ceiling:.2f}" if ceiling is not None else "")
+            + (f" (each arch fine-tuned {_checked_steps(summary)} steps from its inherited weights)"
+               if _checked_steps(summary) else " (inherited weights as they are)"))
 
 
-def last_check(supernet_path: str | Path) -> str:
-    """One line on the supernet's last ranking check, for ``search`` to print beside its front."""
+def _checked_steps(summary: dict) -> int:
+    return int((summary.get("config") or {}).get("finetune_steps", 0))  # checks before fine-tuning had none
+
+
+def last_check(supernet_path: str | Path, finetune_steps: int | None = None) -> str:
+    """One line on the supernet's last ranking check, for ``search`` to print beside its front (and a warning
+    if the check evaluated the archs with another number of fine-tuning steps than ``finetune_steps``)."""
     path = ranking_dir(supernet_path) / SUMMARY
     if not path.exists():
         return (f"supernet ranking: never checked (python launch.py check-ranking --supernet {supernet_path} trains "
                 f"archs alone and compares)")
     try:
         summary = json.loads(path.read_text())
-        return f"supernet ranking, checked {summary['checked']}: {describe(summary)} ({path})"
+        line = f"supernet ranking, checked {summary['checked']}: {describe(summary)} ({path})"
+        if finetune_steps is not None and finetune_steps != _checked_steps(summary):
+            line += (f"\nwarning: that check fine-tuned each arch {_checked_steps(summary)} steps, this search "
+                     f"{finetune_steps}: its figures describe another evaluation (check-ranking --finetune-steps "
+                     f"{finetune_steps})")
+        return line
     except (ValueError, KeyError, TypeError):
         return f"supernet ranking: {path} is unreadable; run check-ranking again"
 

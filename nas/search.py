@@ -1,6 +1,7 @@
 """The search: Ray Tune runs the trials, Optuna proposes them (``OptunaSearch``), three objectives.
 
-Objectives: top-1 (max; supernet weights inherited, BatchNorm recalibrated, validation split), FLOPs
+Objectives: top-1 (max; supernet weights inherited, fine-tuned alone for ``finetune_steps`` steps of the
+supernet's recipe, BatchNorm recalibrated, validation split), FLOPs
 (min; deployment setting, exact analytic count) and latency (min; LUT prediction or measurement
 on this device). Hard budgets: an over-budget arch is rejected by ``BudgetGuard`` before Ray
 ever starts a trial for it: Optuna is told it is infeasible (so its sampler learns), the
@@ -26,7 +27,7 @@ import torch
 from ray.tune.search import Searcher
 
 from nas.data import DataConfig, build_data
-from nas.engine import evaluate_arch
+from nas.engine import FINETUNE_STEPS, TrainConfig, evaluate_arch
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, StageChoice, arch_cost
 from searchspace.arch import DEFAULT_POOL_OP
@@ -73,6 +74,7 @@ class SearchConfig:
     gpus_per_trial: float = 0.0
     max_concurrent: int = 2
     recalib_batches: int = 8
+    finetune_steps: int = FINETUNE_STEPS  # steps each arch trains alone from its inherited weights before evaluation
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
 
     def to_dict(self) -> dict:
@@ -285,6 +287,7 @@ class TrialContext:
     config: SearchConfig
     latency_table: Any = None
     fingerprint: str = ""
+    recipe: dict | None = None     # the supernet's TrainConfig: what fine-tuning an arch follows
 
 
 _WORKER_CACHE: dict[str, Any] = {}
@@ -325,7 +328,8 @@ def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[s
     with (device_lock(device, exclusive=False) if measuring else contextlib.nullcontext()):
         supernet = supernet.to(device)
         top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
-                             device=device)["top1"]
+                             device=device, finetune_steps=cfg.finetune_steps,
+                             recipe=TrainConfig(**ctx.recipe) if ctx.recipe else None)["top1"]
     return {**metrics, "top1": top1, "feasible": 1, "state": "completed"}
 
 

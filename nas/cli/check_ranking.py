@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.engine import FINETUNE_STEPS
 from nas.errors import UserError
 from nas.jobs import RESULTS
 from searchspace import format_flops, parse_flops
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
     parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches")
+    parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
+                        help=f"steps each arch trains alone from its inherited weights before it is evaluated, as in "
+                             f"search (default {FINETUNE_STEPS}; 0: the inherited weights as they are)")
     add_address_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
     g.add_argument("--epochs", type=int, default=10)
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
         raise UserError("--seeds, --epochs and --batch-size must be at least 1")
+    if args.finetune_steps < 0:
+        raise UserError(f"--finetune-steps {args.finetune_steps}: must be 0 (off) or more")
     check_trial_resources(args.cpus_per_trial)
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
     state = load_supernet_state(supernet)
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.from_dict(state["space"])
     budget = parse_flops(args.budget) if args.budget else (job.path_budget_flops or parse_flops("4.5GFLOPs"))
     cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed,
-                        recalib_batches=args.recalib_batches, cpus_per_trial=args.cpus_per_trial)
+                        recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
+                        cpus_per_trial=args.cpus_per_trial)
     if args.archs_file:
         archs = read_archs_file(args.archs_file, space)
         rule = f"from {args.archs_file}"
@@ -79,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['inherited_top1']:9.2f}% "
               f"{100 * r['standalone_top1']:7.2f}%")
     print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}; "
-          f"inherited validation loss instead of top-1: tau {summary['neg_val_loss_tau']:.3f}")
+          f"inherited validation loss instead of top-1: tau {summary['neg_val_loss_tau']:.3f}"
+          + (f"; without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
+             if cfg.finetune_steps else ""))
     out = ranking_dir(supernet)
     print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")
     return 0

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from nas.engine import FINETUNE_STEPS
 from nas.errors import UserError
 from nas.jobs import RESULTS, SupernetJob
 from nas.ranking import last_check
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "with --resume: the latest results/search-*)")
     g.add_argument("--seed", type=int, default=0, help="search seed: the sampler and the BatchNorm recalibration "
                    "batches (the supernet's own training seed is --supernet-seed)")
+    g.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
+                   help="steps each arch trains alone from its inherited weights before it is evaluated (default: "
+                        f"{FINETUNE_STEPS}, about an epoch of the default data; 0: evaluate the inherited weights as they are)")
     g.add_argument("--train-all-paths", action="store_true",
                    help="train the supernet on every path of the space (default: only the paths within --budget, "
                         "the archs this search can pick)")
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
     if args.trials < 1 or args.max_concurrent < 1:
         raise UserError("--trials and --max-concurrent must be at least 1")
+    if args.finetune_steps < 0:
+        raise UserError(f"--finetune-steps {args.finetune_steps}: must be 0 (off) or more")
     check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
     space = load_space(args.space)
     cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if not (search_dir / "config.json").exists():
             raise UserError(f"{search_dir}: no search to resume (no config.json)")
         saved = json.loads((search_dir / "config.json").read_text())
-        config = SearchConfig(**saved["search"])
+        config = SearchConfig(**{"finetune_steps": 0, **saved["search"]})  # searches before fine-tuning had none
         supernet_path = Path(saved["supernet"])
         data_cfg = DataConfig.from_dict(saved["data"])
         print(f"resuming search {search_dir}", flush=True)
@@ -86,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                               trials=args.trials, seed=args.seed, latency=args.latency,
                               latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,
                               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                              recalib_batches=args.recalib_batches, ordered=not args.completion_order)
+                              recalib_batches=args.recalib_batches, ordered=not args.completion_order,
+                              finetune_steps=args.finetune_steps)
         search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
         if (search_dir / "config.json").exists():  # before any training: fail fast
             raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
@@ -126,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         table = load_or_build_table(SearchSpace.from_dict(state["space"]), DEPLOYMENT, device=device,
                                     batch_size=config.latency_batch, cache_dir=RESULTS / "latency")
     ctx = TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"],
-                       data=data_cfg, config=config, latency_table=table, fingerprint=str(supernet_path.resolve()))
+                       data=data_cfg, config=config, latency_table=table, fingerprint=str(supernet_path.resolve()),
+                       recipe=supernet_job.train.to_dict())
     start = time.perf_counter()
     rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address)
     summary = write_search_outputs(
@@ -135,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
         results_root=RESULTS, title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
                                     f"{format_flops(config.budget_flops)} FLOPs",
         extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
-               "top1_split": "val (carved from the training data; the search never reads the test split)"},
+               "top1_split": "val (carved from the training data; the search never reads the test split)",
+               "top1_weights": (f"inherited, then {config.finetune_steps} fine-tuning steps alone on the train split"
+                                if config.finetune_steps else "inherited as they are")},
         search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": supernet_job.model.__dict__})
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
@@ -147,10 +157,11 @@ def run(args: argparse.Namespace) -> int:
         print("no arch within the budget was evaluated: raise --trials or the budget")
         return 1
     front = sorted(summary["front"], key=lambda r: -r["top1"])
-    print(f"Pareto front (top-1 on the validation split with inherited weights; cost at 224x224):\n"
+    weights = f"inherited weights + {config.finetune_steps} steps alone" if config.finetune_steps else "inherited weights"
+    print(f"Pareto front (top-1 on the validation split, {weights}; cost at 224x224):\n"
           f"{format_table([{**r} for r in front])}")
     # How far to trust those top-1 figures: the supernet's last stand-alone ranking check.
-    print(last_check(supernet_path))
+    print(last_check(supernet_path, config.finetune_steps))
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
     print(f"best: {search_dir / 'best.json'} (also {RESULTS / 'best.json'})")
     print(f"next: python launch.py retrain --arch {RESULTS / 'best.json'}")

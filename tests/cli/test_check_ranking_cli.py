@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from nas.engine import FINETUNE_STEPS
 from nas.stats import kendall_tau, noise_ceiling_tau
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
@@ -45,6 +46,12 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert all(math.isfinite(loss) and loss > 0 for loss in losses)
     assert summary["neg_val_loss_tau"] == pytest.approx(
         kendall_tau([-loss for loss in losses], [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
+    # each arch fine-tuned as the search does by default; the report also ranks the weights as they were
+    assert summary["config"]["finetune_steps"] == FINETUNE_STEPS and "fine-tuning steps: tau" in done.stdout
+    as_is = [r["inherited_top1_no_finetune"] for r in summary["archs"]]
+    assert all(0 <= v <= 1 for v in as_is)
+    assert summary["no_finetune_tau"] == pytest.approx(
+        kendall_tau(as_is, [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
     assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert (work / "sn" / "ranking" / "ranking.csv").read_text().count("\n") == 4
     models = list((work / "sn" / "ranking" / "standalone").glob("*/*-seed*/model.pt"))
@@ -58,11 +65,12 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert "6 stand-alone runs cached" in again.stdout and "3 to train" in again.stdout
     assert json.loads((work / "sn" / "ranking" / "ranking.json").read_text())["num_seeds"] == 3
 
-    # a search with this supernet prints its last check beside the front
+    # a search with this supernet prints its last check beside the front, and says when it evaluates otherwise
     search = run_launch("search", "--space", "space.json", "--supernet", "sn/supernet.pt", "--budget", BUDGET,
-                        "--trials", "2", "--search-dir", "results/s", cwd=work)
+                        "--trials", "2", "--search-dir", "results/s", "--finetune-steps", "0", cwd=work)
     assert search.returncode == 0, search.stderr[-3000:]
     assert "supernet ranking, checked" in search.stdout and "Kendall tau" in search.stdout
+    assert f"that check fine-tuned each arch {FINETUNE_STEPS} steps, this search 0" in search.stdout
 
 
 def test_check_ranking_bad_input(work):
@@ -72,7 +80,8 @@ def test_check_ranking_bad_input(work):
                           (["--seeds", "0"], "--seeds"),
                           (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
                           (["--archs", "1"], "at least 2 archs"),
-                          (["--budget", "4.5GB"], "4.5GB")):
+                          (["--budget", "4.5GB"], "4.5GB"),
+                          (["--finetune-steps", "-2"], "--finetune-steps -2")):
         done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", *args, cwd=work)
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

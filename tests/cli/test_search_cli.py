@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nas.raysession import auth_token
+from nas.engine import FINETUNE_STEPS
 from tests.conftest import ROOT, run_launch
 from tests.nas.test_supernet_train import TINY_SPACE
 
@@ -108,6 +109,7 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
     assert json.loads((workdir / "results" / "best.json").read_text()) == best
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["sampler"] == "nsga2" and config["search"]["budget_flops"] == 1.6e9
+    assert config["search"]["finetune_steps"] == FINETUNE_STEPS  # each arch fine-tuned before evaluation by default
     assert "Pareto front" in out and "results/best.json" in out
     assert "supernet ranking: never checked" in out
     assert list((workdir / "results" / "latency").glob("*.json")), "the latency table is cached"
@@ -158,6 +160,7 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
     (["--cpus-per-trial", "0"], "--cpus-per-trial 0 with no GPU"),
     (["--cpus-per-trial", "-1"], "cannot be negative"),
     (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5"),
+    (["--finetune-steps", "-1"], "--finetune-steps -1"),
 ])
 def test_bad_search_arguments(workdir, args, message):
     done = run_launch("search", "--space", "space.json", *args, cwd=workdir)

@@ -28,9 +28,10 @@ def supernet_state(tmp_path_factory):
 def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_path):
     budget = 1.6e9
     cfg = SearchConfig(budget_flops=budget, sampler="random", trials=6, seed=3, latency="measure",
-                       max_concurrent=2, recalib_batches=1)
+                       max_concurrent=2, recalib_batches=1, finetune_steps=2)  # the fine-tuning runs in Ray too
     ctx = TrialContext(supernet_state=supernet_state["model"], settings=supernet_state["settings"],
-                       space=supernet_state["space"], data=TINY_DATA, config=cfg, fingerprint="t")
+                       space=supernet_state["space"], data=TINY_DATA, config=cfg, fingerprint="t",
+                       recipe=supernet_state["job"]["train"])
     rows, finished = run_search(ctx, tmp_path, trainable=failing_for_attention)
     assert finished
     trials = [r for r in rows if not r["state"].startswith("rejected")]
@@ -137,7 +138,7 @@ def jittered_trial(config, ctx):
 def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
     # regression: issue #11 item 5 -- with 2 concurrent trials the front depended on which trial finished first
     cfg = SearchConfig(budget_flops=1.6e9, sampler="tpe", trials=10, seed=5, latency="measure", max_concurrent=2,
-                       recalib_batches=1)
+                       recalib_batches=1, finetune_steps=0)
     ctx = TrialContext(supernet_state=supernet_state["model"], settings=supernet_state["settings"],
                        space=supernet_state["space"], data=TINY_DATA, config=cfg, fingerprint="t")
     runs = []

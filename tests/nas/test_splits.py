@@ -61,7 +61,7 @@ def test_no_validation_or_test_image_reaches_training_or_recalibration(tmp_path)
     assert seen_in_recalibration and seen_in_recalibration <= train_digests
     assert held_out.isdisjoint(seen_in_recalibration)
 
-    # evaluate_arch: recalibration batches from train, evaluation on validation only, never test
+    # evaluate_arch: fine-tuning and recalibration batches from train, evaluation on validation only, never test
     inputs = []
     original = MixerNet.extract
 
@@ -72,12 +72,14 @@ def test_no_validation_or_test_image_reaches_training_or_recalibration(tmp_path)
 
     MixerNet.extract = extract_and_record
     try:
-        evaluate_arch(supernet, arch, data, recalib_batches=3)
+        evaluate_arch(supernet, arch, data, recalib_batches=3, finetune_steps=5, recipe=TrainConfig(batch_size=50))
     finally:
         MixerNet.extract = original
     seen = digests(torch.cat([to_uint8(b) for b in inputs]))
     assert seen.isdisjoint(digests(data.test.images[:, 0]))
-    assert digests(data.val.images[:, 0]) <= seen  # the whole validation split is evaluated
+    val = digests(data.val.images[:, 0])
+    assert val <= seen  # the whole validation split is evaluated
+    assert len(seen - val) >= 5 * 50 and seen - val <= train_digests  # fine-tuned and recalibrated on train only
     recalibration = seen - digests(data.val.images[:, 0])
     assert recalibration and recalibration <= train_digests
     assert np.intersect1d(data.indices["val"], data.indices["test"]).size == 0
