@@ -73,6 +73,29 @@ class TrainConfig:
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast(amp: bool | str, device: torch.device | str):
+    """The autocast context of a TrainConfig's ``amp`` on ``device`` (a no-op when off)."""
+    return torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[amp]) if amp else contextlib.nullcontext()
+
+
+def hard_label_loss(label_smoothing: float) -> nn.Module:
+    return LabelSmoothingCrossEntropy(label_smoothing) if label_smoothing > 0 else nn.CrossEntropyLoss()
+
+
+def apply_gradients(optimizer: torch.optim.Optimizer, parameters, clip_grad: float | None,
+                    scaler: torch.amp.GradScaler | None) -> None:
+    """The end of a training step: unscale (fp16), clip, step the optimizer (and the scaler)."""
+    if scaler:
+        scaler.unscale_(optimizer)
+    if clip_grad:
+        dispatch_clip_grad(parameters, clip_grad)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 @dataclass
 class WorkerContext:
     """Where this process sits in a (possibly distributed) run."""
@@ -163,32 +186,23 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=1, warmup_epochs=0, min_lr=0.0,
                                        step_on_epochs=False, updates_per_epoch=steps)
-    loss_fn = LabelSmoothingCrossEntropy(recipe.label_smoothing) if recipe.label_smoothing > 0 else nn.CrossEntropyLoss()
-    amp = (torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[recipe.amp]) if recipe.amp
-           else contextlib.nullcontext())
+    loss_fn = hard_label_loss(recipe.label_smoothing)
     scaler = torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None
     was_training = model.training
     model.train()
     losses, step, epoch = [], 0, 0
-    with torch.random.fork_rng(devices=[torch.device(device)] if torch.device(device).type == "cuda" else []):
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         while step < steps:
             for x, y in make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
                                     device=device):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                with amp:
+                with autocast(recipe.amp, device):
                     loss = loss_fn(model(x), y)
                 (scaler.scale(loss) if scaler else loss).backward()
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if recipe.clip_grad:
-                    dispatch_clip_grad(model.parameters(), recipe.clip_grad)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                apply_gradients(optimizer, model.parameters(), recipe.clip_grad, scaler)
                 step += 1
                 scheduler.step_update(step)
                 losses.append(loss.detach())
@@ -255,10 +269,8 @@ class Trainer:
             self.mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                                num_classes=data.num_classes)
             self.loss_fn: nn.Module = SoftTargetCrossEntropy()
-        elif cfg.label_smoothing > 0:
-            self.loss_fn = LabelSmoothingCrossEntropy(cfg.label_smoothing)
         else:
-            self.loss_fn = nn.CrossEntropyLoss()
+            self.loss_fn = hard_label_loss(cfg.label_smoothing)
         self.ema = ModelEmaV3(unwrap(model), decay=cfg.ema_decay) if cfg.ema_decay else None
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None  # bf16 has float32's range
         self.start_epoch, self.history = 0, []
@@ -311,9 +323,7 @@ class Trainer:
         return steps
 
     def _autocast(self):
-        if self.cfg.amp:
-            return torch.autocast(self.ctx.device.type, dtype=AMP_DTYPES[self.cfg.amp])
-        return contextlib.nullcontext()
+        return autocast(self.cfg.amp, self.ctx.device)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         model, core = self.model, unwrap(self.model)
@@ -339,15 +349,7 @@ class Trainer:
                     loss = self.loss_fn(model(x), target) / len(paths)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
                 total_loss += loss.detach().float() * y.shape[0]
-            if self.scaler:
-                self.scaler.unscale_(self.optimizer)
-            if self.cfg.clip_grad:
-                dispatch_clip_grad(core.parameters(), self.cfg.clip_grad)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            apply_gradients(self.optimizer, core.parameters(), self.cfg.clip_grad, self.scaler)
             self.scheduler.step_update(epoch * self.steps_per_epoch + step + 1)
             if self.ema:
                 self.ema.update(core, step=epoch * self.steps_per_epoch + step + 1)

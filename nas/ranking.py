@@ -190,8 +190,9 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     summary.update({
         "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
         "config": cfg.to_dict(), "recipe": train.to_dict(), "data": job.data.to_dict(),
-        "splits": {"inherited_top1": f"validation split (the search's objective), supernet weights fine-tuned alone "
-                                     f"for {cfg.finetune_steps} steps on the train split, BN recalibrated",
+        "splits": {"inherited_top1": "validation split (the search's objective), supernet weights"
+                                     + (f" fine-tuned alone for {cfg.finetune_steps} steps on the train split"
+                                        if cfg.finetune_steps else "") + ", BN recalibrated",
                    "inherited_val_loss": "the same evaluation's cross-entropy",
                    "inherited_top1_no_finetune": "validation split, supernet weights as they are, BN recalibrated",
                    "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",

@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.engine import FINETUNE_STEPS
 from nas.errors import UserError
 from nas.jobs import RESULTS
 from searchspace import format_flops, parse_flops
 
-from .common import add_address_argument, check_trial_resources
+from .common import add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -28,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
     parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches")
-    parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
-                        help=f"steps each arch trains alone from its inherited weights before it is evaluated, as in "
-                             f"search (default {FINETUNE_STEPS}; 0: the inherited weights as they are)")
+    add_finetune_argument(parser)
     add_address_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
     g.add_argument("--epochs", type=int, default=10)
@@ -59,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
         raise UserError("--seeds, --epochs and --batch-size must be at least 1")
-    if args.finetune_steps < 0:
-        raise UserError(f"--finetune-steps {args.finetune_steps}: must be 0 (off) or more")
+    check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial)
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
     state = load_supernet_state(supernet)

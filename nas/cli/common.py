@@ -35,3 +35,18 @@ def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:
 def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--address", default=None, metavar="HOST:PORT",
                         help="run on this Ray cluster (its head's address, or auto); default: a local Ray")
+
+
+def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--finetune-steps``: how ``search`` and ``check-ranking`` score an arch (the same default in both)."""
+    from nas.engine import FINETUNE_STEPS
+
+    parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
+                        help=f"steps each arch trains alone from its inherited weights before it is evaluated "
+                             f"(default {FINETUNE_STEPS}, about an epoch of the default data; 0: the inherited "
+                             f"weights as they are)")
+
+
+def check_finetune_steps(steps: int) -> None:
+    if steps < 0:
+        raise UserError(f"--finetune-steps {steps}: must be 0 (off) or more")

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-from nas.engine import FINETUNE_STEPS
 from nas.errors import UserError
 from nas.jobs import RESULTS, SupernetJob
 from nas.ranking import last_check
@@ -14,7 +13,7 @@ from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, par
                          write_json_atomic)
 
 from . import supernet as supernet_cmd
-from .common import check_trial_resources, load_space
+from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, load_space
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -42,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "with --resume: the latest results/search-*)")
     g.add_argument("--seed", type=int, default=0, help="search seed: the sampler and the BatchNorm recalibration "
                    "batches (the supernet's own training seed is --supernet-seed)")
-    g.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
-                   help="steps each arch trains alone from its inherited weights before it is evaluated (default: "
-                        f"{FINETUNE_STEPS}, about an epoch of the default data; 0: evaluate the inherited weights as they are)")
+    add_finetune_argument(g)
     g.add_argument("--train-all-paths", action="store_true",
                    help="train the supernet on every path of the space (default: only the paths within --budget, "
                         "the archs this search can pick)")
@@ -70,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
     if args.trials < 1 or args.max_concurrent < 1:
         raise UserError("--trials and --max-concurrent must be at least 1")
-    if args.finetune_steps < 0:
-        raise UserError(f"--finetune-steps {args.finetune_steps}: must be 0 (off) or more")
+    check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
     space = load_space(args.space)
     cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
