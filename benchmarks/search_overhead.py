@@ -136,13 +136,14 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
             asks += 1
             trial = study.ask(fixed_distributions=dists)
             arch = arch_from_params(trial.params, space.num_stages)
-            violations = constraint.violations(arch)  # as BudgetGuard sets them on each suggestion
+            violations = constraint.violations(arch)  # BudgetGuard's rule, value for value
+            rejected_now = max(violations.values()) > 0
+            if rejected_now and constraint.latency_after_trial:
+                violations["latency_over_budget"] = 0.0
             for name, value in violations.items():
                 trial.set_constraint(name, float(value))
-            if max(violations.values()) > 0:
-                flops = constraint.flops(arch)
-                latency = (constraint.latency_table.predict(arch) * 1e3 if constraint.latency_table is not None
-                           else float("nan"))
+            if rejected_now:
+                flops, latency = constraint.flops(arch), constraint.latency_ms(arch)
                 study.tell(trial, [0.0, flops, latency])
                 rejected += 1
                 rows.append({"trial": f"probe-{asks}", "arch": arch.key(), "top1": None, "flops": flops,
