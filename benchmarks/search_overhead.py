@@ -136,15 +136,12 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
             asks += 1
             trial = study.ask(fixed_distributions=dists)
             arch = arch_from_params(trial.params, space.num_stages)
-            violations = constraint.violations(arch)  # BudgetGuard's rule, value for value
-            rejected_now = max(violations.values()) > 0
-            if rejected_now and constraint.latency_after_trial:
-                violations["latency_over_budget"] = 0.0
+            violations, told = constraint.screen(arch)  # BudgetGuard's rule
             for name, value in violations.items():
                 trial.set_constraint(name, float(value))
-            if rejected_now:
-                flops, latency = constraint.flops(arch), constraint.latency_ms(arch)
-                study.tell(trial, [0.0, flops, latency])
+            if told is not None:
+                study.tell(trial, [told[k] for k in OBJECTIVES])
+                flops, latency = told["flops"], told["latency_ms"]
                 rejected += 1
                 rows.append({"trial": f"probe-{asks}", "arch": arch.key(), "top1": None, "flops": flops,
                              "params": arch_cost(arch, DEPLOYMENT).params, "latency_ms": latency,

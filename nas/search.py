@@ -117,6 +117,17 @@ class BudgetConstraint:
             out["latency_over_budget"] = self.latency_table.predict(arch) / self.latency_budget_s - 1.0
         return out
 
+    def screen(self, arch: Arch) -> tuple[dict[str, float], dict | None]:
+        """A suggestion's constraint values (set on its Optuna trial) and, when it is over the budget, the
+        result it is told instead of running: worst top-1 and finite costs, the constraints making it
+        infeasible. A latency that only a trial measures is not held against it."""
+        violations = self.violations(arch)
+        if max(violations.values()) <= 0:
+            return violations, None
+        if self.latency_after_trial:
+            violations["latency_over_budget"] = 0.0
+        return violations, {"top1": 0.0, "flops": self.flops(arch), "latency_ms": self.latency_ms(arch)}
+
     def measured_violation(self, latency_ms: float) -> float:
         return latency_ms / 1e3 / self.latency_budget_s - 1.0
 
@@ -193,20 +204,15 @@ class BudgetGuard(Searcher):
             if not isinstance(config, dict):
                 return config  # None (not now) or Searcher.FINISHED
             arch = arch_from_params(config, self.constraint.space.num_stages)
-            violations = self.constraint.violations(arch)
-            if max(violations.values()) > 0:
-                if self.constraint.latency_after_trial:  # not measured: not held against it
-                    violations["latency_over_budget"] = 0.0
-                self._set_constraints(probe, violations)
-                flops, latency = self.constraint.flops(arch), self.constraint.latency_ms(arch)
-                # Worst top-1, finite costs; the constraints make it infeasible for the sampler.
-                self.searcher.on_trial_complete(probe, result={"top1": 0.0, "flops": flops, "latency_ms": latency})
-                with open(self.log_path, "a") as f:
-                    f.write(json.dumps({"probe": probe, "arch": arch.to_dict(), "flops": flops,
-                                        "latency_ms": latency if self.constraint.latency_table is not None else None,
-                                        "state": "rejected_over_budget"}) + "\n")
-                continue
+            violations, rejected = self.constraint.screen(arch)
             self._set_constraints(probe, violations)
+            if rejected is not None:
+                self.searcher.on_trial_complete(probe, result=rejected)
+                latency = rejected["latency_ms"] if self.constraint.latency_table is not None else None
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps({"probe": probe, "arch": arch.to_dict(), "flops": rejected["flops"],
+                                        "latency_ms": latency, "state": "rejected_over_budget"}) + "\n")
+                continue
             if arch.key() in self.evaluated:  # seen: the sampler learns the known result, no new trial
                 known = self.evaluated[arch.key()]
                 self._set_measured_latency_constraint(probe, known)
