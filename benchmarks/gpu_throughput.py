@@ -218,17 +218,17 @@ def supernet_epoch(args, device) -> list[dict]:
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a side-by-side step timing (this script's and dynamic_conv_layouts.py's)."""
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=list(DTYPES))
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: 64 on CUDA, 4 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side (default 5 CUDA, 1 CPU)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per side (default 20 CUDA, 5 CPU)")
-    parser.add_argument("--epoch-repeats", type=int, default=2, help="supernet epochs per input path (median)")
-    parser.add_argument("--out", default="results/benchmarks/gpu_throughput", help="output stem (.json, .csv)")
-    args = parser.parse_args()
+
+
+def resolve_step_arguments(args: argparse.Namespace) -> torch.device:
+    """The device, and the per-device defaults of the step options filled into ``args``."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible")
@@ -238,6 +238,17 @@ def main() -> int:
     args.repeats = args.repeats or (20 if on_gpu else 5)
     if on_gpu:
         torch.backends.cudnn.benchmark = True
+    return device
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_step_arguments(parser)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--epoch-repeats", type=int, default=2, help="supernet epochs per input path (median)")
+    parser.add_argument("--out", default="results/benchmarks/gpu_throughput", help="output stem (.json, .csv)")
+    args = parser.parse_args()
+    device = resolve_step_arguments(args)
     print(f"device: {device_name(device)}", flush=True)
 
     rows = []
