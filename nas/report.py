@@ -68,7 +68,8 @@ def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
 
 
 def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
-               latency_budget_ms: float | None, title: str) -> None:
+               latency_budget_ms: float | None, title: str, weights: str = "inherited weights") -> None:
+    """pareto.png: top-1 against FLOPs and against latency; ``weights`` says which weights gave the top-1."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,7 +94,7 @@ def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_f
         if budget is not None:
             ax.axvline(budget, ls="--", c="k", lw=1, label="budget")
         ax.set_xlabel(label)
-        ax.set_ylabel("top-1 (%), inherited weights")
+        ax.set_ylabel(f"top-1 (%), validation\n{weights}")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -133,7 +134,8 @@ def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget_flops: f
                                                              "latency_ms": latency_ref},
                "front": [{"arch": r["arch"], "stages": r["stages"], **metrics_of(r)} for r in front], **(extra or {})}
     write_json_atomic(run_dir / "pareto.json", summary)
-    plot_front(run_dir / "pareto.png", rows, front, budget_flops, latency_budget_ms, title)
+    plot_front(run_dir / "pareto.png", rows, front, budget_flops, latency_budget_ms, title,
+               weights=(extra or {}).get("top1_weights", "inherited weights"))
     best = max(feasible, key=lambda r: (r["top1"], -r["flops"]), default=None)
     if best is not None:
         arch = Arch.from_dict({"stages": best["stages"]})

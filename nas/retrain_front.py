@@ -61,8 +61,9 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
 
 
 def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path, *, cpus_per_trial: float = 1.0,
-                  address: str | None = None) -> list[dict]:
-    """Retrain ``members`` (front entries: stages + top1 + flops) in parallel; returns comparison rows."""
+                  address: str | None = None, estimate_weights: str = "inherited as they are") -> list[dict]:
+    """Retrain ``members`` (front entries: stages + top1 + flops) in parallel; returns comparison rows.
+    ``estimate_weights`` says which weights the members' top1 was measured with (a search's ``top1_weights``)."""
     from nas import checkpoint as ckpt
 
     base_dir = Path(base_dir).resolve()
@@ -90,17 +91,17 @@ def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path,
     summary = {"members": rows, "errors": errors, "wall_time_s": time.perf_counter() - start}
     done = [r for r in rows if r["retrained_top1"] is not None]
     summary["kendall_tau"] = kendall_tau([r["estimated_top1"] for r in done], [r["retrained_top1"] for r in done])
-    summary["splits"] = {"estimated_top1": "validation, supernet weights inherited",
+    summary["splits"] = {"estimated_top1": f"validation, supernet weights {estimate_weights}",
                          "retrained_top1": "test, the retrained weights model.pt holds",
                          "retrained_val_top1": "validation, the same weights"}
     write_json_atomic(base_dir / "front_retrained.json", summary)
     write_csv_atomic(base_dir / "front_retrained.csv", rows,
                      ("arch", "flops", "latency_ms", "estimated_top1", "retrained_top1", "retrained_val_top1"))
-    _plot(base_dir / "front_retrained.png", rows, summary["kendall_tau"])
+    _plot(base_dir / "front_retrained.png", rows, summary["kendall_tau"], estimate_weights)
     return rows
 
 
-def _plot(path: Path, rows: list[dict], tau: float) -> None:
+def _plot(path: Path, rows: list[dict], tau: float, estimate_weights: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -113,7 +114,7 @@ def _plot(path: Path, rows: list[dict], tau: float) -> None:
             ax.scatter([x], [100 * r["retrained_top1"]], c="tab:red", s=50)
             ax.plot([x, x], [100 * r["estimated_top1"], 100 * r["retrained_top1"]], c="0.7", lw=1, zorder=0)
         ax.annotate(r["arch"], (x, 100 * r["estimated_top1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.scatter([], [], facecolors="none", edgecolors="tab:blue", label="supernet estimate (inherited weights)")
+    ax.scatter([], [], facecolors="none", edgecolors="tab:blue", label=f"supernet estimate ({estimate_weights})")
     ax.scatter([], [], c="tab:red", label="retrained from scratch")
     ax.set_xlabel("GFLOPs (224x224, batch 1)")
     ax.set_ylabel("top-1 (%)")

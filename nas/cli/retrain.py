@@ -148,10 +148,13 @@ def _run_front(args: argparse.Namespace, train) -> int:
     template = RetrainJob({}, data, train, model, args.init, supernet)
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
-    rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address)
+    # Searches before the fine-tuning steps wrote no top1_weights: their estimates used the weights as inherited.
+    weights = pareto.get("top1_weights", "inherited as they are")
+    rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address,
+                         estimate_weights=weights)
     summary = json.loads((base / "front_retrained.json").read_text())
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}   (estimated: validation, "
-          f"inherited weights; retrained: test split)")
+          f"supernet weights {weights}; retrained: test split)")
     for r in rows:
         retrained = f"{100 * r['retrained_top1']:9.2f}%" if r["retrained_top1"] is not None else "   failed"
         print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['estimated_top1']:9.2f}% {retrained}")

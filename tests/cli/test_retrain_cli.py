@@ -65,7 +65,8 @@ def test_retrain_the_top_k_of_a_front(work):
     other["stages"][2]["mixer"] = "dwconv"
     pareto = {"front": [{"stages": ARCH.to_dict()["stages"], "top1": 0.6, "flops": 1.5e9, "latency_ms": 30.0},
                         {"stages": other["stages"], "top1": 0.5, "flops": 1.4e9, "latency_ms": 25.0},
-                        {"stages": other["stages"], "top1": 0.1, "flops": 1.3e9, "latency_ms": 20.0}]}
+                        {"stages": other["stages"], "top1": 0.1, "flops": 1.3e9, "latency_ms": 20.0}],
+              "top1_weights": "inherited, then 7 fine-tuning steps alone on the train split"}
     (work / "results" / "pareto.json").write_text(json.dumps(pareto))
     done = run_launch("retrain", "--pareto", "results/pareto.json", "--top-k", "2", "--space", "space.json", *FAST,
                       cwd=work)
@@ -76,6 +77,10 @@ def test_retrain_the_top_k_of_a_front(work):
     assert all(0 <= float(r["retrained_top1"]) <= 1 for r in rows)
     assert (base / "front_retrained.png").read_bytes()[:4] == b"\x89PNG"
     assert "Kendall tau" in done.stdout
+    # the estimates are labelled with the weights the search scored them with (not always "inherited")
+    splits = json.loads((base / "front_retrained.json").read_text())["splits"]
+    assert splits["estimated_top1"] == "validation, supernet weights " + pareto["top1_weights"]
+    assert pareto["top1_weights"] in done.stdout
     # what is reported is what model.pt holds, on the test split (issue #11 item 4: with --ema it was not)
     for r in rows:
         assert float(r["retrained_top1"]) == ckpt.load(base / r["arch"] / "model.pt")["test_top1"]
