@@ -14,7 +14,7 @@ could expect against it).
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
     python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
-        [--finetune-steps 0,48]
+        [--finetune-steps 0,48] [--finetune-lr-scale 2]
 """
 from __future__ import annotations
 
@@ -75,8 +75,12 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the checked supernet's)")
     p.add_argument("--finetune-steps", type=steps_list, default=[0, FINETUNE_STEPS],
                    help=f"fine-tuning steps before each evaluation, a comma list (default 0,{FINETUNE_STEPS})")
+    p.add_argument("--finetune-lr-scale", type=float, default=1.0,
+                   help="the fine-tuning's learning rate as a multiple of the recipe's peak (default 1: the product's)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
+    if not args.finetune_lr_scale > 0:
+        raise UserError(f"--finetune-lr-scale must be positive, got {args.finetune_lr_scale}")
     seeds = args.seeds
     truths = [read_truth(path) for path in args.truth]
     checked = Path(truths[0]["supernet"])
@@ -95,12 +99,13 @@ def main() -> int:
         path = supernet_for(job, checked, base, Path(args.out) / "supernet_seeds")
         trained = time.perf_counter() - start
         net = load_supernet(path)
+        finetune_recipe = dataclasses.replace(job.train, lr=job.train.lr * args.finetune_lr_scale)
         for draw, truth in zip(args.truth, truths):
             for item in truth["archs"]:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
                 for steps in args.finetune_steps:
                     result = evaluate_arch(net, arch, data, recalib_batches=truth["config"]["recalib_batches"],
-                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=job.train)
+                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps, "truth": draw,
                                  "arch": item["arch"], "inherited_top1": result["top1"],
                                  "inherited_val_loss": result["loss"], "standalone_top1": item["standalone_top1"],
@@ -131,7 +136,8 @@ def main() -> int:
               f"{t['finetune_steps']:>5} {t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} "
               f"{t['noise_ceiling']:>7.2f}")
     summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
-               "finetune_steps": args.finetune_steps, "by_truth": table, "by_steps": {}}
+               "finetune_steps": args.finetune_steps, "finetune_lr_scale": args.finetune_lr_scale,
+               "by_truth": table, "by_steps": {}}
     for steps in args.finetune_steps:
         pooled = [t for t in table if t["truth"] == groups[-1][0] and t["finetune_steps"] == steps]
         by = {"mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
@@ -141,7 +147,8 @@ def main() -> int:
         print(f"{groups[-1][0]}, {steps} fine-tuning steps: tau of top-1 over supernet seeds {seeds}: mean "
               f"{by['mean_tau_top1']:.3f}, range {by['range_tau_top1'][0]:.3f}-{by['range_tau_top1'][1]:.3f}; of "
               f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}")
-    out = write_rows(args.out, f"supernet_seeds-e{epochs}", summary, rows)
+    scale = "" if args.finetune_lr_scale == 1 else f"-lr{args.finetune_lr_scale:g}"
+    out = write_rows(args.out, f"supernet_seeds-e{epochs}{scale}", summary, rows)
     print(f"wrote {out}.json and .csv")
     return 0
 
