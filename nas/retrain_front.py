@@ -120,7 +120,8 @@ def _plot(path: Path, rows: list[dict], tau: float, estimate_weights: str) -> No
     ax.set_ylabel("top-1 (%)")
     ax.set_title(f"Did the front hold? Kendall tau between estimate and retrained: {tau:.2f}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # Below the axes: the estimates sit at the bottom of the plot, where a legend inside would hide them.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
