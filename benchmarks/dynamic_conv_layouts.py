@@ -39,16 +39,7 @@ from benchmarks.gpu_throughput import (  # noqa: E402
     add_step_arguments, autocast, device_name, make_step, published_arch, resolve_step_arguments, side_by_side)
 from searchspace import DEPLOYMENT  # noqa: E402
 from supernet import MixerNet  # noqa: E402
-from supernet.mixers import DynamicDWConvMixer  # noqa: E402
-
-
-def fold_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The product's form (``DynamicDWConvMixer.depthwise``)."""
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    out = F.conv2d(x.reshape(1, B * C, H, W), weight.reshape(B * C, 1, k, k), bias.repeat(B), padding=k // 2,
-                   groups=B * C)
-    return out.view(B, C, H, W)
+from supernet.mixers import DynamicDWConvMixer, per_sample_depthwise  # noqa: E402
 
 
 def fold_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -59,7 +50,7 @@ def fold_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return out.permute(0, 2, 3, 1).reshape(H, W, B, C).permute(2, 3, 0, 1)  # a view when cuDNN kept NHWC
 
 
-LAYOUTS = {"nchw": fold_nchw, "channels_last": fold_channels_last}
+LAYOUTS = {"nchw": per_sample_depthwise, "channels_last": fold_channels_last}  # nchw: the product's own function
 
 
 def use_layout(model: torch.nn.Module, layout: str) -> torch.nn.Module:
@@ -89,7 +80,7 @@ def op_rows(args, device) -> list[dict]:
         dyn_w = torch.randn(args.batch, channels, k, k, device=device, requires_grad=True)
         bias = torch.zeros(channels, device=device, requires_grad=True)
         with torch.no_grad():
-            reference = fold_nchw(x, dyn_w, bias)
+            reference = per_sample_depthwise(x, dyn_w, bias)
             diff = max(float((fold(x, dyn_w, bias) - reference).abs().max()) for fold in LAYOUTS.values())
         for dtype in args.dtypes:
             def step(fn):

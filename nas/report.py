@@ -68,7 +68,7 @@ def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
 
 
 def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
-               latency_budget_ms: float | None, title: str, weights: str = "inherited weights") -> None:
+               latency_budget_ms: float | None, title: str, weights: str) -> None:
     """pareto.png: top-1 against FLOPs and against latency; ``weights`` says which weights gave the top-1."""
     import matplotlib
     matplotlib.use("Agg")

@@ -61,7 +61,7 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
 
 
 def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path, *, cpus_per_trial: float = 1.0,
-                  address: str | None = None, estimate_weights: str = "inherited as they are") -> list[dict]:
+                  address: str | None = None, estimate_weights: str) -> list[dict]:
     """Retrain ``members`` (front entries: stages + top1 + flops) in parallel; returns comparison rows.
     ``estimate_weights`` says which weights the members' top1 was measured with (a search's ``top1_weights``)."""
     from nas import checkpoint as ckpt

@@ -164,6 +164,16 @@ class WindowAttentionMixer(ElasticMixer):
 
 # --- depth-wise convolutions --------------------------------------------------------------------
 
+def per_sample_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Depth-wise conv with a kernel per sample and channel: x (B, C, H, W), weight (B, C, k, k), bias (C,), run as
+    one grouped conv with the batch folded into the channels, (1, B*C, H, W) and groups = B*C."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    out = F.conv2d(x.reshape(1, B * C, H, W), weight.reshape(B * C, 1, k, k), bias.repeat(B), padding=k // 2,
+                   groups=B * C)
+    return out.view(B, C, H, W)
+
+
 class _ConvMixer(ElasticMixer):
     """DWNet's mixer branch: 1x1 -> BN -> ReLU -> depth-wise kxk -> BN -> ReLU -> 1x1 -> BN.
 
@@ -270,10 +280,7 @@ class DynamicDWConvMixer(_GeneratedKernelMixer):
         return self.expand(h, kernel).view(B, C, kernel, kernel)
 
     def depthwise(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
-        B, C, H, W = x.shape
-        weight = self.generate_kernel(x, kernel).reshape(B * C, 1, kernel, kernel)
-        out = F.conv2d(x.reshape(1, B * C, H, W), weight, self.dw_bias.repeat(B), padding=kernel // 2, groups=B * C)
-        return out.view(B, C, H, W)
+        return per_sample_depthwise(x, self.generate_kernel(x, kernel), self.dw_bias)
 
 
 class InhomogeneousDWConvMixer(_GeneratedKernelMixer):
