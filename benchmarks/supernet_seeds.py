@@ -11,6 +11,14 @@ trained alone N steps of the supernet's recipe, as the search does). Reported pe
 archs: tau of top-1, tau of minus the validation loss, and the truth's noise ceiling (what a perfect predictor
 could expect against it).
 
+The default task's truth is kept in the repository (benchmarks/truth/: draws 0-3 of ``check-ranking --seeds 5``),
+so the taus of docs/BENCHMARKS.md are reproduced without its 320 stand-alone runs:
+
+    python launch.py supernet --path-budget 4.5GFLOPs     # the default search's supernet, if not trained yet
+    python benchmarks/supernet_seeds.py --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
+
+Another task's truth comes from check-ranking:
+
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
     python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
@@ -45,6 +53,17 @@ def read_truth(path: str) -> dict:
     if not isinstance(data, dict) or not all(k in data for k in ("archs", "supernet", "config")):
         raise UserError(f"{path}: not a ranking.json written by launch.py check-ranking")
     return data
+
+
+def truth_supernet(truth: dict, path: str) -> Path:
+    """The checked supernet: a check-ranking report names it by its absolute path, a truth kept in the repository
+    (benchmarks/truth/) relative to the repository root, with the command that trains it."""
+    supernet = Path(truth["supernet"])
+    supernet = supernet if supernet.is_absolute() else ROOT / supernet
+    if not supernet.is_file():
+        how = f"; train it with: {truth['supernet_command']}" if truth.get("supernet_command") else ""
+        raise UserError(f"{path}: its supernet {supernet} does not exist{how}")
+    return supernet
 
 
 def supernet_for(job: SupernetJob, checked: Path, checked_job: SupernetJob, out_dir: Path) -> Path:
@@ -83,8 +102,8 @@ def main() -> int:
         raise UserError(f"--finetune-lr-scale must be positive, got {args.finetune_lr_scale}")
     seeds = args.seeds
     truths = [read_truth(path) for path in args.truth]
-    checked = Path(truths[0]["supernet"])
-    if any(Path(t["supernet"]) != checked for t in truths):
+    checked = truth_supernet(truths[0], args.truth[0])
+    if any(truth_supernet(t, path) != checked for t, path in zip(truths, args.truth)):
         raise UserError("--truth files come from different supernets: their truths were trained on other data")
     state = load_supernet_state(checked)
     base = SupernetJob.from_dict(state["job"])
@@ -143,10 +162,23 @@ def main() -> int:
         by = {"mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
               "range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)],
               "mean_tau_neg_loss": statistics.fmean(t["tau_neg_loss"] for t in pooled)}
+        # The supernets as one ensemble: each arch scored by its mean over them (are their errors shared?).
+        # Each arch once per supernet, as above, should two draws share one.
+        chosen = {(r["arch"], r["supernet_seed"]): r for r in rows if r["finetune_steps"] == steps
+                  and (groups[-1][0] == "pooled" or r["truth"] == groups[-1][0])}
+        scores: dict[str, list[dict]] = {}
+        for (arch, _), r in chosen.items():
+            scores.setdefault(arch, []).append(r)
+        ensemble = [{"standalone_top1": rs[0]["standalone_top1"],
+                     "inherited_top1": statistics.fmean(r["inherited_top1"] for r in rs),
+                     "inherited_val_loss": statistics.fmean(r["inherited_val_loss"] for r in rs)}
+                    for rs in scores.values()]
+        by["ensemble_tau_top1"], by["ensemble_tau_neg_loss"] = taus(ensemble)
         summary["by_steps"][str(steps)] = by
         print(f"{groups[-1][0]}, {steps} fine-tuning steps: tau of top-1 over supernet seeds {seeds}: mean "
               f"{by['mean_tau_top1']:.3f}, range {by['range_tau_top1'][0]:.3f}-{by['range_tau_top1'][1]:.3f}; of "
-              f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}")
+              f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}; of their mean score over the "
+              f"supernets (an ensemble): {by['ensemble_tau_top1']:.3f} / {by['ensemble_tau_neg_loss']:.3f}")
     scale = "" if args.finetune_lr_scale == 1 else f"-lr{args.finetune_lr_scale:g}"
     out = write_rows(args.out, f"supernet_seeds-e{epochs}{scale}", summary, rows)
     print(f"wrote {out}.json and .csv")

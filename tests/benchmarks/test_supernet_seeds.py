@@ -1,0 +1,93 @@
+"""benchmarks/supernet_seeds.py and the default task's truth kept beside it (benchmarks/truth/): the truth must stay
+the archs ``check-ranking --seed d`` draws (a change to the space, the draw rule or the cost model makes it stale),
+and the script must score supernets as check-ranking does and report their ensemble."""
+import json
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.ranking import band_archs
+from nas.stats import kendall_tau
+from nas.supernet_train import train_supernet
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost
+from tests.conftest import ROOT
+from tests.nas.test_supernet_train import TINY_SPACE, tiny_job
+
+TRUTH = sorted((ROOT / "benchmarks" / "truth").glob("mnist-cluttered-draw*.json"))
+SCRIPT = ROOT / "benchmarks" / "supernet_seeds.py"
+
+
+def test_the_kept_truth_is_what_check_ranking_draws():
+    assert [p.name for p in TRUTH] == [f"mnist-cluttered-draw{d}.json" for d in range(4)]
+    space = SearchSpace.default()
+    for draw, path in enumerate(TRUTH):
+        truth = json.loads(path.read_text())
+        assert truth["config"]["seed"] == draw and truth["config"]["budget_flops"] == 4.5e9
+        assert not Path(truth["supernet"]).is_absolute() and truth["supernet_command"].startswith("python launch.py")
+        drawn = band_archs(space, 4.5e9, 16, seed=draw)
+        assert [a["arch"] for a in truth["archs"]] == [a.key() for a in drawn]
+        for item, arch in zip(truth["archs"], drawn):
+            assert Arch.from_dict({"stages": item["stages"]}) == arch
+            assert item["flops"] == pytest.approx(arch_cost(arch, DEPLOYMENT).flops)
+            assert len(item["standalone_top1_per_seed"]) == 5
+            assert item["standalone_top1"] == pytest.approx(statistics.fmean(item["standalone_top1_per_seed"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_truth(tmp_path_factory):
+    """A check-ranking-shaped truth over 4 archs of the tiny space, on a tiny supernet (stand-alone figures made up:
+    the script only compares with them)."""
+    root = tmp_path_factory.mktemp("seeds")
+    supernet = train_supernet(tiny_job(1), root / "supernet", progress=False)
+    rng, space = random.Random(0), SearchSpace.from_dict(TINY_SPACE)
+    archs = list({a.key(): a for a in (space.sample(rng) for _ in range(40))}.values())[:4]
+    truth = {"supernet": str(supernet), "config": {"recalib_batches": 1, "seed": 0},
+             "archs": [{"arch": a.key(), "stages": a.to_dict()["stages"], "standalone_top1": 0.5 + 0.1 * i,
+                        "standalone_top1_per_seed": [0.5 + 0.1 * i, 0.5 + 0.1 * i + 0.01]}
+                       for i, a in enumerate(archs)]}
+    path = root / "truth.json"
+    path.write_text(json.dumps(truth))
+    return path
+
+
+def run_script(*args, cwd):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_scores_each_supernet_and_their_ensemble(tiny_truth, tmp_path):
+    out = tmp_path / "out"
+    done = run_script("--truth", str(tiny_truth), "--seeds", "0,1", "--finetune-steps", "0,2", "--out", str(out),
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "supernet_seeds-e1.json").read_text())
+    rows = data["rows"]
+    assert {(r["supernet_seed"], r["finetune_steps"]) for r in rows} == {(s, n) for s in (0, 1) for n in (0, 2)}
+    assert len(rows) == 2 * 2 * 4
+    # seed 0 is the checked supernet itself; seed 1 was trained from its job
+    assert {r["supernet"] for r in rows if r["supernet_seed"] == 0} == {str(json.loads(tiny_truth.read_text())["supernet"])}
+    for steps in (0, 2):
+        chosen = [r for r in rows if r["finetune_steps"] == steps]
+        archs = sorted({r["arch"] for r in chosen})
+        truth = [next(r["standalone_top1"] for r in chosen if r["arch"] == a) for a in archs]
+        mean_top1 = [statistics.fmean(r["inherited_top1"] for r in chosen if r["arch"] == a) for a in archs]
+        by = data["summary"]["by_steps"][str(steps)]
+        assert by["ensemble_tau_top1"] == pytest.approx(kendall_tau(mean_top1, truth), nan_ok=True)
+        per_seed = [kendall_tau([next(r["inherited_top1"] for r in chosen if r["arch"] == a and r["supernet_seed"] == s)
+                                 for a in archs], truth) for s in (0, 1)]
+        assert by["mean_tau_top1"] == pytest.approx(statistics.fmean(per_seed), nan_ok=True)
+    assert "an ensemble" in done.stdout
+
+
+def test_a_kept_truth_without_its_supernet_names_the_command(tmp_path):
+    truth = json.loads(TRUTH[0].read_text())
+    truth["supernet"] = "results/supernet/no-such-supernet/supernet.pt"
+    path = tmp_path / "truth.json"
+    path.write_text(json.dumps(truth))
+    done = run_script("--truth", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0] and "launch.py supernet --path-budget 4.5GFLOPs" in lines[0]
