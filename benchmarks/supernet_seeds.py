@@ -46,6 +46,7 @@ from nas.stats import kendall_tau, noise_ceiling_tau
 from nas.supernet_train import FINAL, load_supernet, load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file
+from supernet.sampler import SAMPLERS
 
 
 def read_truth(path: str) -> dict:
@@ -92,6 +93,10 @@ def main() -> int:
     p.add_argument("--truth", nargs="+", required=True, help="ranking.json files of check-ranking, one per draw")
     p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="supernet training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the checked supernet's)")
+    p.add_argument("--path-sampler", choices=SAMPLERS, default=None,
+                   help="the supernets' path sampler (default: the checked supernet's); its path budget is kept")
+    p.add_argument("--inplace-distill", action="store_true",
+                   help="the sandwich's largest path teaches the others (needs --path-sampler sandwich)")
     p.add_argument("--finetune-steps", type=steps_list, default=[0, FINETUNE_STEPS],
                    help=f"fine-tuning steps before each evaluation, a comma list (default 0,{FINETUNE_STEPS})")
     p.add_argument("--finetune-lr-scale", type=float, default=1.0,
@@ -110,10 +115,12 @@ def main() -> int:
     space = SearchSpace.from_dict(state["space"])
     data = build_data(base.data)
     epochs = args.epochs or base.train.epochs
+    sampler = args.path_sampler or base.path_sampler
+    variant = dataclasses.replace(base, path_sampler=sampler, inplace_distill=args.inplace_distill)
 
     rows = []
     for seed in seeds:
-        job = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed, epochs=epochs))
+        job = dataclasses.replace(variant, train=dataclasses.replace(base.train, seed=seed, epochs=epochs))
         start = time.perf_counter()
         path = supernet_for(job, checked, base, Path(args.out) / "supernet_seeds")
         trained = time.perf_counter() - start
@@ -155,6 +162,7 @@ def main() -> int:
               f"{t['finetune_steps']:>5} {t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} "
               f"{t['noise_ceiling']:>7.2f}")
     summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
+               "path_sampler": sampler, "inplace_distill": args.inplace_distill,
                "finetune_steps": args.finetune_steps, "finetune_lr_scale": args.finetune_lr_scale,
                "by_truth": table, "by_steps": {}}
     for steps in args.finetune_steps:
@@ -180,7 +188,9 @@ def main() -> int:
               f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}; of their mean score over the "
               f"supernets (an ensemble): {by['ensemble_tau_top1']:.3f} / {by['ensemble_tau_neg_loss']:.3f}")
     scale = "" if args.finetune_lr_scale == 1 else f"-lr{args.finetune_lr_scale:g}"
-    out = write_rows(args.out, f"supernet_seeds-e{epochs}{scale}", summary, rows)
+    kind = "" if sampler == base.path_sampler and not args.inplace_distill else \
+        f"-{sampler}{'-kd' if args.inplace_distill else ''}"
+    out = write_rows(args.out, f"supernet_seeds{kind}-e{epochs}{scale}", summary, rows)
     print(f"wrote {out}.json and .csv")
     return 0
 

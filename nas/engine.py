@@ -237,7 +237,9 @@ def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_b
 class Trainer:
     """Trains ``model`` (a MixerNet, possibly DDP-wrapped) on ``data`` for ``cfg.epochs`` epochs.
 
-    ``path_sampler`` makes this supernet training; without it the model's own path is trained.
+    ``path_sampler`` makes this supernet training; without it the model's own path is trained. With
+    ``inplace_distill`` the first path of each step (the sandwich's largest) learns from the labels and every other
+    path from its predictions (BigNAS / OFA in-place distillation: soft targets, no separate teacher).
     ``eval_archs`` (name -> arch) are evaluated with inherited weights after each supernet epoch.
     ``on_epoch_end(metrics, checkpoint_path)`` lets a caller (Ray Train) report each epoch.
     """
@@ -246,8 +248,10 @@ class Trainer:
                  path_sampler: PathSampler | None = None, eval_archs: dict[str, Arch] | None = None,
                  context: WorkerContext | None = None, progress: bool = True, extra_state: dict | None = None,
                  on_epoch_end: Callable[[dict, Path | None], None] | None = None,
-                 distributed_sampler_factory: Callable[[Dataset, int], Iterable] | None = None) -> None:
+                 distributed_sampler_factory: Callable[[Dataset, int], Iterable] | None = None,
+                 inplace_distill: bool = False) -> None:
         self.model, self.data, self.cfg = model, data, cfg
+        self.inplace_distill = inplace_distill
         self.run_dir = Path(run_dir)
         self.path_sampler, self.eval_archs = path_sampler, eval_archs or {}
         self.ctx = context or WorkerContext()
@@ -271,6 +275,7 @@ class Trainer:
             self.loss_fn: nn.Module = SoftTargetCrossEntropy()
         else:
             self.loss_fn = hard_label_loss(cfg.label_smoothing)
+        self.distill_loss = SoftTargetCrossEntropy()
         self.ema = ModelEmaV3(unwrap(model), decay=cfg.ema_decay) if cfg.ema_decay else None
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None  # bf16 has float32's range
         self.start_epoch, self.history = 0, []
@@ -342,11 +347,18 @@ class Trainer:
                 x, target = self.mixup(x, y)
             paths = self.path_sampler.paths() if self.path_sampler else [None]
             self.optimizer.zero_grad(set_to_none=True)
+            teacher = None
             for arch in paths:
                 if arch is not None:
                     core.set_active(arch)
                 with self._autocast():
-                    loss = self.loss_fn(model(x), target) / len(paths)
+                    logits = model(x)
+                    if teacher is None:
+                        loss = self.loss_fn(logits, target) / len(paths)
+                    else:
+                        loss = self.distill_loss(logits, teacher) / len(paths)
+                if self.inplace_distill and teacher is None:
+                    teacher = logits.detach().float().softmax(dim=-1)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
                 total_loss += loss.detach().float() * y.shape[0]
             apply_gradients(self.optimizer, core.parameters(), self.cfg.clip_grad, self.scaler)

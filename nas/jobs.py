@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nas.data import DataBundle, DataConfig
 from nas.engine import TrainConfig
+from nas.errors import UserError
 from searchspace import NetSettings, SearchSpace, format_flops
 
 RESULTS = Path("results")
@@ -41,14 +42,24 @@ class SupernetJob:
     path_sampler: str = "spos"
     space: dict = field(default_factory=lambda: SearchSpace.default().to_dict())
     path_budget_flops: float | None = None  # train only paths within this many FLOPs (deployment setting)
+    # The sandwich's largest path teaches the others each step (BigNAS / OFA in-place distillation)
+    inplace_distill: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inplace_distill and self.path_sampler != "sandwich":
+            raise UserError(f"in-place distillation needs the sandwich sampler (its largest path is the teacher), "
+                            f"not {self.path_sampler!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.inplace_distill:  # off: left out, so the supernets trained before it existed keep their names
+            del d["inplace_distill"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SupernetJob":
         return cls(DataConfig.from_dict(d["data"]), TrainConfig(**d["train"]), ModelOptions(**d["model"]),
-                   d["path_sampler"], d["space"], d.get("path_budget_flops"))
+                   d["path_sampler"], d["space"], d.get("path_budget_flops"), d.get("inplace_distill", False))
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the trained weights (not how many workers ran it, nor the

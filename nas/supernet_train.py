@@ -37,7 +37,8 @@ def train_supernet_worker(job: SupernetJob, run_dir: Path, *, resume: bool, cont
     trainer = Trainer(model, data, job.train, run_dir, path_sampler=sampler,
                       eval_archs=monitor_archs(space, job.path_budget_flops), context=context, progress=progress,
                       extra_state={"settings": settings.to_dict(), "space": space.to_dict(), "job": job.to_dict()},
-                      on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory)
+                      on_epoch_end=on_epoch_end, distributed_sampler_factory=sampler_factory,
+                      inplace_distill=job.inplace_distill)
     history = trainer.fit(resume=resume)
     if context.is_main:
         core = model.module if hasattr(model, "module") else model
@@ -62,7 +63,7 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
     build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
     try:
         make_path_sampler(job.path_sampler, SearchSpace.from_dict(job.space), job.train.seed, job.path_budget_flops)
-    except ValueError as e:  # a path budget below the cheapest arch, or one with the sandwich rule
+    except ValueError as e:  # a path budget below the cheapest arch
         raise UserError(f"supernet paths: {e}") from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

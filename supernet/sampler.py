@@ -2,7 +2,9 @@
 
 ``spos``: one uniformly random path per step (single-path one-shot).
 ``sandwich``: the largest and the smallest arch plus ``num_random`` random ones per step, their
-gradients accumulated (BigNAS). Largest and smallest are by FLOPs at the deployment setting.
+gradients accumulated (BigNAS). Largest and smallest are by FLOPs at the deployment setting; under
+``max_flops`` the largest is the dearest arch within it (found exactly, ``dearest_arch_within``).
+The largest comes first, so a trainer can distil it into the others in place.
 
 ``max_flops`` focuses the random paths on the archs a search under that budget can pick: uniform
 over the archs whose FLOPs at the deployment setting are within it (rejection sampling; the cost
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, extreme_archs
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
 
 SAMPLERS = ("spos", "sandwich")
 
@@ -57,11 +59,11 @@ class UniformPathSampler(PathSampler):
 class SandwichPathSampler(PathSampler):
     def __init__(self, space: SearchSpace, seed: int, num_random: int = 1, max_flops: float | None = None,
                  cost_settings: NetSettings = DEPLOYMENT) -> None:
-        if max_flops is not None:
-            raise ValueError("the sandwich sampler trains the dearest arch of the whole space: no path budget")
-        super().__init__(space, seed, None, cost_settings)
+        super().__init__(space, seed, max_flops, cost_settings)
         self.num_random = num_random
         self.smallest, self.largest = extreme_archs(space, cost_settings)
+        if max_flops is not None:
+            self.largest = dearest_arch_within(space, cost_settings, max_flops)
 
     def paths(self) -> list[Arch]:
         return [self.largest, self.smallest] + [self.sample() for _ in range(self.num_random)]

@@ -20,7 +20,11 @@ DEFAULT_EPOCHS = 16
 def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", path_budget: bool = True) -> None:
     add_space_argument(parser)
     parser.add_argument("--path-sampler", choices=SAMPLERS, default="spos",
-                        help="spos: one uniform random path per step; sandwich: largest + smallest + random")
+                        help="spos: one uniform random path per step; sandwich: the largest (within the path "
+                             "budget, if any) + the smallest + a random one")
+    parser.add_argument("--inplace-distill", action="store_true",
+                        help="with --path-sampler sandwich: the largest path learns from the labels, the others from "
+                             "its predictions (BigNAS in-place distillation)")
     if path_budget:
         parser.add_argument("--path-budget", default=None, metavar="FLOPS",
                             help="train only the paths within this FLOPs budget at 224x224 (e.g. 4.5GFLOPs: the "
@@ -37,7 +41,7 @@ def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = No
         path_budget_flops = parse_flops(args.path_budget)
     return SupernetJob(data=data_config(args), train=train_config(args), model=model_options(args),
                        path_sampler=args.path_sampler, space=load_space(args.space).to_dict(),
-                       path_budget_flops=path_budget_flops)
+                       path_budget_flops=path_budget_flops, inplace_distill=args.inplace_distill)
 
 
 def run(args: argparse.Namespace) -> int:

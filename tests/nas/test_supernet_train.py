@@ -11,7 +11,7 @@ from nas.engine import TrainConfig
 from nas.jobs import SupernetJob
 from nas.engine import WorkerContext
 from nas.supernet_train import load_supernet, train_supernet, train_supernet_worker
-from searchspace import SearchSpace
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
 from supernet import MixerNet
 from supernet.sampler import make_path_sampler
 from tests.conftest import run_launch
@@ -27,10 +27,10 @@ TINY_SPACE = {"stages": [
 TINY_DATA = DataConfig("mnist", train_subset=1000)  # plain digits: a tiny run learns them in 2 epochs
 
 
-def tiny_job(epochs: int, sampler: str = "spos") -> SupernetJob:
+def tiny_job(epochs: int, sampler: str = "spos", **fields) -> SupernetJob:
     return SupernetJob(data=TINY_DATA, train=TrainConfig(epochs=epochs, batch_size=50, recalib_batches=2,
                                                          warmup_epochs=0, lr=3e-3),
-                       path_sampler=sampler, space=TINY_SPACE)
+                       path_sampler=sampler, space=TINY_SPACE, **fields)
 
 
 def states_equal(a: dict, b: dict) -> bool:
@@ -96,6 +96,46 @@ def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_pa
     assert ckpt.load(tmp_path / "checkpoint.pt")["path_sampler"] is not None
 
 
+def test_inplace_distillation_teaches_the_other_paths_the_largest_paths_predictions(tmp_path, monkeypatch):
+    import timm.loss
+
+    from nas import engine
+    outputs, soft_targets = [], []
+    forward, soft_forward = MixerNet.forward, timm.loss.SoftTargetCrossEntropy.forward
+
+    def recording_forward(self, x):
+        out = forward(self, x)
+        outputs.append(out.detach().clone())
+        return out
+
+    def recording_soft(self, x, target):
+        soft_targets.append(target.clone())
+        return soft_forward(self, x, target)
+
+    monkeypatch.setattr(MixerNet, "forward", recording_forward)
+    monkeypatch.setattr(engine.SoftTargetCrossEntropy, "forward", recording_soft)
+    job = tiny_job(1, "sandwich", inplace_distill=True)
+    train_supernet(job, tmp_path, progress=False)
+    steps = 1000 // 50
+    train_outputs = outputs[:3 * steps]  # then the per-epoch validation's forwards
+    assert len(soft_targets) == 2 * steps  # the smallest and the random path, every step
+    for step in range(steps):
+        teacher = train_outputs[3 * step].float().softmax(dim=-1)  # the largest path comes first
+        assert torch.allclose(soft_targets[2 * step], teacher) and torch.allclose(soft_targets[2 * step + 1], teacher)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["job"]["inplace_distill"] is True
+    assert SupernetJob.from_dict(config["job"]) == job
+
+
+def test_inplace_distillation_is_off_by_default_and_needs_the_sandwich():
+    from nas.errors import UserError
+    # off, the field is left out of the job's record, so earlier supernets keep their fingerprints and folders
+    assert "inplace_distill" not in tiny_job(1).to_dict()
+    assert tiny_job(1, "sandwich", inplace_distill=True).fingerprint() != tiny_job(1, "sandwich").fingerprint()
+    with pytest.raises(UserError, match="needs the sandwich sampler"):
+        tiny_job(1, "spos", inplace_distill=True)
+
+
 def test_ray_train_with_two_cpu_workers(tmp_path):
     final = train_supernet(tiny_job(1), tmp_path, num_workers=2)
     assert final.exists()
@@ -120,11 +160,31 @@ def test_supernet_command(tmp_path):
     assert again.returncode == 0 and "resumed from" in again.stdout
 
 
+def test_supernet_command_sandwich_with_inplace_distillation_under_a_path_budget(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    cheapest, dearest = (arch_cost(a, DEPLOYMENT).flops for a in extreme_archs(SearchSpace.from_dict(TINY_SPACE),
+                                                                              DEPLOYMENT))
+    budget = (cheapest + dearest) / 2
+    done = run_launch("supernet", "--space", str(space), "--epochs", "1", "--batch-size", "50", "--train-subset",
+                      "1000", "--recalib-batches", "2", "--run-dir", str(tmp_path / "run"), "--path-sampler",
+                      "sandwich", "--inplace-distill", "--path-budget", f"{budget:.0f}")
+    assert done.returncode == 0, done.stderr
+    job = json.loads((tmp_path / "run" / "config.json").read_text())["job"]
+    assert job["path_sampler"] == "sandwich" and job["inplace_distill"] is True
+    assert job["path_budget_flops"] == pytest.approx(budget, rel=1e-6)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert float(rows[-1]["train_loss"]) < 2.3  # chance is ln(10) = 2.30
+    assert (tmp_path / "run" / "supernet.pt").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "cifar10", "--data-root", "/no/such/dir"], "/no/such/dir"),
     (["--dataset", "imagefolder"], "root"),
     (["--epochs", "0"], "--epochs"),
     (["--space", "/no/space.json"], "/no/space.json: no such file"),
+    (["--inplace-distill"], "in-place distillation needs the sandwich sampler"),
+    (["--path-sampler", "sandwich", "--path-budget", "1MFLOPs"], "below the cheapest arch"),
 ])
 def test_supernet_command_bad_input(tmp_path, args, message):
     done = run_launch("supernet", "--run-dir", str(tmp_path / "run"), *args)

@@ -4,7 +4,7 @@ import random
 import pytest
 import timm
 
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
 from supernet import MixerNet, fvcore_flops, num_params
 from searchspace import NetSettings
 from tests.conftest import NARROW_DEPLOYMENT, TINY, swin_t_arch
@@ -88,13 +88,31 @@ def test_small_setting_costs_match_fvcore(space):
         assert arch_cost(arch, TINY).flops == fvcore_flops(net, TINY.img_size, TINY.in_chans)
 
 
+# 4,096 archs: few enough to enumerate, with every kind of choice and both resolutions at every stage
+ENUMERABLE = SearchSpace.from_dict({"stages": [
+    {"mixers": ["window_attention", "dwconv"], "kernels": [3, 7], "depths": [1, 2], "pools": [1]},
+    {"mixers": ["window_attention", "dynamic_dwconv"], "kernels": [5, 7], "depths": [1], "pools": [1, 2]},
+    {"mixers": ["dwconv", "window_attention"], "kernels": [3], "depths": [2, 4], "pools": [1, 2]},
+    {"mixers": ["dynamic_dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1, 2]}]})
+
+
 def test_extreme_archs_are_exact_on_an_enumerable_space():
-    small = SearchSpace.from_dict({"stages": [
-        {"mixers": ["window_attention", "dwconv"], "kernels": [3, 7], "depths": [1, 2], "pools": [1]},
-        {"mixers": ["window_attention", "dynamic_dwconv"], "kernels": [5, 7], "depths": [1], "pools": [1, 2]},
-        {"mixers": ["dwconv", "window_attention"], "kernels": [3], "depths": [2, 4], "pools": [1, 2]},
-        {"mixers": ["dynamic_dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1, 2]}]})
+    small = ENUMERABLE
     flops = {a: arch_cost(a, DEPLOYMENT).flops for a in small}
     cheapest, dearest = extreme_archs(small, DEPLOYMENT)
     assert flops[cheapest] == min(flops.values())
     assert flops[dearest] == max(flops.values())
+
+
+def test_dearest_arch_within_a_budget_is_exact_on_an_enumerable_space():
+    flops = {a: arch_cost(a, DEPLOYMENT).flops for a in ENUMERABLE}
+    levels = sorted(set(flops.values()))
+    budgets = levels[::97] + [levels[0] - 1, levels[-1], levels[-1] * 2, (levels[10] + levels[11]) / 2]
+    for budget in budgets:
+        best = dearest_arch_within(ENUMERABLE, DEPLOYMENT, budget)
+        fitting = [f for f in levels if f <= budget]
+        if not fitting:
+            assert best is None
+        else:
+            assert flops[best] == fitting[-1], budget
+    assert dearest_arch_within(ENUMERABLE, DEPLOYMENT, levels[-1]) == extreme_archs(ENUMERABLE, DEPLOYMENT)[1]

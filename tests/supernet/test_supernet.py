@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from searchspace import Arch, SearchSpace, SpaceError, StageChoice
+from searchspace import DEPLOYMENT, Arch, SearchSpace, SpaceError, StageChoice, arch_cost
 from supernet import make_path_sampler
 from tests.conftest import briefly_trained_supernet
 
@@ -98,3 +98,19 @@ def test_sandwich_trains_the_largest_and_the_smallest():
     assert paths[1].key() == "dw3x1p1-dw3x1p2-dw3x2p2-dw3x1p2"  # cheapest
     with pytest.raises(ValueError, match="unknown path sampler"):
         make_path_sampler("greedy", space, 0)
+
+
+def test_sandwich_under_a_path_budget_trains_the_dearest_arch_within_it():
+    space, budget = SearchSpace.default(), 4.5e9
+    sampler = make_path_sampler("sandwich", space, 0, budget)
+    steps = [sampler.paths() for _ in range(200)]
+    largest = steps[0][0]
+    assert all(step[0] == largest for step in steps)
+    assert 4.49e9 < arch_cost(largest, DEPLOYMENT).flops <= budget  # the budget's edge
+    assert steps[0][1].key() == "dw3x1p1-dw3x1p2-dw3x2p2-dw3x1p2"  # the cheapest arch of the space
+    randoms = [arch for step in steps for arch in step[2:]]
+    assert all(arch_cost(a, DEPLOYMENT).flops <= budget for a in randoms)
+    assert len({a.key() for a in randoms}) > 150  # random ones, none dearer than the largest
+    assert max(arch_cost(a, DEPLOYMENT).flops for a in randoms) <= arch_cost(largest, DEPLOYMENT).flops
+    with pytest.raises(ValueError, match="below the cheapest arch"):
+        make_path_sampler("sandwich", space, 0, 1e6)
