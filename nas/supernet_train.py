@@ -16,7 +16,7 @@ from nas.data import build_data
 from nas.engine import CHECKPOINT, Trainer, WorkerContext
 from nas.errors import UserError
 from nas.jobs import SupernetJob
-from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs, write_json_atomic
+from searchspace import DEPLOYMENT, NetSettings, SearchSpace, dearest_arch_within, extreme_archs, write_json_atomic
 from supernet import MixerNet, make_path_sampler
 
 FINAL = "supernet.pt"
@@ -49,11 +49,10 @@ def train_supernet_worker(job: SupernetJob, run_dir: Path, *, resume: bool, cont
 
 def monitor_archs(space: SearchSpace, path_budget_flops: float | None) -> dict:
     """The archs whose inherited validation top-1 every supernet epoch reports: the cheapest and the dearest
-    arch the supernet trains (within its path budget: the dearest of 500 seeded draws under it)."""
+    arch the supernet trains (within its path budget: the sandwich's largest there too)."""
     smallest, largest = extreme_archs(space, DEPLOYMENT)
     if path_budget_flops is not None:
-        draws = make_path_sampler("spos", space, seed=0, max_flops=path_budget_flops)
-        largest = max((draws.sample() for _ in range(500)), key=lambda a: arch_cost(a, DEPLOYMENT).flops)
+        largest = dearest_arch_within(space, DEPLOYMENT, path_budget_flops) or largest
     return {"largest": largest, "smallest": smallest}
 
 

@@ -212,9 +212,9 @@ def dearest_arch_within(space: SearchSpace, s: NetSettings, max_flops: float) ->
     dims = s.stage_dims(space.num_stages)
     half = space.num_stages // 2
     room = max_flops - stem_cost(s).flops
+    in_dim = dims[half - 1] if half else s.embed_dim  # entering the second half
     best: tuple[int, tuple] | None = None
     for res, firsts in _stage_paths(space, s, 0, half, s.embed_dim, s.img_size // s.patch_size).items():
-        in_dim = dims[half - 1] if half else s.embed_dim
         seconds = sorted(((f + head_cost(dims[-1], r, s).flops, c)
                           for r, ends in _stage_paths(space, s, half, space.num_stages, in_dim, res).items()
                           for f, c in ends), key=lambda fc: fc[0])  # stable: ties keep the space's order
