@@ -8,8 +8,8 @@ by the product's ``train_supernet`` from the job recorded with the checked super
 validation loss come from ``evaluate_arch`` with each check's recalibration batches and seed, as check-ranking
 computes them, once per ``--finetune-steps`` value (0: the inherited weights as they are; N: each arch first
 trained alone N steps of the supernet's recipe, as the search does). Reported per truth file and pooled over their
-archs: tau of top-1, tau of minus the validation loss, and the truth's noise ceiling (what a perfect predictor
-could expect against it).
+archs: tau of top-1, of minus the validation loss, with fine-tuning also of minus (validation loss + the mean training
+loss of the steps), and the truth's noise ceiling (what a perfect predictor could expect against it).
 
 The default task's truth is kept in the repository (benchmarks/truth/: draws 0-3 of ``check-ranking --seeds 5``),
 so the taus of docs/BENCHMARKS.md are reproduced without its 320 stand-alone runs:
@@ -47,6 +47,30 @@ from nas.supernet_train import FINAL, load_supernet, load_supernet_state, train_
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file
 from supernet.sampler import SAMPLERS
+
+
+# The scores a supernet could rank archs by, each from one evaluate_arch row; None where a row lacks it (the
+# fine-tuning's training loss needs fine-tuning).
+SCORES = {
+    "top1": lambda r: r["inherited_top1"],
+    "neg_loss": lambda r: -r["inherited_val_loss"],
+    "neg_val_train_loss": lambda r: (None if r["finetune_train_loss"] is None
+                                     else -(r["inherited_val_loss"] + r["finetune_train_loss"])),
+}
+
+
+def score_taus(selected: list[dict]) -> dict[str, float | None]:
+    """Kendall tau of each score against the stand-alone truth (None for a score the rows lack)."""
+    truth = [r["standalone_top1"] for r in selected]
+    out = {}
+    for name, score in SCORES.items():
+        values = [score(r) for r in selected]
+        out[name] = None if None in values else kendall_tau(values, truth)
+    return out
+
+
+def fmt(tau: float | None) -> str:
+    return "-" if tau is None else f"{tau:.3f}"
 
 
 def read_truth(path: str) -> dict:
@@ -134,14 +158,9 @@ def main() -> int:
                                            seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps, "truth": draw,
                                  "arch": item["arch"], "inherited_top1": result["top1"],
-                                 "inherited_val_loss": result["loss"], "standalone_top1": item["standalone_top1"],
-                                 "supernet": str(path)})
+                                 "inherited_val_loss": result["loss"], "finetune_train_loss": result.get("train_loss"),
+                                 "standalone_top1": item["standalone_top1"], "supernet": str(path)})
         print(f"supernet seed {seed}: {path} ({trained:.0f}s to train or load)", flush=True)
-
-    def taus(selected: list[dict]) -> tuple[float, float]:
-        truth = [r["standalone_top1"] for r in selected]
-        return (kendall_tau([r["inherited_top1"] for r in selected], truth),
-                kendall_tau([-r["inherited_val_loss"] for r in selected], truth))
 
     groups = [(draw, [t]) for draw, t in zip(args.truth, truths)] + ([("pooled", truths)] if len(truths) > 1 else [])
     table = []
@@ -153,23 +172,26 @@ def main() -> int:
             for steps in args.finetune_steps:
                 chosen = list({r["arch"]: r for r in rows if r["supernet_seed"] == seed and r["finetune_steps"] == steps
                                and (name == "pooled" or r["truth"] == name)}.values())
-                top1, loss = taus(chosen)
+                taus = score_taus(chosen)
                 table.append({"truth": name, "supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
-                              "archs": len(chosen), "tau_top1": top1, "tau_neg_loss": loss, "noise_ceiling": ceiling})
-    print(f"\n{'truth':<40} {'seed':>4} {'steps':>5} {'archs':>5} {'tau top-1':>9} {'tau -loss':>9} {'ceiling':>7}")
+                              "archs": len(chosen), **{f"tau_{k}": v for k, v in taus.items()},
+                              "noise_ceiling": ceiling})
+    print(f"\n{'truth':<40} {'seed':>4} {'steps':>5} {'archs':>5} {'tau top-1':>9} {'tau -loss':>9} "
+          f"{'-(val+train)':>12} {'ceiling':>7}")
     for t in table:
         print(f"{Path(t['truth']).name if t['truth'] != 'pooled' else 'pooled':<40} {t['supernet_seed']:>4} "
               f"{t['finetune_steps']:>5} {t['archs']:>5} {t['tau_top1']:>9.3f} {t['tau_neg_loss']:>9.3f} "
-              f"{t['noise_ceiling']:>7.2f}")
+              f"{fmt(t['tau_neg_val_train_loss']):>12} {t['noise_ceiling']:>7.2f}")
     summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
                "path_sampler": sampler, "inplace_distill": args.inplace_distill,
                "finetune_steps": args.finetune_steps, "finetune_lr_scale": args.finetune_lr_scale,
                "by_truth": table, "by_steps": {}}
     for steps in args.finetune_steps:
         pooled = [t for t in table if t["truth"] == groups[-1][0] and t["finetune_steps"] == steps]
-        by = {"mean_tau_top1": statistics.fmean(t["tau_top1"] for t in pooled),
-              "range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)],
-              "mean_tau_neg_loss": statistics.fmean(t["tau_neg_loss"] for t in pooled)}
+        by = {"range_tau_top1": [min(t["tau_top1"] for t in pooled), max(t["tau_top1"] for t in pooled)]}
+        for name in SCORES:
+            values = [t[f"tau_{name}"] for t in pooled]
+            by[f"mean_tau_{name}"] = None if None in values else statistics.fmean(values)
         # The supernets as one ensemble: each arch scored by its mean over them (are their errors shared?).
         # Each arch once per supernet, as above, should two draws share one.
         chosen = {(r["arch"], r["supernet_seed"]): r for r in rows if r["finetune_steps"] == steps
@@ -179,14 +201,18 @@ def main() -> int:
             scores.setdefault(arch, []).append(r)
         ensemble = [{"standalone_top1": rs[0]["standalone_top1"],
                      "inherited_top1": statistics.fmean(r["inherited_top1"] for r in rs),
-                     "inherited_val_loss": statistics.fmean(r["inherited_val_loss"] for r in rs)}
+                     "inherited_val_loss": statistics.fmean(r["inherited_val_loss"] for r in rs),
+                     "finetune_train_loss": (None if steps == 0
+                                             else statistics.fmean(r["finetune_train_loss"] for r in rs))}
                     for rs in scores.values()]
-        by["ensemble_tau_top1"], by["ensemble_tau_neg_loss"] = taus(ensemble)
+        by.update({f"ensemble_tau_{k}": v for k, v in score_taus(ensemble).items()})
         summary["by_steps"][str(steps)] = by
         print(f"{groups[-1][0]}, {steps} fine-tuning steps: tau of top-1 over supernet seeds {seeds}: mean "
               f"{by['mean_tau_top1']:.3f}, range {by['range_tau_top1'][0]:.3f}-{by['range_tau_top1'][1]:.3f}; of "
-              f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}; of their mean score over the "
-              f"supernets (an ensemble): {by['ensemble_tau_top1']:.3f} / {by['ensemble_tau_neg_loss']:.3f}")
+              f"minus the validation loss: mean {by['mean_tau_neg_loss']:.3f}; of minus (validation + training "
+              f"loss): mean {fmt(by['mean_tau_neg_val_train_loss'])}; of their mean score over the supernets (an "
+              f"ensemble): {by['ensemble_tau_top1']:.3f} / {by['ensemble_tau_neg_loss']:.3f} / "
+              f"{fmt(by['ensemble_tau_neg_val_train_loss'])}")
     scale = "" if args.finetune_lr_scale == 1 else f"-lr{args.finetune_lr_scale:g}"
     kind = "" if sampler == base.path_sampler and not args.inplace_distill else \
         f"-{sampler}{'-kd' if args.inplace_distill else ''}"

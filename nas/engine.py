@@ -171,7 +171,9 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
              device: torch.device | str = "cpu") -> float:
     """Train ``model`` (an extracted sub-network) for ``steps`` updates of ``recipe``'s batch size on ``dataset``:
     AdamW at the recipe's peak learning rate and weight decay, cosine to zero over the steps, its label smoothing
-    (no Mixup/CutMix) and gradient clipping. Returns the mean loss of the last quarter of the steps.
+    (no Mixup/CutMix) and gradient clipping. Returns the mean training loss over all the steps: how fast the arch
+    fits from its inherited weights (the training-speed estimate of Ru et al., 2021; docs/BENCHMARKS.md measures it as
+    a ranking signal).
 
     Why: shared weights rate an arch by what it reaches after long training together with every other path;
     a few steps on its own let each arch shed the compromise (docs/BENCHMARKS.md: mean Kendall tau 0.575 -> 0.685 over
@@ -210,10 +212,10 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
                     break
             epoch += 1
     model.train(was_training)
-    tail = torch.stack(losses[-max(1, steps // 4):]).float().mean().item()
-    if not math.isfinite(tail):
-        raise FloatingPointError(f"fine-tuning loss is {tail}")
-    return tail
+    mean_loss = torch.stack(losses).float().mean().item()
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(f"fine-tuning loss is {mean_loss}")
+    return mean_loss
 
 
 def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_batches: int,
@@ -222,14 +224,17 @@ def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_b
     """Top-1 and loss of ``arch`` with inherited weights: extract, optionally fine-tune alone for ``finetune_steps``
     steps of ``recipe`` (the supernet's training recipe) on the train split, recalibrate BatchNorm on the train
     split, evaluate on the validation split (what the search optimises; the test split is never read here).
+    Returns the validation ``top1`` and ``loss``, and with fine-tuning its mean training loss (``train_loss``).
     The supernet itself is never changed."""
     net = supernet.extract(arch).to(device)
+    train_loss = None
     if finetune_steps > 0:
         if recipe is None:
             raise ValueError("fine-tuning needs the supernet's training recipe")
-        finetune(net, data.train, recipe, steps=finetune_steps, seed=seed, device=device)
+        train_loss = finetune(net, data.train, recipe, steps=finetune_steps, seed=seed, device=device)
     recalibrate_bn(net, data.train, num_batches=recalib_batches, seed=seed, device=device)
-    return evaluate(net, data.val, batch_size=batch_size, device=device)
+    result = evaluate(net, data.val, batch_size=batch_size, device=device)
+    return result if train_loss is None else {**result, "train_loss": train_loss}
 
 
 # --- training -----------------------------------------------------------------------------------

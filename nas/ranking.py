@@ -182,6 +182,7 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
         cost = arch_cost(arch, DEPLOYMENT)
         rows.append({"arch": arch.key(), "flops": cost.flops, "params": cost.params,
                      "inherited_top1": inherited["top1"], "inherited_val_loss": inherited["loss"],
+                     "inherited_train_loss": inherited.get("train_loss"),
                      "inherited_top1_no_finetune": as_is["top1"],
                      "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
                      "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
@@ -194,6 +195,7 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
                                      + (f" fine-tuned alone for {cfg.finetune_steps} steps on the train split"
                                         if cfg.finetune_steps else "") + ", BN recalibrated",
                    "inherited_val_loss": "the same evaluation's cross-entropy",
+                   "inherited_train_loss": "the mean training loss of the fine-tuning steps (train split)",
                    "inherited_top1_no_finetune": "validation split, supernet weights as they are, BN recalibrated",
                    "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",
                    "standalone_val_top1": "validation split, the same runs"},
@@ -202,9 +204,9 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SUMMARY, summary)
     write_csv_atomic(out / "ranking.csv", [{k: v for k, v in r.items() if k != "stages"} for r in rows],
-                     ("arch", "flops", "params", "inherited_top1", "inherited_val_loss", "inherited_top1_no_finetune",
-                      "standalone_top1",
-                      "standalone_val_top1", "standalone_top1_per_seed"))
+                     ("arch", "flops", "params", "inherited_top1", "inherited_val_loss", "inherited_train_loss",
+                      "inherited_top1_no_finetune", "standalone_top1", "standalone_val_top1",
+                      "standalone_top1_per_seed"))
     plot_ranking(out / "ranking.png", rows, summary)
     return summary
 
@@ -229,6 +231,10 @@ def summarize(rows: list[dict], seed: int) -> dict:
         # The same inherited evaluation scored by its loss (finer than top-1 on a small split): rank agreement of
         # minus the loss, for comparison; the search optimises top-1.
         "neg_val_loss_tau": kendall_tau([-r["inherited_val_loss"] for r in rows], truth),
+        # ... and by the validation loss plus the fine-tuning's mean training loss (how fast the arch fit alone);
+        # None without fine-tuning. docs/BENCHMARKS.md compares the three on the default task.
+        "neg_val_train_loss_tau": (None if any(r["inherited_train_loss"] is None for r in rows) else kendall_tau(
+            [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in rows], truth)),
         # Inherited top-1 without the fine-tuning steps (the same as kendall_tau when there are none).
         "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
     }

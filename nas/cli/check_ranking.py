@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * r['standalone_top1']:7.2f}%")
     print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}; "
           f"inherited validation loss instead of top-1: tau {summary['neg_val_loss_tau']:.3f}"
-          + (f"; without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
+          + (f"; validation + fine-tuning training loss: tau {summary['neg_val_train_loss_tau']:.3f}"
+             f"; without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
              if cfg.finetune_steps else ""))
     out = ranking_dir(supernet)
     print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")

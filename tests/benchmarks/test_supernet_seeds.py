@@ -79,6 +79,16 @@ def test_scores_each_supernet_and_their_ensemble(tiny_truth, tmp_path):
         per_seed = [kendall_tau([next(r["inherited_top1"] for r in chosen if r["arch"] == a and r["supernet_seed"] == s)
                                  for a in archs], truth) for s in (0, 1)]
         assert by["mean_tau_top1"] == pytest.approx(statistics.fmean(per_seed), nan_ok=True)
+        # minus (validation loss + the fine-tuning's mean training loss): only where there was fine-tuning
+        if steps == 0:
+            assert all(r["finetune_train_loss"] is None for r in chosen)
+            assert by["mean_tau_neg_val_train_loss"] is None and by["ensemble_tau_neg_val_train_loss"] is None
+        else:
+            assert all(r["finetune_train_loss"] > 0 for r in chosen)
+            mean_combined = [-statistics.fmean(r["inherited_val_loss"] + r["finetune_train_loss"]
+                                               for r in chosen if r["arch"] == a) for a in archs]
+            assert by["ensemble_tau_neg_val_train_loss"] == pytest.approx(kendall_tau(mean_combined, truth),
+                                                                           nan_ok=True)
     assert "an ensemble" in done.stdout
 
 

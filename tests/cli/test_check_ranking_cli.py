@@ -46,6 +46,11 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert all(math.isfinite(loss) and loss > 0 for loss in losses)
     assert summary["neg_val_loss_tau"] == pytest.approx(
         kendall_tau([-loss for loss in losses], [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
+    # plus each arch's mean training loss over its fine-tuning steps
+    combined = [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in summary["archs"]]
+    assert all(r["inherited_train_loss"] > 0 for r in summary["archs"])
+    assert summary["neg_val_train_loss_tau"] == pytest.approx(
+        kendall_tau(combined, [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
     # each arch fine-tuned as the search does by default; the report also ranks the weights as they were
     assert summary["config"]["finetune_steps"] == FINETUNE_STEPS and "fine-tuning steps: tau" in done.stdout
     as_is = [r["inherited_top1_no_finetune"] for r in summary["archs"]]
