@@ -1,4 +1,6 @@
 """nas.engine: BatchNorm recalibration, fine-tuning and inherited-weight evaluation, mixed-precision training."""
+import dataclasses
+import itertools
 import math
 
 import pytest
@@ -101,14 +103,17 @@ def test_finetune_returns_the_mean_training_loss_of_its_steps():
     data = build_data(TINY_DATA)
     torch.manual_seed(0)
     supernet = MixerNet(SearchSpace.from_dict(TINY_SPACE), TINY)
-    one_step = finetune(supernet.extract(ARCH), data.train, RECIPE, steps=1, seed=4)
-    # by hand: one step's loss is the label-smoothed loss of the seed's first batch on the inherited weights
+    frozen = dataclasses.replace(RECIPE, lr=0.0)  # the weights never move, so each step's loss is known by hand
+    got = finetune(supernet.extract(ARCH), data.train, frozen, steps=4, seed=4)
+    # by hand: the label-smoothed loss of the seed's first 4 batches on the inherited weights, averaged
     net = supernet.extract(ARCH).train()
+    loss_fn = hard_label_loss(RECIPE.label_smoothing)
     with torch.random.fork_rng():
         torch.manual_seed(4)
-        x, y = next(iter(make_loader(data.train, RECIPE.batch_size, shuffle=True, seed=4 * 100_003, drop_last=True)))
-        first = hard_label_loss(RECIPE.label_smoothing)(net(x), y).item()
-    assert one_step == pytest.approx(first, rel=1e-5)
+        batches = make_loader(data.train, RECIPE.batch_size, shuffle=True, seed=4 * 100_003, drop_last=True)
+        losses = [loss_fn(net(x), y).item() for x, y in itertools.islice(batches, 4)]
+    assert len(losses) == 4 and max(losses) - min(losses) > 1e-3  # four different batches: mean != any one of them
+    assert got == pytest.approx(sum(losses) / 4, rel=1e-5)
 
 
 def test_finetune_refuses_no_steps():
