@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import run, write_rows
+from supernet_seeds import read_result_rows
 
 from nas.data import build_data
 from nas.engine import FINETUNE_STEPS, evaluate_arch
@@ -42,13 +43,8 @@ def main() -> int:
     args = p.parse_args()
     if args.extra < 1 or args.finetune_steps < 1:
         raise UserError("--extra and --finetune-steps must be 1 or more")
-    data = read_json_file(args.rows)
-    if not isinstance(data, dict) or "rows" not in data or "summary" not in data:
-        raise UserError(f"{args.rows}: not a file written by benchmarks/supernet_seeds.py")
-    first = [r for r in data["rows"] if r["finetune_steps"] == args.finetune_steps]
-    if not first:
-        raise UserError(f"{args.rows}: no rows at {args.finetune_steps} fine-tuning steps")
-    truths = {path: read_json_file(path) for path in data["summary"]["truth"]}
+    summary, first = read_result_rows(args.rows, args.finetune_steps)
+    truths = {path: read_json_file(path) for path in summary["truth"]}
 
     rows = []
     for supernet in sorted({r["supernet"] for r in first}):

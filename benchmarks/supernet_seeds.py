@@ -80,6 +80,17 @@ def read_truth(path: str) -> dict:
     return data
 
 
+def read_result_rows(path: str, finetune_steps: int) -> tuple[dict, list[dict]]:
+    """A result this script wrote (its summary) and its rows at ``finetune_steps`` fine-tuning steps."""
+    data = read_json_file(path)
+    if not isinstance(data, dict) or "rows" not in data or "summary" not in data:
+        raise UserError(f"{path}: not a file written by benchmarks/supernet_seeds.py")
+    rows = [r for r in data["rows"] if r["finetune_steps"] == finetune_steps]
+    if not rows:
+        raise UserError(f"{path}: no rows at {finetune_steps} fine-tuning steps")
+    return data["summary"], rows
+
+
 def truth_supernet(truth: dict, path: str) -> Path:
     """The checked supernet: a check-ranking report names it by its absolute path, a truth kept in the repository
     (benchmarks/truth/) relative to the repository root, with the command that trains it."""
