@@ -14,6 +14,9 @@ seed) and the truth files they were scored against, then reports, pooled over th
   (per stage: a one-hot of the mixer, kernel, depth and pooling scaled to their largest value), fitted on every
   draw but one and scored on the one left out; the ridge strength is chosen by the same leave-one-draw-out inside
   the training draws (nested), so nothing is tuned on the draw scored. Needs at least three truth files.
+- *ensembles* (with rows of two or more supernet seeds): each arch scored by its mean over every subset of two or
+  more of the supernets (the same arch fine-tuned from each), of top-1 and of minus (validation + training loss),
+  and with the from-scratch loss added once to that mean. What averaging supernets buys, and at what cost.
 
     python benchmarks/supernet_seeds.py --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
     python benchmarks/ranking_signals.py --rows results/benchmarks/supernet_seeds-e16.json --scratch-steps 48
@@ -21,6 +24,7 @@ seed) and the truth files they were scored against, then reports, pooled over th
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -108,6 +112,39 @@ def scratch_losses(truths: list[dict], space: SearchSpace, job: SupernetJob, set
     return losses
 
 
+def ensemble_taus(rows: list[dict], scratch: dict[str, float]) -> list[dict]:
+    """Kendall tau of each arch's mean score over every subset of two or more supernet seeds in ``rows`` (one row per
+    arch and seed); with ``scratch``, also of that mean loss sum minus the arch's from-scratch loss (counted once:
+    it does not depend on the supernet)."""
+    by_arch: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_arch.setdefault(r["arch"], {})[r["supernet_seed"]] = r
+    seeds = sorted({r["supernet_seed"] for r in rows})
+    if any(len(per_seed) != len(seeds) for per_seed in by_arch.values()):
+        raise UserError("every arch needs a row for every supernet seed to average them")
+    archs = sorted(by_arch)
+    truth = [by_arch[a][seeds[0]]["standalone_top1"] for a in archs]
+    out = []
+    for size in range(2, len(seeds) + 1):
+        for subset in itertools.combinations(seeds, size):
+            mean = {name: [statistics.fmean(SCORES[name](by_arch[a][s]) for s in subset) for a in archs]
+                    for name in ("top1", "neg_val_train_loss")}
+            line = {"supernet_seeds": list(subset), "archs": len(archs),
+                    **{f"tau_{name}": kendall_tau(values, truth) for name, values in mean.items()}}
+            if scratch:
+                line["tau_neg_three_losses"] = kendall_tau(
+                    [loss - scratch[a] for loss, a in zip(mean["neg_val_train_loss"], archs)], truth)
+            out.append(line)
+    return out
+
+
+def before_after(line: dict, name: str) -> str:
+    """A seed's mean per-draw tau of ``name`` uncorrected / calibrated, or "-" without a calibration."""
+    if f"per_draw_tau_{name}" not in line:
+        return "-"
+    return f"{line[f'per_draw_tau_{name}']:.3f} / {line[f'per_draw_tau_calibrated_{name}']:.3f}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", required=True, help="a supernet_seeds.py result (JSON) with fine-tuned rows")
@@ -166,18 +203,28 @@ def main() -> int:
     print(f"\n{'seed':>4} {'archs':>5} {'top-1':>6} {'-(val+train)':>12} {'-scratch':>8} {'-3 losses':>9} "
           f"{'draw: top-1 / calibrated':>24} {'-(val+train) / calibrated':>26}")
     for t in table:
-        cal = (f"{t['per_draw_tau_top1']:.3f} / {t['per_draw_tau_calibrated_top1']:.3f}"
-               if "per_draw_tau_top1" in t else "-")
-        cal_loss = (f"{t['per_draw_tau_neg_val_train_loss']:.3f} / "
-                    f"{t['per_draw_tau_calibrated_neg_val_train_loss']:.3f}" if "per_draw_tau_top1" in t else "-")
         print(f"{t['supernet_seed']:>4} {t['archs']:>5} {t['tau_top1']:>6.3f} {t['tau_neg_val_train_loss']:>12.3f} "
               f"{t.get('tau_neg_scratch_loss', float('nan')):>8.3f} {t.get('tau_neg_three_losses', float('nan')):>9.3f} "
-              f"{cal:>24} {cal_loss:>26}")
+              f"{before_after(t, 'top1'):>24} {before_after(t, 'neg_val_train_loss'):>26}")
     means = {key: statistics.fmean(t[key] for t in table)
              for key in table[0] if key.startswith(("tau_", "per_draw_tau_"))}
     print("mean over supernet seeds: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items()))
+    ensembles = ensemble_taus(out_rows, scratch) if len(table) > 1 else []
+    if ensembles:
+        print(f"\n{'ensemble of supernet seeds':<27} {'top-1':>6} {'-(val+train)':>12} {'-3 losses':>9}")
+        for e in ensembles:
+            print(f"{','.join(map(str, e['supernet_seeds'])):<27} {e['tau_top1']:>6.3f} "
+                  f"{e['tau_neg_val_train_loss']:>12.3f} {e.get('tau_neg_three_losses', float('nan')):>9.3f}")
+    ensemble_means: dict[str, dict[str, float]] = {}
+    for size in sorted({len(e["supernet_seeds"]) for e in ensembles}):
+        group = [e for e in ensembles if len(e["supernet_seeds"]) == size]
+        ensemble_means[str(size)] = {key: statistics.fmean(e[key] for e in group) for key in group[0]
+                                     if key.startswith("tau_")}
+    for size, m in ensemble_means.items():
+        print(f"mean over ensembles of {size} supernets: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     summary = {"rows": args.rows, "finetune_steps": args.finetune_steps, "scratch_steps": args.scratch_steps,
-               "scratch_seed": args.scratch_seed, "truth": truth_paths, "by_seed": table, "mean": means}
+               "scratch_seed": args.scratch_seed, "truth": truth_paths, "by_seed": table, "mean": means,
+               "ensembles": ensembles, "ensemble_mean_by_size": ensemble_means}
     out = write_rows(args.out, f"ranking_signals-scratch{args.scratch_steps}", summary, out_rows)
     print(f"wrote {out}.json and .csv")
     return 0

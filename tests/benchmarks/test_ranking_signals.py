@@ -1,5 +1,6 @@
 """benchmarks/ranking_signals.py: the from-scratch training loss is the product's fine-tuning run on fresh weights,
-and the calibration scores each draw by a ridge fitted without it (its ridge strength chosen without it too)."""
+the calibration scores each draw by a ridge fitted without it (its ridge strength chosen without it too), and an
+ensemble's tau is that of each arch's mean score over the supernets."""
 import json
 import random
 import subprocess
@@ -11,6 +12,7 @@ import torch
 
 from nas.data import build_data
 from nas.engine import finetune
+from nas.errors import UserError
 from nas.stats import kendall_tau
 from nas.supernet_train import load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
@@ -20,7 +22,8 @@ from tests.conftest import ROOT
 from tests.nas.test_supernet_train import TINY_SPACE, tiny_job
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from ranking_signals import arch_features, fit_ridge, leave_one_draw_out, nested_calibration  # noqa: E402
+from ranking_signals import (arch_features, ensemble_taus, fit_ridge, leave_one_draw_out,  # noqa: E402
+                             nested_calibration)
 
 
 def test_held_out_draw_labels_never_reach_its_prediction():
@@ -58,7 +61,7 @@ def test_arch_features_follow_the_space():
 
 @pytest.fixture(scope="module")
 def seeds_result(tmp_path_factory):
-    """supernet_seeds.py's result on a tiny supernet against three made-up truth draws of 3 archs each."""
+    """supernet_seeds.py's result on two tiny supernets (seeds 0, 1) against three made-up truth draws of 3 archs."""
     root = tmp_path_factory.mktemp("signals")
     supernet = train_supernet(tiny_job(1), root / "supernet", progress=False)
     rng, space = random.Random(0), SearchSpace.from_dict(TINY_SPACE)
@@ -73,7 +76,7 @@ def seeds_result(tmp_path_factory):
         paths.append(root / f"truth{draw}.json")
         paths[-1].write_text(json.dumps(truth))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "supernet_seeds.py"), "--truth",
-                           *map(str, paths), "--seeds", "0", "--finetune-steps", "2", "--out", str(root)],
+                           *map(str, paths), "--seeds", "0,1", "--finetune-steps", "2", "--out", str(root)],
                           cwd=root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return root / "supernet_seeds-e1.json"
@@ -85,8 +88,9 @@ def test_reports_the_scratch_loss_and_the_calibration(seeds_result, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "ranking_signals-scratch2.json").read_text())
-    rows, (line,) = data["rows"], data["summary"]["by_seed"]
-    assert len(rows) == 9 and line["archs"] == 9
+    rows, (line, _) = data["rows"], data["summary"]["by_seed"]
+    assert len(rows) == 18 and line["archs"] == 9
+    all_rows, rows = rows, [r for r in rows if r["supernet_seed"] == 0]
     # the scratch loss is the product's fine-tuning run on fresh weights of the seed
     state = load_supernet_state(json.loads(seeds_result.read_text())["summary"]["checked_supernet"])
     space, data_bundle = SearchSpace.from_dict(state["space"]), build_data(tiny_job(1).data)
@@ -102,6 +106,30 @@ def test_reports_the_scratch_loss_and_the_calibration(seeds_result, tmp_path):
     assert line["tau_neg_three_losses"] == pytest.approx(kendall_tau(
         [-(r["inherited_val_loss"] + r["finetune_train_loss"] + r["scratch_train_loss"]) for r in rows], truth))
     assert -1 <= line["per_draw_tau_calibrated_top1"] <= 1 and len(line["ridge_strengths_top1"]) == 3
+    # the ensemble of both supernets: each arch's mean score over them, the scratch loss added once
+    (ensemble,) = data["summary"]["ensembles"]
+    assert ensemble["supernet_seeds"] == [0, 1] and ensemble["archs"] == 9
+    archs = sorted({r["arch"] for r in all_rows})
+    pair = {a: [r for r in all_rows if r["arch"] == a] for a in archs}
+    truth = [pair[a][0]["standalone_top1"] for a in archs]
+    loss_sum = [-sum(r["inherited_val_loss"] + r["finetune_train_loss"] for r in pair[a]) / 2 for a in archs]
+    assert ensemble["tau_top1"] == pytest.approx(kendall_tau(
+        [sum(r["inherited_top1"] for r in pair[a]) / 2 for a in archs], truth))
+    assert ensemble["tau_neg_val_train_loss"] == pytest.approx(kendall_tau(loss_sum, truth))
+    assert ensemble["tau_neg_three_losses"] == pytest.approx(kendall_tau(
+        [s - pair[a][0]["scratch_train_loss"] for s, a in zip(loss_sum, archs)], truth))
+    assert data["summary"]["ensemble_mean_by_size"]["2"]["tau_top1"] == pytest.approx(ensemble["tau_top1"])
+
+
+def test_ensembles_cover_every_subset_and_need_every_seed():
+    rows = [{"supernet_seed": s, "arch": a, "standalone_top1": t, "inherited_top1": t + 0.1 * s,
+             "inherited_val_loss": 1 - t, "finetune_train_loss": 1 - t} for s in range(3)
+            for a, t in (("a", 0.5), ("b", 0.7), ("c", 0.6))]
+    lines = ensemble_taus(rows, {})
+    assert [e["supernet_seeds"] for e in lines] == [[0, 1], [0, 2], [1, 2], [0, 1, 2]]
+    assert all(e["tau_top1"] == pytest.approx(1.0) and "tau_neg_three_losses" not in e for e in lines)
+    with pytest.raises(UserError, match="every supernet seed"):
+        ensemble_taus(rows[:-1], {})
 
 
 def test_bad_rows_file_exits_2(tmp_path):
