@@ -15,8 +15,8 @@ seed) and the truth files they were scored against, then reports, pooled over th
   draw but one and scored on the one left out; the ridge strength is chosen by the same leave-one-draw-out inside
   the training draws (nested), so nothing is tuned on the draw scored. Needs at least three truth files.
 - *ensembles* (with rows of two or more supernet seeds): each arch scored by its mean over every subset of two or
-  more of the supernets (the same arch fine-tuned from each), of top-1 and of minus (validation + training loss),
-  and with the from-scratch loss added once to that mean. What averaging supernets buys, and at what cost.
+  more of the supernets (the same arch fine-tuned from each), of each score ``supernet_seeds.py`` reports, and of
+  minus the three losses with the from-scratch loss added once to that mean. What averaging supernets buys, and at what cost.
 
     python benchmarks/supernet_seeds.py --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
     python benchmarks/ranking_signals.py --rows results/benchmarks/supernet_seeds-e16.json --scratch-steps 48
@@ -28,6 +28,7 @@ import itertools
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import run, write_rows
-from supernet_seeds import SCORES, read_result_rows, read_truth
+from supernet_seeds import SCORES, average_over_supernets, read_result_rows, read_truth, score_taus
 
 from nas.data import build_data
 from nas.engine import finetune
@@ -112,28 +113,28 @@ def scratch_losses(truths: list[dict], space: SearchSpace, job: SupernetJob, set
     return losses
 
 
+def neg_three_losses(row: dict, scratch: dict[str, float]) -> float:
+    """Minus (validation loss + the fine-tuning's training loss + the from-scratch training loss) of one row."""
+    return SCORES["neg_val_train_loss"](row) - scratch[row["arch"]]
+
+
 def ensemble_taus(rows: list[dict], scratch: dict[str, float]) -> list[dict]:
     """Kendall tau of each arch's mean score over every subset of two or more supernet seeds in ``rows`` (one row per
     arch and seed); with ``scratch``, also of that mean loss sum minus the arch's from-scratch loss (counted once:
     it does not depend on the supernet)."""
-    by_arch: dict[str, dict[int, dict]] = {}
-    for r in rows:
-        by_arch.setdefault(r["arch"], {})[r["supernet_seed"]] = r
     seeds = sorted({r["supernet_seed"] for r in rows})
-    if any(len(per_seed) != len(seeds) for per_seed in by_arch.values()):
+    per_arch = Counter(r["arch"] for r in rows)
+    if any(count != len(seeds) for count in per_arch.values()):
         raise UserError("every arch needs a row for every supernet seed to average them")
-    archs = sorted(by_arch)
-    truth = [by_arch[a][seeds[0]]["standalone_top1"] for a in archs]
     out = []
     for size in range(2, len(seeds) + 1):
         for subset in itertools.combinations(seeds, size):
-            mean = {name: [statistics.fmean(SCORES[name](by_arch[a][s]) for s in subset) for a in archs]
-                    for name in ("top1", "neg_val_train_loss")}
-            line = {"supernet_seeds": list(subset), "archs": len(archs),
-                    **{f"tau_{name}": kendall_tau(values, truth) for name, values in mean.items()}}
+            averaged = average_over_supernets([r for r in rows if r["supernet_seed"] in subset])
+            line = {"supernet_seeds": list(subset), "archs": len(averaged),
+                    **{f"tau_{name}": tau for name, tau in score_taus(averaged).items()}}
             if scratch:
-                line["tau_neg_three_losses"] = kendall_tau(
-                    [loss - scratch[a] for loss, a in zip(mean["neg_val_train_loss"], archs)], truth)
+                line["tau_neg_three_losses"] = kendall_tau([neg_three_losses(r, scratch) for r in averaged],
+                                                           [r["standalone_top1"] for r in averaged])
             out.append(line)
     return out
 
@@ -181,8 +182,7 @@ def main() -> int:
         line.update({f"tau_{name}": kendall_tau([score(r) for r in chosen], truth) for name, score in SCORES.items()})
         if scratch:
             line["tau_neg_scratch_loss"] = kendall_tau([-scratch[r["arch"]] for r in chosen], truth)
-            line["tau_neg_three_losses"] = kendall_tau(
-                [-(r["inherited_val_loss"] + r["finetune_train_loss"] + scratch[r["arch"]]) for r in chosen], truth)
+            line["tau_neg_three_losses"] = kendall_tau([neg_three_losses(r, scratch) for r in chosen], truth)
         if len(truths) >= 3:
             draws = [r["truth"] for r in chosen]
             for name in ("top1", "neg_val_train_loss"):

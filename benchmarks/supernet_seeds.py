@@ -69,6 +69,20 @@ def score_taus(selected: list[dict]) -> dict[str, float | None]:
     return out
 
 
+def average_over_supernets(rows: list[dict]) -> list[dict]:
+    """One row per arch whose scores are its mean over ``rows`` (one per supernet that scored it): an ensemble's
+    scores, ready for ``score_taus``. The fine-tuning's training loss is None where a row lacks it."""
+    by_arch: dict[str, list[dict]] = {}
+    for r in rows:
+        by_arch.setdefault(r["arch"], []).append(r)
+    return [{"arch": arch, "standalone_top1": rs[0]["standalone_top1"],
+             "inherited_top1": statistics.fmean(r["inherited_top1"] for r in rs),
+             "inherited_val_loss": statistics.fmean(r["inherited_val_loss"] for r in rs),
+             "finetune_train_loss": (None if any(r["finetune_train_loss"] is None for r in rs)
+                                     else statistics.fmean(r["finetune_train_loss"] for r in rs))}
+            for arch, rs in by_arch.items()]
+
+
 def fmt(tau: float | None) -> str:
     return "-" if tau is None else f"{tau:.3f}"
 
@@ -207,15 +221,7 @@ def main() -> int:
         # Each arch once per supernet, as above, should two draws share one.
         chosen = {(r["arch"], r["supernet_seed"]): r for r in rows if r["finetune_steps"] == steps
                   and (groups[-1][0] == "pooled" or r["truth"] == groups[-1][0])}
-        scores: dict[str, list[dict]] = {}
-        for (arch, _), r in chosen.items():
-            scores.setdefault(arch, []).append(r)
-        ensemble = [{"standalone_top1": rs[0]["standalone_top1"],
-                     "inherited_top1": statistics.fmean(r["inherited_top1"] for r in rs),
-                     "inherited_val_loss": statistics.fmean(r["inherited_val_loss"] for r in rs),
-                     "finetune_train_loss": (None if steps == 0
-                                             else statistics.fmean(r["finetune_train_loss"] for r in rs))}
-                    for rs in scores.values()]
+        ensemble = average_over_supernets(list(chosen.values()))
         by.update({f"ensemble_tau_{k}": v for k, v in score_taus(ensemble).items()})
         summary["by_steps"][str(steps)] = by
         print(f"{groups[-1][0]}, {steps} fine-tuning steps: tau of top-1 over supernet seeds {seeds}: mean "
