@@ -39,10 +39,10 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
     returns the first line of each failed trial's error."""
     from ray import tune
 
-    from nas.raysession import ensure_ray, save_tune_state_between_syncs
+    from nas.raysession import ensure_ray, save_tune_state_on_trial_events
     from nas.retrain import check_same_job
 
-    save_tune_state_between_syncs()
+    save_tune_state_on_trial_events()
 
     # A trial resumes whatever checkpoint its folder holds: only if it was started with the same job (issue #11).
     for member, job in jobs.items():

@@ -385,12 +385,12 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from nas.raysession import ensure_ray, save_tune_state_between_syncs
+    from nas.raysession import ensure_ray, reuse_idle_trial_actors, save_tune_state_on_trial_events
 
     # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
     # state is still being copied to the run folder.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-    save_tune_state_between_syncs()
+    save_tune_state_on_trial_events()
     cfg = ctx.config
     space = SearchSpace.from_dict(ctx.space)
     ensure_ray(address)
@@ -422,7 +422,8 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
                                       callbacks=[_trial_reporter()(cfg.trials)],
                                       failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
         )
-    results = tuner.fit()
+    with reuse_idle_trial_actors():
+        results = tuner.fit()
     rows = []
     for result in results:
         if not result.config:  # interrupted as it started: nothing ran or was saved; resume runs it

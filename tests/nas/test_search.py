@@ -1,5 +1,7 @@
 """The search at the Python level: Ray Tune + Optuna for real, a failing trial, budgets, the front."""
 
+import json
+
 import pytest
 
 from nas.report import hypervolume, pareto_front
@@ -149,6 +151,13 @@ def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
         rejected = [r["arch"] for r in rows if r["state"] == "rejected_over_budget"]
         assert len(trials) == 10
         runs.append((trials, rejected))
+        # A slot that waits for an older trial keeps its finished actor for the next trial: no new process that
+        # imports torch again. In the default search (trials of 8-20 s) a quarter of the trials paid that before
+        # (issue #9's 10-minute bound; docs/BENCHMARKS.md); these short trials seldom provoke it, so here this
+        # guards the behaviour rather than reproducing that run.
+        pids = [json.loads(line)["pid"] for path in (tmp_path / name / "ray" / "tune").glob("*/result.json")
+                for line in path.read_text().splitlines()]  # Tune records each result's process
+        assert len(pids) == 10 and len(set(pids)) <= cfg.max_concurrent, pids
     assert runs[0] == runs[1]
 
 
@@ -161,11 +170,11 @@ def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
     from ray.train._internal.storage import StorageContext
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
-    from nas.raysession import ensure_ray, save_tune_state_between_syncs
+    from nas.raysession import ensure_ray, save_tune_state_on_trial_events
 
     ensure_ray(announce=False)  # Tune's staging folder lives in the Ray session's folder
-    save_tune_state_between_syncs()
-    save_tune_state_between_syncs()  # idempotent: wrapped once
+    save_tune_state_on_trial_events()
+    save_tune_state_on_trial_events()  # idempotent: wrapped once
     storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
     staging = storage.experiment_driver_staging_path
     os.makedirs(staging, exist_ok=True)
@@ -188,3 +197,50 @@ def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
     storage.syncer.wait()
     copied = os.path.join(tmp_path, "run", "tune")
     assert {f"state-{i}.bin" for i in range(300)} <= set(os.listdir(copied)) and open(os.path.join(copied, "experiment_state.json")).read() == "{}"
+
+
+def test_tune_saves_its_state_when_a_trial_changed_not_at_every_step(tmp_path):
+    # Tune's loop offers a save about ten times a second; with TUNE_GLOBAL_CHECKPOINT_S=0 each one pickled the
+    # Optuna study and copied the folder, a quarter of a core taken from the trials on 2 cores (issue #9's
+    # 10-minute default run). Real Tune checkpoint manager and trials; the controller is Tune's in a search
+    # (its bound save_to_dir is the save function), a small stand-in here.
+    import os
+
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    from ray.tune.experiment import Trial
+
+    from nas.raysession import ensure_ray, save_tune_state_on_trial_events
+
+    ensure_ray(announce=False)
+    save_tune_state_on_trial_events()
+    storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
+    os.makedirs(storage.experiment_driver_staging_path, exist_ok=True)
+    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+
+    class Controller:
+        def __init__(self):
+            self.trials, self.saves = [Trial("evaluate_trial", stub=True)], 0
+
+        def get_trials(self):
+            return self.trials
+
+        def save_to_dir(self):
+            self.saves += 1
+
+    controller = Controller()
+    for _ in range(5):  # five steps, nothing happened in between
+        manager.sync_up_experiment_state(controller.save_to_dir)
+    assert controller.saves == 1
+    controller.trials[0].set_status(Trial.RUNNING)
+    manager.sync_up_experiment_state(controller.save_to_dir)
+    manager.sync_up_experiment_state(controller.save_to_dir)
+    assert controller.saves == 2
+    controller.trials[0].update_last_result({"training_iteration": 1})  # a report (a Ray Train checkpoint with it)
+    manager.sync_up_experiment_state(controller.save_to_dir)
+    controller.trials.append(Trial("evaluate_trial", stub=True))  # a new trial
+    manager.sync_up_experiment_state(controller.save_to_dir)
+    assert controller.saves == 4
+    manager.sync_up_experiment_state(controller.save_to_dir, force=True)  # Tune forces one at the end and on Ctrl-C
+    assert controller.saves == 5
+    storage.syncer.wait()
