@@ -161,10 +161,10 @@ def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
     assert runs[0] == runs[1]
 
 
-def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
-    # regression: issue #11 item 8 -- Tune wrote its next state (temp files, a non-atomic JSON) into the folder its
-    # background thread was still copying to the run folder: "Last sync command failed" with a FileNotFoundError
-    # traceback mid-search, or a half-written copy. Real Tune storage, syncer and checkpoint manager here.
+@pytest.fixture
+def tune_state_saving(tmp_path):
+    """Real Tune storage, syncer and checkpoint manager (saving at every offer: TUNE_GLOBAL_CHECKPOINT_S=0, as the
+    search sets it), with the search's wrapper installed."""
     import os
 
     from ray.train._internal.storage import StorageContext
@@ -176,12 +176,22 @@ def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
     save_tune_state_on_trial_events()
     save_tune_state_on_trial_events()  # idempotent: wrapped once
     storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
+    os.makedirs(storage.experiment_driver_staging_path, exist_ok=True)
+    yield storage, _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+    storage.syncer.wait()
+
+
+def test_tune_saves_its_state_only_after_the_last_copy_finished(tune_state_saving, tmp_path):
+    # regression: issue #11 item 8 -- Tune wrote its next state (temp files, a non-atomic JSON) into the folder its
+    # background thread was still copying to the run folder: "Last sync command failed" with a FileNotFoundError
+    # traceback mid-search, or a half-written copy.
+    import os
+
+    storage, manager = tune_state_saving
     staging = storage.experiment_driver_staging_path
-    os.makedirs(staging, exist_ok=True)
     for i in range(300):  # enough to copy that the copy is still running when the next save comes
         with open(os.path.join(staging, f"state-{i}.bin"), "wb") as f:
             f.write(os.urandom(200_000))
-    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
     copying_while_saving = []
 
     def save():
@@ -199,24 +209,14 @@ def test_tune_saves_its_state_only_after_the_last_copy_finished(tmp_path):
     assert {f"state-{i}.bin" for i in range(300)} <= set(os.listdir(copied)) and open(os.path.join(copied, "experiment_state.json")).read() == "{}"
 
 
-def test_tune_saves_its_state_when_a_trial_changed_not_at_every_step(tmp_path):
+def test_tune_saves_its_state_when_a_trial_changed_not_at_every_step(tune_state_saving):
     # Tune's loop offers a save about ten times a second; with TUNE_GLOBAL_CHECKPOINT_S=0 each one pickled the
     # Optuna study and copied the folder, a quarter of a core taken from the trials on 2 cores (issue #9's
-    # 10-minute default run). Real Tune checkpoint manager and trials; the controller is Tune's in a search
-    # (its bound save_to_dir is the save function), a small stand-in here.
-    import os
-
-    from ray.train._internal.storage import StorageContext
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    # 10-minute default run). Real Tune trials; the controller is Tune's in a search (its bound save_to_dir is the
+    # save function), a small stand-in here.
     from ray.tune.experiment import Trial
 
-    from nas.raysession import ensure_ray, save_tune_state_on_trial_events
-
-    ensure_ray(announce=False)
-    save_tune_state_on_trial_events()
-    storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
-    os.makedirs(storage.experiment_driver_staging_path, exist_ok=True)
-    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+    _, manager = tune_state_saving
 
     class Controller:
         def __init__(self):
@@ -243,4 +243,3 @@ def test_tune_saves_its_state_when_a_trial_changed_not_at_every_step(tmp_path):
     assert controller.saves == 4
     manager.sync_up_experiment_state(controller.save_to_dir, force=True)  # Tune forces one at the end and on Ctrl-C
     assert controller.saves == 5
-    storage.syncer.wait()
