@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 from bench_common import run, write_rows
 from supernet_seeds import read_result_rows
 
+from nas.config import FINETUNE_STEPS
 from nas.data import build_data
-from nas.engine import FINETUNE_STEPS, evaluate_arch
+from nas.engine import evaluate_arch
 from nas.errors import UserError
 from nas.jobs import SupernetJob
 from nas.stats import kendall_tau

@@ -43,8 +43,9 @@ from PIL import Image  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.data import DataConfig, build_data, make_loader  # noqa: E402
-from nas.engine import Trainer, TrainConfig, WorkerContext  # noqa: E402
+from nas.config import DataConfig, TrainConfig  # noqa: E402
+from nas.data import build_data, make_loader  # noqa: E402
+from nas.engine import Trainer, WorkerContext  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.jobs import ModelOptions  # noqa: E402
 from nas.tensor_data import InMemoryImages  # noqa: E402

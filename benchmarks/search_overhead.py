@@ -39,7 +39,7 @@ import torch
 from bench_common import run
 
 from nas import checkpoint as ckpt
-from nas.data import DataConfig
+from nas.config import DataConfig
 from nas.errors import UserError
 from nas.search import (
     OBJECTIVES,

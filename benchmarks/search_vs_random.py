@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.engine import TrainConfig  # noqa: E402
+from nas.config import TrainConfig  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.ranking import RankingConfig, check_ranking  # noqa: E402
 from nas.supernet_train import load_supernet_state  # noqa: E402

@@ -36,8 +36,9 @@ import torch
 from bench_common import write_rows
 
 from nas import checkpoint as ckpt
-from nas.data import DataConfig, build_data
-from nas.engine import TrainConfig, Trainer, evaluate, evaluate_arch
+from nas.config import DataConfig, TrainConfig
+from nas.data import build_data
+from nas.engine import Trainer, evaluate, evaluate_arch
 from nas.jobs import ModelOptions, SupernetJob
 from nas.supernet_train import FINAL, load_supernet, train_supernet
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, write_json_atomic

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,11 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from nas.config import DATASETS, DEFAULT_DATASET, DataConfig, default_img_size
 from nas.errors import UserError
 from nas.tensor_data import CropFlip, DeviceBatchLoader, InMemoryImages
-
-DATASETS = ("mnist-cluttered", "mnist", "cifar10", "cifar100", "imagefolder")
-DEFAULT_DATASET = "mnist-cluttered"  # embedded, and the archs within a budget really differ on it (docs/DATA.md)
 
 # Normalisation constants (per channel).
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -69,28 +67,6 @@ _CIFAR = {  # name: (sub-folder, train files, test file, label key, num classes,
                 b"labels", 10, CIFAR10_MEAN, CIFAR10_STD),
     "cifar100": ("cifar-100-python", ("train",), "test", b"fine_labels", 100, CIFAR100_MEAN, CIFAR100_STD),
 }
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = DEFAULT_DATASET
-    root: str | None = None        # required for cifar10/cifar100/imagefolder; unused for mnist
-    img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
-    augment: bool = True           # training-split augmentation on/off
-    train_subset: int | None = None  # use only this many training images (a fixed choice): quick runs
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataConfig":
-        """From a saved config; older files also held a ``seed`` (the split followed it then), ignored now."""
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-    # The data flags a user may give on the command line, by field.
-    FLAGS = {"dataset": "--dataset", "root": "--data-root", "img_size": "--img-size", "augment": "--no-augment",
-             "train_subset": "--train-subset"}
 
 
 @dataclass
@@ -320,10 +296,6 @@ def _build_imagefolder(cfg: DataConfig, img_size: int) -> DataBundle:
 
 
 # --------------------------------------------------------------------------------------------------- factories
-
-def default_img_size(dataset: str) -> int:
-    return 224 if dataset == "imagefolder" else 32
-
 
 def build_data(cfg: DataConfig) -> DataBundle:
     """Train, validation and test datasets for ``cfg``; raises UserError on any bad input."""

@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from nas import checkpoint as ckpt
+from nas.config import TrainConfig
 from nas.data import DataBundle, make_loader
 from nas.errors import UserError
 from nas.report import write_csv_atomic
@@ -42,35 +43,7 @@ METRICS = "metrics.csv"
 HOST_READ_EVERY = 8  # training steps between reads of the loss on the host (see Trainer.train_epoch)
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 2e-3
-    min_lr: float = 1e-5
-    warmup_epochs: int = 1
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    clip_grad: float | None = 5.0
-    mixup: float = 0.0            # Mixup alpha (0: off)
-    cutmix: float = 0.0           # CutMix alpha (0: off)
-    ema_decay: float | None = None
-    amp: bool | str = False       # False, "bf16" (autocast, no scaler) or "fp16" (autocast + grad scaling, CUDA)
-    recalib_batches: int = 8      # BatchNorm recalibration batches before each evaluation of a sub-network
-    eval_batch_size: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        # False (not None) for "off": jobs saved before bf16 existed keep their fingerprint; True meant float16.
-        self.amp = {None: False, "off": False, True: "fp16"}.get(self.amp, self.amp)
-        if self.amp not in AMP_DTYPES and self.amp is not False:
-            raise UserError(f"--amp {self.amp}: choose bf16 or fp16")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # keys: nas.config.AMP_MODES
 
 
 def autocast(amp: bool | str, device: torch.device | str):
@@ -160,11 +133,6 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
-
-
-# Steps an arch trains alone from its inherited weights before the search evaluates it (``finetune``). About one
-# epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.
-FINETUNE_STEPS = 48
 
 
 def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: int, seed: int = 0,

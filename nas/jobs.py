@@ -6,11 +6,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nas.data import DataBundle, DataConfig
-from nas.engine import TrainConfig
+from nas.config import DataConfig, TrainConfig
 from nas.errors import UserError
 from searchspace import NetSettings, SearchSpace, format_flops
+
+if TYPE_CHECKING:  # torch: only for type hints, so that a command line is checked without it
+    from nas.data import DataBundle
 
 RESULTS = Path("results")
 

@@ -27,8 +27,9 @@ from itertools import combinations
 from pathlib import Path
 
 from nas import checkpoint as ckpt
+from nas.config import FINETUNE_STEPS, TrainConfig
 from nas.data import build_data
-from nas.engine import FINETUNE_STEPS, TrainConfig, evaluate_arch
+from nas.engine import evaluate_arch
 from nas.errors import UserError
 from nas.hub import MODEL
 from nas.jobs import SupernetJob

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from nas import checkpoint as ckpt
-from nas.data import DataConfig, build_data
-from nas.engine import Trainer, TrainConfig, WorkerContext, evaluate
+from nas.config import DataConfig, TrainConfig
+from nas.data import build_data
+from nas.engine import Trainer, WorkerContext, evaluate
 from nas.errors import UserError
 from nas.hub import MODEL
 from nas.jobs import ModelOptions

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from ray.tune.search import Searcher
 
-from nas.data import DataConfig, build_data
-from nas.engine import FINETUNE_STEPS, TrainConfig, evaluate_arch
+from nas.config import FINETUNE_STEPS, SEARCH_SAMPLERS, DataConfig, TrainConfig
+from nas.data import build_data
+from nas.engine import evaluate_arch
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, StageChoice, arch_cost
 from searchspace.arch import DEFAULT_POOL_OP
@@ -38,7 +39,6 @@ POOL_OP = "pool_op"  # a parameter only for stages whose space offers a pool op 
 OBJECTIVES = ("top1", "flops", "latency_ms")
 SUGGESTIONS = "suggestions.jsonl"  # every suggestion that became a trial or was rejected, in order
 MODES = ("max", "min", "min")
-SAMPLERS = ("tpe", "nsga2", "random")
 
 
 def param_name(stage: int, field_name: str) -> str:
@@ -142,7 +142,7 @@ def make_optuna_sampler(name: str, seed: int, trials: int):
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise UserError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+    raise UserError(f"unknown sampler {name!r} (choose from {', '.join(SEARCH_SAMPLERS)})")
 
 
 def tune_search_space(space: SearchSpace) -> dict:

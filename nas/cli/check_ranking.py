@@ -48,21 +48,24 @@ def _default_supernet() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.engine import TrainConfig
-    from nas.jobs import SupernetJob
-    from nas.supernet_train import load_supernet_state
-    from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
-    from searchspace import SearchSpace
-
     if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
         raise UserError("--seeds, --epochs and --batch-size must be at least 1")
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial)
+    budget = parse_flops(args.budget) if args.budget else None
+
+    # After the checks above: a bad flag is refused before torch and Ray are imported (seconds).
+    from nas.config import TrainConfig
+    from nas.jobs import SupernetJob
+    from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
+    from nas.supernet_train import load_supernet_state
+    from searchspace import SearchSpace
+
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
     state = load_supernet_state(supernet)
     job = SupernetJob.from_dict(state["job"])
     space = SearchSpace.from_dict(state["space"])
-    budget = parse_flops(args.budget) if args.budget else (job.path_budget_flops or parse_flops("4.5GFLOPs"))
+    budget = budget or job.path_budget_flops or parse_flops("4.5GFLOPs")
     cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed,
                         recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
                         cpus_per_trial=args.cpus_per_trial)

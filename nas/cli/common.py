@@ -39,7 +39,7 @@ def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
 
 def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--finetune-steps``: how ``search`` and ``check-ranking`` score an arch (the same default in both)."""
-    from nas.engine import FINETUNE_STEPS
+    from nas.config import FINETUNE_STEPS
 
     parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
                         help=f"steps each arch trains alone from its inherited weights before it is evaluated "

@@ -65,7 +65,7 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
     """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's
     (``info`` from the arch file, else the search's ``search_config``). A data flag that contradicts them exits 2;
     with no such run the flags (or their defaults) apply."""
-    from nas.data import DataConfig
+    from nas.config import DataConfig
     from nas.jobs import ModelOptions, SupernetJob
     from nas.supernet_train import load_supernet_state
 
@@ -89,8 +89,6 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.retrain import RetrainJob, retrain
-
     train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
     if args.pareto:
         return _run_front(args, train)
@@ -108,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if args.init == "supernet" and not supernet:
         raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
     data, model = _inherit_settings(args, info, search_config, supernet)
+    from nas.retrain import RetrainJob, retrain  # after the checks: a bad flag is refused before torch is imported
+
     run_dir = Path(args.run_dir) if args.run_dir else (
         Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
     job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_front(args: argparse.Namespace, train) -> int:
-    from nas.retrain import RetrainJob
-    from nas.retrain_front import retrain_front
     from searchspace import Arch
 
     path = Path(args.pareto)
@@ -145,6 +143,9 @@ def _run_front(args: argparse.Namespace, train) -> int:
                        source=f"{path} member {i + 1}")
     supernet = args.supernet or pareto.get("supernet")
     data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
+    from nas.retrain import RetrainJob  # after the checks: a bad flag is refused before torch and Ray are imported
+    from nas.retrain_front import retrain_front
+
     template = RetrainJob({}, data, train, model, args.init, supernet)
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)

@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
+from nas.config import SEARCH_SAMPLERS
 from nas.errors import UserError
 from nas.jobs import RESULTS, SupernetJob
-from nas.ranking import last_check
 from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, parse_flops, parse_latency,
                          write_json_atomic)
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("search")
     g.add_argument("--budget", default="4.5GFLOPs", help="FLOPs budget at 224x224, batch 1 (default: 4.5GFLOPs, Swin-T's cost)")
     g.add_argument("--latency-budget", default=None, help="latency budget, e.g. 25ms (default: none)")
-    g.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="Optuna sampler")
+    g.add_argument("--sampler", choices=SEARCH_SAMPLERS, default="tpe", help="Optuna sampler")
     g.add_argument("--trials", type=int, default=32, help="archs to evaluate")
     g.add_argument("--latency", choices=("lut", "measure"), default="lut",
                    help="lut: predict from a per-device table of measured blocks (built once, cached under "
@@ -56,13 +56,6 @@ def _latest_search(results: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from nas.data import DataConfig
-    from nas.report import format_table, write_search_outputs
-    from nas.search import SearchConfig, TrialContext, run_search
-    from nas.supernet_train import FINAL, load_supernet_state, train_supernet
-
     budget = parse_flops(args.budget)
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
     if args.trials < 1 or args.max_concurrent < 1:
@@ -73,6 +66,15 @@ def run(args: argparse.Namespace) -> int:
     cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
     if cheapest > budget:
         raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
+
+    # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
+    import torch
+
+    from nas.config import DataConfig
+    from nas.ranking import last_check
+    from nas.report import format_table, write_search_outputs
+    from nas.search import SearchConfig, TrialContext, run_search
+    from nas.supernet_train import FINAL, load_supernet_state, train_supernet
 
     if args.resume:
         search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)

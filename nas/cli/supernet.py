@@ -5,9 +5,9 @@ import argparse
 import time
 from pathlib import Path
 
+from nas.config import PATH_SAMPLERS
 from nas.jobs import SupernetJob
 from searchspace import parse_flops
-from supernet import SAMPLERS
 
 from .common import add_space_argument, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
@@ -19,7 +19,7 @@ DEFAULT_EPOCHS = 16
 
 def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", path_budget: bool = True) -> None:
     add_space_argument(parser)
-    parser.add_argument("--path-sampler", choices=SAMPLERS, default="spos",
+    parser.add_argument("--path-sampler", choices=PATH_SAMPLERS, default="spos",
                         help="spos: one uniform random path per step; sandwich: the largest (within the path "
                              "budget, if any) + the smallest + a random one")
     parser.add_argument("--inplace-distill", action="store_true",
@@ -45,9 +45,9 @@ def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = No
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.supernet_train import train_supernet
-
     job = job_from_args(args)
+    from nas.supernet_train import train_supernet  # after the checks: a bad flag is refused before torch is imported
+
     run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()

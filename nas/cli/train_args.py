@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.data import DATASETS, DEFAULT_DATASET, DataConfig, default_img_size
-from nas.engine import TrainConfig
+from nas.config import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, TrainConfig, default_img_size
 from nas.errors import UserError
 from nas.jobs import ModelOptions
 
@@ -52,7 +51,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--num-workers", type=int, default=1,
                    help="DDP workers under Ray Train (1: train in this process)")
     g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
-    g.add_argument("--amp", choices=("bf16", "fp16", "off"), default=None,
+    g.add_argument("--amp", choices=(*AMP_MODES, "off"), default=None,
                    help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "
                         "on CPU), fp16 (autocast + gradient scaling; CUDA only), off (the default on CPU)")
     add_address_argument(g)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from nas.engine import FINETUNE_STEPS
+from nas.config import FINETUNE_STEPS
 from nas.stats import kendall_tau, noise_ceiling_tau
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from nas.config import FINETUNE_STEPS
 from nas.raysession import auth_token
-from nas.engine import FINETUNE_STEPS
 from tests.conftest import ROOT, run_launch
 from tests.nas.test_supernet_train import TINY_SPACE
 

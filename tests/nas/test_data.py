@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.data import (DATASETS, MNIST_MEAN, MNIST_STD, DataBundle, DataConfig, build_data, make_loader,
-                      mnist_split)
+from nas.config import DATASETS, DataConfig
+from nas.data import MNIST_MEAN, MNIST_STD, DataBundle, build_data, make_loader, mnist_split
 from nas.errors import UserError
 
 

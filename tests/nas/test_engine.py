@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from nas.config import TrainConfig
 from nas.data import build_data, make_loader
-from nas.engine import (TrainConfig, Trainer, evaluate, evaluate_arch, finetune, hard_label_loss,
-                        recalibrate_bn)
+from nas.engine import Trainer, evaluate, evaluate_arch, finetune, hard_label_loss, recalibrate_bn
 from nas.errors import UserError
 from searchspace import SearchSpace
 from supernet import MixerNet

@@ -4,7 +4,8 @@ import timm
 import torch
 
 from nas import checkpoint as ckpt
-from nas.engine import TrainConfig, WorkerContext
+from nas.config import TrainConfig
+from nas.engine import WorkerContext
 from nas.hub import load_model
 from nas.retrain import RetrainJob, build_network, retrain, retrain_worker
 from searchspace import Arch, SearchSpace, StageChoice

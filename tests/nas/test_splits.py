@@ -4,8 +4,9 @@ import hashlib
 import numpy as np
 import torch
 
-from nas.data import MNIST_MEAN, MNIST_STD, DataConfig, build_data
-from nas.engine import Trainer, TrainConfig, evaluate_arch, recalibrate_bn
+from nas.config import DataConfig, TrainConfig
+from nas.data import MNIST_MEAN, MNIST_STD, build_data
+from nas.engine import Trainer, evaluate_arch, recalibrate_bn
 from searchspace import SearchSpace
 from supernet import MixerNet
 from tests.conftest import TINY

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from nas import checkpoint as ckpt
-from nas.data import DataConfig
-from nas.engine import TrainConfig
+from nas.config import DataConfig, TrainConfig
 from nas.jobs import SupernetJob
 from nas.engine import WorkerContext
 from nas.supernet_train import load_supernet, train_supernet, train_supernet_worker

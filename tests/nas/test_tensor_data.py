@@ -8,7 +8,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from nas.data import DataConfig, build_data, make_loader
+from nas.config import DataConfig
+from nas.data import build_data, make_loader
 from nas.tensor_data import CropFlip, DeviceBatchLoader, InMemoryImages, crop_boxes, resized_crop
 
 

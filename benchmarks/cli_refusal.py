@@ -1,0 +1,84 @@
+"""How long ``launch.py`` takes to refuse a bad flag: this checkout against a reference checkout, side by side.
+
+Each round runs every bad command line once in each checkout (its own ``launch.py``, a fresh interpreter, the
+order alternating between rounds) and keeps the wall time; reported per command line: the median of each and
+their ratio (reference / this). Every run must exit 2 with one line on stderr, in both checkouts.
+
+    git worktree add /tmp/ref <commit>          # the reference, e.g. the commit before a change
+    python benchmarks/cli_refusal.py --reference /tmp/ref --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_common import run, write_rows
+
+from nas.errors import UserError
+
+# One refusal per command, each found by its own check (not by argparse).
+BAD = [
+    ["search", "--budget", "4.5GB"],
+    ["supernet", "--path-budget", "4.5GB"],
+    ["retrain", "--arch", "/no/such/arch.json"],
+    ["check-ranking", "--seeds", "0"],
+    ["cost", "--arch", "/no/such/arch.json"],
+]
+
+
+def time_refusal(checkout: Path, argv: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(checkout / "launch.py"), *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(checkout)})
+    seconds = time.perf_counter() - start
+    lines = done.stderr.strip().splitlines()
+    if done.returncode != 2 or len(lines) != 1:
+        raise UserError(f"{checkout}: launch.py {' '.join(argv)} gave exit {done.returncode} and "
+                        f"{len(lines)} stderr lines (expected 2 and one line): {done.stderr[-300:]}")
+    return seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", required=True, help="a checkout of the reference commit (with launch.py)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    args = p.parse_args()
+    reference = Path(args.reference).resolve()
+    if not (reference / "launch.py").exists():
+        raise UserError(f"{reference}: no launch.py (expected a checkout of the reference commit)")
+    if args.rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    checkouts = {"this": ROOT, "reference": reference}
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as cwd:  # an empty folder: no results/ of either checkout is read
+        for r in range(args.rounds):
+            order = ("this", "reference") if r % 2 == 0 else ("reference", "this")
+            for argv in BAD:
+                for name in order:
+                    times.setdefault((" ".join(argv), name), []).append(time_refusal(checkouts[name], argv, cwd))
+    rows = []
+    for argv in BAD:
+        cmd = " ".join(argv)
+        this, ref = statistics.median(times[cmd, "this"]), statistics.median(times[cmd, "reference"])
+        rows.append({"command": cmd, "this_s": round(this, 3), "reference_s": round(ref, 3),
+                     "ratio": round(ref / this, 1)})
+        print(f"launch.py {cmd:<40} this {this:6.2f}s  reference {ref:6.2f}s  {ref / this:5.1f}x faster")
+    ratios = [r["ratio"] for r in rows]
+    summary = {"rounds": args.rounds, "reference": str(reference), "median_ratio": statistics.median(ratios)}
+    print(f"median over command lines: {summary['median_ratio']:.1f}x faster than the reference")
+    write_rows(args.out, "cli_refusal", summary, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

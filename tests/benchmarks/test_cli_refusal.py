@@ -1,0 +1,32 @@
+"""benchmarks/cli_refusal.py: times launch.py's refusals in two checkouts and fails on a refusal that is not
+one line and exit code 2."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_script(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cli_refusal.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_times_both_checkouts_and_writes_the_ratios(tmp_path):
+    done = run_script("--reference", str(ROOT), "--rounds", "1", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "cli_refusal.json").read_text())
+    assert len(result["rows"]) == 5 and result["summary"]["rounds"] == 1
+    assert all(r["this_s"] > 0 and r["reference_s"] > 0 for r in result["rows"])
+    assert (tmp_path / "cli_refusal.csv").exists()
+
+
+def test_a_reference_that_does_not_refuse_properly_exits_2(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "launch.py").write_text("import sys\nprint('a traceback', file=sys.stderr)\nsys.exit(1)\n")
+    done = run_script("--reference", str(broken), "--rounds", "1", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "gave exit 1" in done.stderr and "Traceback" not in done.stderr
+    missing = run_script("--reference", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no launch.py" in missing.stderr

@@ -1,0 +1,73 @@
+"""A bad flag is refused before torch, timm, Ray, Optuna or fvcore are imported: a typo costs a fraction of a
+second, not the ten it takes to import them (the parser and the checks read only ``nas.config`` and
+``searchspace``)."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+# In a fresh interpreter: run the preamble (argv 2), then each command line (argv 1) through launch.py's main, and
+# list the heavy modules then loaded.
+SCRIPT = """
+import json, sys
+exec(sys.argv[2])
+from nas.cli import main
+codes = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        codes.append(main(argv))
+    except SystemExit as e:  # argparse's own refusals (and --help)
+        codes.append(e.code)
+heavy = sorted(m for m in ("torch", "timm", "ray", "optuna", "fvcore") if m in sys.modules)
+print(json.dumps({"codes": codes, "heavy": heavy}))
+"""
+
+BAD = [
+    ["search", "--budget", "4.5GB"],
+    ["search", "--latency-budget", "25"],
+    ["search", "--trials", "0"],
+    ["search", "--cpus-per-trial", "0"],
+    ["search", "--finetune-steps", "-1"],
+    ["search", "--sampler", "cmaes"],
+    ["search", "--space", "nope"],
+    ["supernet", "--path-budget", "4.5GB"],
+    ["supernet", "--path-sampler", "bogus"],
+    ["supernet", "--dataset", "imagenet"],
+    ["retrain", "--arch", "x.json", "--epochs", "0"],
+    ["retrain", "--arch", "x.json", "--amp", "fp16"],
+    ["retrain", "--arch", "/no/such/arch.json"],
+    ["retrain", "--pareto", "/no/such/pareto.json"],
+    ["check-ranking", "--seeds", "0"],
+    ["check-ranking", "--budget", "1x"],
+    ["cost", "--arch", "/no/such/arch.json"],
+    ["export", "--run", "/no/such/run"],
+]
+
+
+def run_in_fresh_interpreter(argvs: list[list[str]], preamble: str = "") -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(argvs), preamble], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_bad_flags_exit_2_before_any_heavy_import():
+    result, stderr = run_in_fresh_interpreter(BAD)
+    assert result["codes"] == [2] * len(BAD), list(zip(result["codes"], BAD))
+    assert result["heavy"] == []
+    lines = [line for line in stderr.splitlines() if line]
+    assert len(lines) == len(BAD) and "Traceback" not in stderr  # one line each
+
+
+def test_help_of_every_command_needs_no_heavy_import():
+    commands = ["space", "cost", "supernet", "search", "retrain", "check-ranking", "export"]
+    result, _ = run_in_fresh_interpreter([[c, "--help"] for c in commands])
+    assert result["codes"] == [0] * len(commands)
+    assert result["heavy"] == []
+
+
+def test_the_probe_sees_a_heavy_import():  # the probe itself: a test that cannot fail would be no test
+    result, _ = run_in_fresh_interpreter([["search", "--budget", "4.5GB"]], preamble="import nas.data")
+    assert result["codes"] == [2]
+    assert "torch" in result["heavy"]
