@@ -1,6 +1,7 @@
 """The search at the Python level: Ray Tune + Optuna for real, a failing trial, budgets, the front."""
 
 import json
+import os
 
 import pytest
 
@@ -165,8 +166,6 @@ def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
 def tune_state_saving(tmp_path):
     """Real Tune storage, syncer and checkpoint manager (saving at every offer: TUNE_GLOBAL_CHECKPOINT_S=0, as the
     search sets it), with the search's wrapper installed."""
-    import os
-
     from ray.train._internal.storage import StorageContext
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
@@ -185,8 +184,6 @@ def test_tune_saves_its_state_only_after_the_last_copy_finished(tune_state_savin
     # regression: issue #11 item 8 -- Tune wrote its next state (temp files, a non-atomic JSON) into the folder its
     # background thread was still copying to the run folder: "Last sync command failed" with a FileNotFoundError
     # traceback mid-search, or a half-written copy.
-    import os
-
     storage, manager = tune_state_saving
     staging = storage.experiment_driver_staging_path
     for i in range(300):  # enough to copy that the copy is still running when the next save comes
