@@ -52,8 +52,8 @@ def run_launch(*args: str, cwd: Path | None = None, timeout: float = 1800, env: 
                ) -> subprocess.CompletedProcess:
     """Run ``python launch.py ARGS`` as a user would and capture its output.
 
-    The timeout guards against a hang; it is no timing. The longest command here takes about 4 minutes alone on
-    2 cores, and 600 s proved too short for three of them on a machine busy with another job (2026-11-28)."""
+    The timeout only guards against a hang: on a machine busy with another job these commands run several times
+    slower than alone (the longest, about 4 minutes alone on 2 cores, ran past 600 s there)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
