@@ -24,13 +24,15 @@ from bench_common import run, write_rows
 
 from nas.errors import UserError
 
-# One refusal per command, each found by its own check (not by argparse).
+# One refusal per command, each found by its own check (not by argparse); then two missing folders.
 BAD = [
     ["search", "--budget", "4.5GB"],
     ["supernet", "--path-budget", "4.5GB"],
     ["retrain", "--arch", "/no/such/arch.json"],
     ["check-ranking", "--seeds", "0"],
     ["cost", "--arch", "/no/such/arch.json"],
+    ["search", "--resume", "--search-dir", "/no/such/search"],
+    ["export", "--run", "/no/such/run", "--onnx", "m.onnx"],
 ]
 
 

@@ -7,18 +7,11 @@ import torch
 
 from nas import checkpoint as ckpt
 from nas.errors import UserError
+from nas.jobs import MODEL, model_file
 from searchspace import Arch, NetSettings
 from supernet import MixerNet
 
-MODEL = "model.pt"
-
-
-def model_file(path: str | Path) -> Path:
-    path = Path(path)
-    file = path / MODEL if path.is_dir() else path
-    if not file.is_file():
-        raise UserError(f"{path}: no retrained model here (expected {MODEL} from launch.py retrain)")
-    return file
+__all__ = ["MODEL", "load_model", "model_file"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MixerNet:

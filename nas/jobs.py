@@ -16,6 +16,16 @@ if TYPE_CHECKING:  # torch: only for type hints, so that a command line is check
     from nas.data import DataBundle
 
 RESULTS = Path("results")
+MODEL = "model.pt"  # a retrain folder's model file
+
+
+def model_file(path: str | Path) -> Path:
+    """The model file of a retrain folder (or the file itself); a missing one is a user error."""
+    path = Path(path)
+    file = path / MODEL if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"{path}: no retrained model here (expected {MODEL} from launch.py retrain)")
+    return file
 
 
 @dataclass

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nas.jobs import model_file
+
 HELP = "export a retrained model to ONNX and check it against PyTorch with onnxruntime"
 
 
@@ -14,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    model_file(args.run)  # a wrong folder is refused before torch and onnx are imported (seconds)
     from nas.export import export_onnx
 
     result = export_onnx(args.run, args.onnx, batch_size=args.batch_size, opset=args.opset)

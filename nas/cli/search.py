@@ -67,6 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if cheapest > budget:
         raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
 
+    if args.resume:
+        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
+        if not (search_dir / "config.json").exists():
+            raise UserError(f"{search_dir}: no search to resume (no config.json)")
+    else:
+        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
+        if (search_dir / "config.json").exists():  # before any training: fail fast
+            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
+
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 
@@ -77,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from nas.supernet_train import FINAL, load_supernet_state, train_supernet
 
     if args.resume:
-        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
-        if not (search_dir / "config.json").exists():
-            raise UserError(f"{search_dir}: no search to resume (no config.json)")
         saved = json.loads((search_dir / "config.json").read_text())
         config = SearchConfig(**{"finetune_steps": 0, **saved["search"]})  # searches before fine-tuning had none
         supernet_path = Path(saved["supernet"])
@@ -92,9 +98,6 @@ def run(args: argparse.Namespace) -> int:
                               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                               recalib_batches=args.recalib_batches, ordered=not args.completion_order,
                               finetune_steps=args.finetune_steps)
-        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
-        if (search_dir / "config.json").exists():  # before any training: fail fast
-            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
         if args.supernet:  # its data settings are the search's: a flag that says otherwise is an error
             supernet_path = Path(args.supernet)
         else:
