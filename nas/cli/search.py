@@ -55,6 +55,19 @@ def _latest_search(results: Path) -> Path:
     return runs[-1]
 
 
+def _search_dir(args: argparse.Namespace) -> Path:
+    """The run folder: one holding a search to resume, or one where no search ran (checked before any training)."""
+    if args.resume:
+        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
+        if not (search_dir / "config.json").exists():
+            raise UserError(f"{search_dir}: no search to resume (no config.json)")
+    else:
+        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
+        if (search_dir / "config.json").exists():
+            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
+    return search_dir
+
+
 def run(args: argparse.Namespace) -> int:
     budget = parse_flops(args.budget)
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
@@ -67,15 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if cheapest > budget:
         raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
 
-    if args.resume:
-        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
-        if not (search_dir / "config.json").exists():
-            raise UserError(f"{search_dir}: no search to resume (no config.json)")
-    else:
-        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
-        if (search_dir / "config.json").exists():  # before any training: fail fast
-            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
-
+    search_dir = _search_dir(args)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 

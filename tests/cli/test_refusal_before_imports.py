@@ -42,7 +42,7 @@ BAD = [
     ["check-ranking", "--budget", "1x"],
     ["cost", "--arch", "/no/such/arch.json"],
     ["export", "--run", "/no/such/run"],
-    # a missing folder is as cheap to see as a bad flag (these took 9-20 s, the heavy imports first)
+    # a missing folder is as cheap to see as a bad flag (these took 7-11 s, the heavy imports first)
     ["search", "--resume", "--search-dir", "/no/such/search"],
     ["export", "--run", "/no/such/run", "--onnx", "m.onnx"],
 ]
