@@ -24,7 +24,8 @@ from bench_common import run, write_rows
 
 from nas.errors import UserError
 
-# One refusal per command, each found by its own check (not by argparse); then two missing folders.
+# One refusal per command, each found by its own check (not by argparse); then two missing folders and a file
+# that is no supernet.
 BAD = [
     ["search", "--budget", "4.5GB"],
     ["supernet", "--path-budget", "4.5GB"],
@@ -33,6 +34,7 @@ BAD = [
     ["cost", "--arch", "/no/such/arch.json"],
     ["search", "--resume", "--search-dir", "/no/such/search"],
     ["export", "--run", "/no/such/run", "--onnx", "m.onnx"],
+    ["search", "--supernet", str(ROOT / "pyproject.toml")],  # a file, but no checkpoint
 ]
 
 

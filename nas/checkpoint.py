@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from nas.errors import UserError
+from nas.jobs import checkpoint_file
 from searchspace import atomic_path
 
 
@@ -19,9 +19,7 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint")
+    path = checkpoint_file(path)
     try:
         # Our own files: they hold RNG states and config dicts besides tensors.
         return torch.load(path, map_location=map_location, weights_only=False)

@@ -28,6 +28,21 @@ def model_file(path: str | Path) -> Path:
     return file
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` if it can be a checkpoint of ours; a missing file or one torch.save did not write is a user error.
+
+    torch.save writes a zip archive: anything else is refused here in microseconds, before torch is imported
+    (seconds); a zip that is no checkpoint is still refused by ``nas.checkpoint.load``."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a readable checkpoint (not a whole zip archive, as torch.save writes)")
+    return path
+
+
 @dataclass
 class ModelOptions:
     """Width and patch of the trained network; None picks by input size (small images: C=16, patch 2)."""

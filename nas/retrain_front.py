@@ -53,7 +53,10 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
     ensure_ray(address)
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, jobs=jobs, base_dir=str(base_dir)),
                                     {"cpu": cpus_per_trial})
+    # reuse_actors: a finished run's process takes the next run, instead of a new process that imports torch and
+    # timm again (several seconds of CPU a run, taken from the runs beside it; docs/BENCHMARKS.md).
     tuner = tune.Tuner(trainable, param_space={"member": tune.grid_search(list(jobs)), "threads": cpus_per_trial},
+                       tune_config=tune.TuneConfig(reuse_actors=True),
                        run_config=tune.RunConfig(name=name, storage_path=str(Path(base_dir).resolve() / "ray"),
                                                  verbose=0, callbacks=list(callbacks),
                                                  failure_config=tune.FailureConfig(max_failures=0)))

@@ -17,7 +17,8 @@ def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def spearman_rho(xs: Sequence[float], ys: Sequence[float]) -> float:
-    if len(xs) < 2:
+    """Spearman's rho; nan for fewer than 2 items or no variation (where scipy would also print a warning)."""
+    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return float("nan")
     return float(stats.spearmanr(xs, ys).statistic)
 

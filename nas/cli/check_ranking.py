@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.jobs import RESULTS
+from nas.jobs import RESULTS, checkpoint_file
 from searchspace import format_flops, parse_flops
 
 from .common import add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial)
     budget = parse_flops(args.budget) if args.budget else None
+    supernet = checkpoint_file(args.supernet if args.supernet else _default_supernet())
 
     # After the checks above: a bad flag is refused before torch and Ray are imported (seconds).
     from nas.config import TrainConfig
@@ -61,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from nas.supernet_train import load_supernet_state
     from searchspace import SearchSpace
 
-    supernet = Path(args.supernet) if args.supernet else _default_supernet()
     state = load_supernet_state(supernet)
     job = SupernetJob.from_dict(state["job"])
     space = SearchSpace.from_dict(state["space"])

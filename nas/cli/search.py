@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nas.config import SEARCH_SAMPLERS
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob
+from nas.jobs import RESULTS, SupernetJob, checkpoint_file
 from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, parse_flops, parse_latency,
                          write_json_atomic)
 
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
 
     search_dir = _search_dir(args)
+    if args.supernet and not args.resume:
+        checkpoint_file(args.supernet)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 

@@ -1,6 +1,7 @@
 """``launch.py check-ranking``, and the data settings a reused supernet or search imposes (issue #9)."""
 import json
 import math
+import os
 
 import pytest
 
@@ -25,10 +26,16 @@ def work(tmp_path_factory):
 
 
 def test_check_ranking_trains_caches_and_reports(work):
+    # two runs at a time whatever the machine (Ray counts at most os.cpu_count() CPUs)
+    slots = ["--cpus-per-trial", str(os.cpu_count() / 2)]
     done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", "--archs", "3", "--seeds", "2",
-                      "--budget", BUDGET, *RECIPE, cwd=work)
+                      "--budget", BUDGET, *RECIPE, *slots, cwd=work)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "0 stand-alone runs cached" in done.stdout and "6 to train" in done.stdout
+    # A finished run's process takes the next run: no new process importing torch and timm again per run.
+    pids = [json.loads(path.read_text().splitlines()[-1])["pid"]  # Tune records each result's process
+            for path in (work / "sn" / "ranking" / "standalone").glob("*/ray/*/*/result.json")]
+    assert len(pids) == 6 and len(set(pids)) <= 2, pids
     summary = json.loads((work / "sn" / "ranking" / "ranking.json").read_text())
     assert summary["num_archs"] == 3 and summary["num_seeds"] == 2
     assert -1 <= summary["kendall_tau"] <= 1 and -1 <= summary["spearman_rho"] <= 1

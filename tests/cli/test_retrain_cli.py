@@ -100,6 +100,8 @@ def test_retrain_the_top_k_of_a_front(work):
     (["--arch", "arch.json", "--dataset", "cifar10", "--data-root", "/no/cifar"], "/no/cifar"),
     (["--pareto", "missing.json"], "missing.json: no such file"),
     (["--arch", "arch.json", "--init", "supernet"], "--init supernet"),
+    (["--arch", "arch.json", "--init", "supernet", "--supernet", "arch.json"], "arch.json: not a readable checkpoint"),
+    (["--pareto", "pareto.json", "--init", "supernet"], "--init supernet: no supernet named"),
     (["--arch", "arch.json", "--amp", "fp16"], "--amp fp16 is for GPU training"),
     (["--arch", "arch.json", "--amp", "fp8"], "invalid choice: 'fp8'"),
 ])
@@ -109,6 +111,8 @@ def test_retrain_bad_input(work, args, message):
     outside["stages"][0]["kernel"] = 9
     (work / "outside.json").write_text(json.dumps(outside))
     save_arch_file(work / "arch.json", ARCH)
+    (work / "pareto.json").write_text(json.dumps({"front": [{"stages": ARCH.to_dict()["stages"], "top1": 0.5,
+                                                             "flops": 1.4e9}]}))  # no supernet named
     done = run_launch("retrain", "--space", "space.json", *args, cwd=work)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -15,6 +15,13 @@ def test_kendall_tau_and_spearman_rho():
     assert math.isnan(kendall_tau([1], [2]))
 
 
+def test_no_variation_is_nan_without_a_warning(recwarn):
+    # a check-ranking of 1-epoch runs can give every arch the same top-1: scipy printed a ConstantInputWarning
+    for xs, ys in (([0.2, 0.2, 0.2], [0.1, 0.5, 0.3]), ([0.1, 0.5, 0.3], [0.2, 0.2, 0.2])):
+        assert math.isnan(spearman_rho(xs, ys)) and math.isnan(kendall_tau(xs, ys))
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
+
+
 def test_bootstrap_interval_is_seeded_and_brackets_the_statistic():
     rng = np.random.default_rng(0)
     xs = rng.random(20)
