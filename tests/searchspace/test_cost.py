@@ -1,10 +1,11 @@
 """The analytic cost against fvcore on built networks, and the published reference points."""
+import itertools
 import random
 
 import pytest
 import timm
 
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
 from supernet import MixerNet, fvcore_flops, num_params
 from searchspace import NetSettings
 from tests.conftest import NARROW_DEPLOYMENT, TINY, swin_t_arch
@@ -38,26 +39,46 @@ def test_dwnet_t_and_dynamic_dwnet_t_match_the_published_cost(mixer, params_m, g
     assert flops / 1e9 == pytest.approx(gflops, rel=0.02)
 
 
-def test_analytic_cost_agrees_with_fvcore_on_200_random_archs(space):
-    """fvcore costs about one forward pass, so most archs run at 112 px / patch 4 (maps 28, 14, 7,
-    4: window padding, window clamping and odd-size patch merging all occur), the rest at the
-    deployment resolution (narrow, then full width)."""
+def covering_archs(space: SearchSpace, rng: random.Random) -> list[Arch]:
+    """Under every pattern of pools, each stage takes each of its (mixer, kernel) pairs once (depths drawn by
+    ``rng``): every stage meets every mixer and kernel at every map size its pools can lead to."""
+    stages = space.to_dict()["stages"]
+    pairs = [[(m, k) for m in s["mixers"] for k in s["kernels"]] for s in stages]
+    archs = []
+    for pools in itertools.product(*(s["pools"] for s in stages)):
+        for i in range(max(len(p) for p in pairs)):
+            archs.append(Arch.from_dict({"stages": [
+                {"mixer": pairs[j][i % len(pairs[j])][0], "kernel": pairs[j][i % len(pairs[j])][1],
+                 "depth": rng.choice(s["depths"]), "pool": pools[j]} for j, s in enumerate(stages)]}))
+    return archs
+
+
+def test_analytic_cost_agrees_with_fvcore_on_every_stage_choice_and_map_size(space):
+    """fvcore costs about one forward pass (its trace), so the covering set runs at 112 px / patch 4 (maps 28, 14,
+    7, 4: window padding, window clamping and odd-size patch merging all occur); random archs then run at the
+    deployment resolution (narrow, then full width). It replaced 184 random archs at 112 px, which met the rarer
+    combinations by chance only (a given mixer and kernel in a last stage at map 28: one arch in 72), in twice the
+    time."""
     rng = random.Random(0)
-    worst, count = 0.0, 0
-    for settings, n in ((MID, 184), (NARROW_DEPLOYMENT, 12), (DEPLOYMENT, 4)):
+    mid = covering_archs(space, rng)
+    assert len(mid) == 8 * 9  # 8 patterns of pools, 9 (mixer, kernel) pairs
+    deployment = []
+    for settings, n in ((NARROW_DEPLOYMENT, 12), (DEPLOYMENT, 4)):
         for _ in range(n):
             arch = space.sample(rng)
             while arch_cost(arch, settings).flops > 8e9:  # keep the forward passes short; same rules
                 arch = space.sample(rng)
-            net = MixerNet.from_arch(arch, settings)
-            measured = fvcore_flops(net, settings.img_size, settings.in_chans)
-            cost = arch_cost(arch, settings)
-            assert cost.params == num_params(net), arch.key()
-            assert cost.flops == measured, arch.key()  # exact: the same counting rules, no tolerance
-            worst = max(worst, abs(cost.flops - measured) / measured)
-            count += 1
-    print(f"\nanalytic vs fvcore FLOPs on {count} random archs: largest relative error {worst:.2e}")
-    assert count == 200 and worst == 0
+            deployment.append((settings, arch))
+    worst = 0.0
+    for settings, arch in [(MID, a) for a in mid] + deployment:
+        net = MixerNet.from_arch(arch, settings)
+        measured = fvcore_flops(net, settings.img_size, settings.in_chans)
+        cost = arch_cost(arch, settings)
+        assert cost.params == num_params(net), arch.key()
+        assert cost.flops == measured, arch.key()  # exact: the same counting rules, no tolerance
+        worst = max(worst, abs(cost.flops - measured) / measured)
+    print(f"\nanalytic vs fvcore FLOPs on {len(mid) + len(deployment)} archs: largest relative error {worst:.2e}")
+    assert worst == 0
 
 
 def test_extended_space_costs_agree_with_fvcore():
