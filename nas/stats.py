@@ -6,13 +6,14 @@ import math
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 
 def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Kendall's tau-b (ties handled); nan for fewer than 2 items or no variation."""
     if len(xs) < 2:
         return float("nan")
+    from scipy import stats  # here, not at the top: importing scipy.stats takes 1.5 s, and most importers never rank
+
     return float(stats.kendalltau(xs, ys).statistic)
 
 
@@ -20,6 +21,8 @@ def spearman_rho(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Spearman's rho; nan for fewer than 2 items or no variation (where scipy would also print a warning)."""
     if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return float("nan")
+    from scipy import stats
+
     return float(stats.spearmanr(xs, ys).statistic)
 
 

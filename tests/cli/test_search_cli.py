@@ -119,7 +119,7 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
 
 
 def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
-    args = search_args("results/search-b", "--trials", "6", "--sampler", "random")
+    args = search_args("results/search-b", "--trials", "6", "--sampler", "random", "--finetune-steps", "8")
     err_file = (workdir / "search-b.stderr").open("w")
     proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *args], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=err_file, text=True)
