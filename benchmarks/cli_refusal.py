@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_common import run, write_rows
+from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
 
@@ -56,18 +56,15 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
-    reference = Path(args.reference).resolve()
-    if not (reference / "launch.py").exists():
-        raise UserError(f"{reference}: no launch.py (expected a checkout of the reference commit)")
+    checkouts = reference_checkout(args.reference, ROOT)
+    reference = checkouts["reference"]
     if args.rounds < 1:
         raise UserError("--rounds must be at least 1")
-    checkouts = {"this": ROOT, "reference": reference}
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as cwd:  # an empty folder: no results/ of either checkout is read
         for r in range(args.rounds):
-            order = ("this", "reference") if r % 2 == 0 else ("reference", "this")
             for argv in BAD:
-                for name in order:
+                for name in checkout_order(r):
                     times.setdefault((" ".join(argv), name), []).append(time_refusal(checkouts[name], argv, cwd))
     rows = []
     for argv in BAD:

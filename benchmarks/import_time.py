@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_common import run, write_rows
+from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
 
@@ -48,16 +48,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
-    reference = Path(args.reference).resolve()
-    if not (reference / "nas").is_dir():
-        raise UserError(f"{reference}: no nas/ package (expected a checkout of the reference commit)")
+    checkouts = reference_checkout(args.reference, ROOT)
     if args.rounds < 1:
         raise UserError("--rounds must be at least 1")
-    checkouts = {"this": ROOT, "reference": reference}
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
         for module in MODULES:
-            for name in (("this", "reference") if r % 2 == 0 else ("reference", "this")):
+            for name in checkout_order(r):
                 times.setdefault((module, name), []).append(time_import(checkouts[name], module))
     rows = []
     for module, who in MODULES.items():
@@ -65,7 +62,7 @@ def main() -> int:
         rows.append({"module": module, "imported_by": who, "this_s": round(this, 2), "reference_s": round(ref, 2),
                      "ratio": round(ref / this, 2)})
         print(f"import {module:<18} this {this:5.2f}s  reference {ref:5.2f}s  {ref / this:4.2f}x   ({who})")
-    write_rows(args.out, "import_time", {"rounds": args.rounds, "reference": str(reference)}, rows)
+    write_rows(args.out, "import_time", {"rounds": args.rounds, "reference": str(checkouts["reference"])}, rows)
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_common import run, write_rows
+from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
 
@@ -65,12 +65,9 @@ def main() -> int:
                                                 "(default: check-ranking's defaults)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
-    reference = Path(args.reference).resolve()
-    if not (reference / "launch.py").exists():
-        raise UserError(f"{reference}: no launch.py (expected a checkout of the reference commit)")
+    checkouts = reference_checkout(args.reference, ROOT)
     if args.rounds < 1 or args.archs < 2 or args.seeds < 1:
         raise UserError("--rounds and --seeds must be at least 1, --archs at least 2")
-    checkouts = {"this": ROOT, "reference": reference}
     recipe = args.recipe.split()
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +76,7 @@ def main() -> int:
         launch(ROOT, ["supernet", "--epochs", str(args.supernet_epochs), "--warmup-epochs", "0", *data,
                       "--run-dir", "sn"], work)
         for r in range(args.rounds):
-            for name in (("this", "reference") if r % 2 == 0 else ("reference", "this")):
+            for name in checkout_order(r):
                 folder = work / f"round{r}-{name}"
                 folder.mkdir()
                 shutil.copy(work / "sn" / "supernet.pt", folder / "supernet.pt")
@@ -94,7 +91,7 @@ def main() -> int:
                 print(f"round {r} {name:<9} {seconds:7.1f}s  {runs} runs in {processes} processes", flush=True)
     walls = {name: statistics.median(row["wall_s"] for row in rows if row["checkout"] == name) for name in checkouts}
     same = all(results[r, "this"] == results[r, "reference"] for r in range(args.rounds))
-    summary = {"reference": str(reference), "rounds": args.rounds, "archs": args.archs, "seeds": args.seeds,
+    summary = {"reference": str(checkouts["reference"]), "rounds": args.rounds, "archs": args.archs, "seeds": args.seeds,
                "recipe": args.recipe or "check-ranking defaults", "train_subset": args.train_subset,
                "this_s": walls["this"], "reference_s": walls["reference"],
                "ratio": round(walls["reference"] / walls["this"], 2), "same_results": same}
