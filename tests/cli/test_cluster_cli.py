@@ -3,6 +3,7 @@ and the search; an address where no cluster answers exits 2 (issue #10, item 5).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,11 @@ from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
 from tests.nas.test_supernet_train import TINY_SPACE
 
+# On SIGTERM a `ray start --block` head first drains its node and waits up to 30 s for it to go idle, which it
+# never does here: Ray Train leaves a detached actor (Ray Data's _AutoscalingCoordinatorActor) holding a worker.
+# Without the drain the head stops in about 2 s instead of 31 s (benchmarks/cluster_teardown.py).
+NO_DRAIN_ON_SIGTERM = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+
 
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
@@ -28,39 +34,65 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+class RayHead:
+    """A one-node Ray cluster of 2 CPUs (``ray start --head --block``), apart from any other Ray on this machine: own
+    ports, own temp folder (a short path, for Ray's unix sockets). Stopping the head stops every process of this
+    cluster, and only those."""
+
+    def __init__(self, ray_bin: str, *, drain_on_sigterm: bool = False):
+        gcs, self.dashboard, client, agent, agent_grpc, runtime_env, metrics, node_manager, object_manager = \
+            _free_ports(9)
+        self.address = f"127.0.0.1:{gcs}"
+        self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self._log = open(self.temp / "start.log", "w")
+        self.process = subprocess.Popen(
+            [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+             "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "true",
+             "--dashboard-port", str(self.dashboard), "--ray-client-server-port", str(client),
+             "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+             "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
+             "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
+             "--temp-dir", str(self.temp)],
+            stdout=self._log, stderr=subprocess.STDOUT, text=True,
+            env=os.environ if drain_on_sigterm else {**os.environ, **NO_DRAIN_ON_SIGTERM})
+
+    def wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "block forever" not in (self.temp / "start.log").read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start --head did not come up:\n{(self.temp / 'start.log').read_text()[-3000:]}")
+            time.sleep(1)
+
+    def stop(self) -> float:
+        """SIGTERM to the head (SIGKILL after 60 s); the seconds until it exited."""
+        start = time.perf_counter()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        seconds = time.perf_counter() - start
+        self._log.close()
+        shutil.rmtree(self.temp, ignore_errors=True)
+        return seconds
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A one-node Ray cluster of 2 CPUs, apart from any other Ray on this machine (own ports, own temp folder:
-    a short path, for Ray's unix sockets). Yields (address, dashboard port)."""
+    """A RayHead for this module's tests. Yields (address, dashboard port)."""
     ray_bin = shutil.which("ray")
     if ray_bin is None:
         pytest.skip("the `ray` command is not on PATH")
-    gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics, node_manager, object_manager = _free_ports(9)
-    temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
-    log = open(Path(temp) / "start.log", "w")
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-         "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "true", "--dashboard-port", str(dashboard),
-         "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-         "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(runtime_env),
-         "--metrics-export-port", str(metrics), "--node-manager-port", str(node_manager),
-         "--object-manager-port", str(object_manager), "--temp-dir", temp],
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+    head = RayHead(ray_bin)
     try:
-        deadline = time.monotonic() + 120
-        while "block forever" not in (Path(temp) / "start.log").read_text():
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start --head did not come up:\n{(Path(temp) / 'start.log').read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"127.0.0.1:{gcs}", dashboard
-    finally:
-        head.terminate()  # --block: stopping it stops every process of this cluster, and only those
         try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
+            head.wait_until_up()
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        yield head.address, head.dashboard
+    finally:
+        head.stop()
 
 
 def test_supernet_and_search_run_on_the_cluster_at_address(cluster, tmp_path):

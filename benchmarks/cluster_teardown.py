@@ -1,0 +1,109 @@
+"""How long the test suite's Ray cluster (tests/cli/test_cluster_cli.py) takes to stop after a Ray Train job, with
+Ray's drain on SIGTERM (the reference: how the fixture stopped it before) and without it (this fixture), side by
+side.
+
+Each round starts a head both ways (the order alternating between rounds), runs the tiny ``launch.py supernet`` of
+the cluster test on it (Ray Train, which leaves a detached actor behind), sends SIGTERM and times until the head
+exits; then checks that no process the head had started is still alive. Reported: the median of each and their
+ratio (with drain / without).
+
+    python benchmarks/cluster_teardown.py --rounds 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_common import checkout_order, run, write_rows
+
+from nas.errors import UserError
+from tests.cli.test_cluster_cli import RayHead
+from tests.cli.test_search_cli import SUPERNET_FLAGS
+from tests.conftest import run_launch
+from tests.nas.test_supernet_train import TINY_SPACE
+
+DRAIN = {"this": False, "reference": True}  # the reference fixture left Ray's drain on SIGTERM as it is
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (ps's parent links, followed down)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        child, parent, stat = line.split()[:3]
+        if not stat.startswith("Z"):
+            children.setdefault(int(parent), []).append(int(child))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def one_teardown(ray_bin: str, drain_on_sigterm: bool) -> dict:
+    head = RayHead(ray_bin, drain_on_sigterm=drain_on_sigterm)
+    try:
+        head.wait_until_up()
+        with tempfile.TemporaryDirectory(dir="/tmp") as work:
+            (Path(work) / "space.json").write_text(json.dumps(TINY_SPACE))
+            trained = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--run-dir", "sn",
+                                 "--address", head.address, cwd=Path(work))
+            if trained.returncode != 0:
+                raise RuntimeError(f"launch.py supernet failed on the cluster:\n{trained.stderr[-3000:]}")
+        started = descendants(head.process.pid)
+    except BaseException:
+        head.stop()
+        raise
+    seconds = head.stop()
+    time.sleep(2)  # a process the head killed may take a moment to go
+    left = sorted(pid for pid in started if alive(pid))
+    return {"seconds": round(seconds, 2), "processes": len(started), "left_alive": len(left)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="results/benchmarks")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        raise UserError(f"--rounds {args.rounds}: must be at least 1")
+    ray_bin = shutil.which("ray")
+    if ray_bin is None:
+        raise UserError("the `ray` command is not on PATH (pip install -e .)")
+    rows = []
+    for round_index in range(args.rounds):
+        for which in checkout_order(round_index):
+            row = {"round": round_index, "fixture": which, "drain_on_sigterm": DRAIN[which],
+                   **one_teardown(ray_bin, DRAIN[which])}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    median = {which: statistics.median(r["seconds"] for r in rows if r["fixture"] == which) for which in DRAIN}
+    summary = {"median_s_without_drain": median["this"], "median_s_with_drain": median["reference"],
+               "ratio": round(median["reference"] / median["this"], 2),
+               "processes_left_alive": sum(r["left_alive"] for r in rows), "rounds": args.rounds}
+    print(json.dumps(summary))
+    write_rows(args.out, "cluster_teardown", summary, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
