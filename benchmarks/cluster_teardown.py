@@ -15,10 +15,8 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,30 +33,6 @@ from tests.nas.test_supernet_train import TINY_SPACE
 DRAIN = {"this": False, "reference": True}  # the reference fixture left Ray's drain on SIGTERM as it is
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (ps's parent links, followed down)."""
-    table = subprocess.run(["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in table.splitlines():
-        child, parent, stat = line.split()[:3]
-        if not stat.startswith("Z"):
-            children.setdefault(int(parent), []).append(int(child))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def one_teardown(ray_bin: str, drain_on_sigterm: bool) -> dict:
     head = RayHead(ray_bin, drain_on_sigterm=drain_on_sigterm)
     try:
@@ -69,14 +43,11 @@ def one_teardown(ray_bin: str, drain_on_sigterm: bool) -> dict:
                                  "--address", head.address, cwd=Path(work))
             if trained.returncode != 0:
                 raise RuntimeError(f"launch.py supernet failed on the cluster:\n{trained.stderr[-3000:]}")
-        started = descendants(head.process.pid)
     except BaseException:
         head.stop()
         raise
-    seconds = head.stop()
-    time.sleep(2)  # a process the head killed may take a moment to go
-    left = sorted(pid for pid in started if alive(pid))
-    return {"seconds": round(seconds, 2), "processes": len(started), "left_alive": len(left)}
+    seconds, started, left = head.stop()
+    return {"seconds": round(seconds, 2), "processes": started, "left_alive": len(left)}
 
 
 def main() -> int:

@@ -63,8 +63,10 @@ class RayHead:
                 raise RuntimeError(f"ray start --head did not come up:\n{(self.temp / 'start.log').read_text()[-3000:]}")
             time.sleep(1)
 
-    def stop(self) -> float:
-        """SIGTERM to the head (SIGKILL after 60 s); the seconds until it exited."""
+    def stop(self) -> tuple[float, int, list[int]]:
+        """SIGTERM to the head (SIGKILL after 60 s). Returns the seconds until it exited, how many processes it had
+        started, and those still alive 2 s later (a process it killed may take a moment to go)."""
+        started = _descendants(self.process.pid)
         start = time.perf_counter()
         self.process.terminate()
         try:
@@ -75,7 +77,32 @@ class RayHead:
         seconds = time.perf_counter() - start
         self._log.close()
         shutil.rmtree(self.temp, ignore_errors=True)
-        return seconds
+        time.sleep(2)
+        return seconds, len(started), sorted(pid for pid in started if _alive(pid))
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (ps's parent links, followed down)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        child, parent, stat = line.split()[:3]
+        if not stat.startswith("Z"):
+            children.setdefault(int(parent), []).append(int(child))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +119,8 @@ def cluster():
             pytest.fail(str(e))
         yield head.address, head.dashboard
     finally:
-        head.stop()
+        _, started, left = head.stop()
+    assert started > 0 and not left, f"{len(left)} of the {started} processes of the cluster outlived its head: {left}"
 
 
 def test_supernet_and_search_run_on_the_cluster_at_address(cluster, tmp_path):
