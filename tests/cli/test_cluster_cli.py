@@ -66,7 +66,7 @@ class RayHead:
     def stop(self) -> tuple[float, int, list[int]]:
         """SIGTERM to the head (SIGKILL after 60 s). Returns the seconds until it exited, how many processes it had
         started, and those still alive 2 s later (a process it killed may take a moment to go)."""
-        started = _descendants(self.process.pid)
+        started = _descendants(self.process.pid, _live_processes())
         start = time.perf_counter()
         self.process.terminate()
         try:
@@ -78,31 +78,27 @@ class RayHead:
         self._log.close()
         shutil.rmtree(self.temp, ignore_errors=True)
         time.sleep(2)
-        return seconds, len(started), sorted(pid for pid in started if _alive(pid))
+        return seconds, len(started), sorted(started & _live_processes().keys())
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (ps's parent links, followed down)."""
+def _live_processes() -> dict[int, int]:
+    """Parent pid of every process on this machine that has not exited (zombies left out), by pid."""
     table = subprocess.run(["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True).stdout
+    return {int(pid): int(parent) for pid, parent, stat in (line.split()[:3] for line in table.splitlines())
+            if not stat.startswith("Z")}
+
+
+def _descendants(pid: int, processes: dict[int, int]) -> set[int]:
+    """Every process below ``pid``, following the parent links of ``processes``."""
     children: dict[int, list[int]] = {}
-    for line in table.splitlines():
-        child, parent, stat = line.split()[:3]
-        if not stat.startswith("Z"):
-            children.setdefault(int(parent), []).append(int(child))
+    for child, parent in processes.items():
+        children.setdefault(parent, []).append(child)
     found, todo = set(), [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             found.add(child)
             todo.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 @pytest.fixture(scope="module")
