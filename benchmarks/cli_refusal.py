@@ -24,8 +24,8 @@ from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
 
-# One refusal per command, each found by its own check (not by argparse); then two missing folders and a file
-# that is no supernet.
+# One refusal per command, each found by its own check (not by argparse); then two missing folders, a file that is
+# no supernet, two missing dataset folders and a path budget no arch meets.
 BAD = [
     ["search", "--budget", "4.5GB"],
     ["supernet", "--path-budget", "4.5GB"],
@@ -35,6 +35,9 @@ BAD = [
     ["search", "--resume", "--search-dir", "/no/such/search"],
     ["export", "--run", "/no/such/run", "--onnx", "m.onnx"],
     ["search", "--supernet", str(ROOT / "pyproject.toml")],  # a file, but no checkpoint
+    ["supernet", "--dataset", "cifar10", "--data-root", "/no/such/dir"],
+    ["search", "--dataset", "cifar100", "--data-root", "/no/such/dir"],
+    ["supernet", "--path-budget", "1MFLOPs"],
 ]
 
 

@@ -7,11 +7,13 @@ so a typo costs a second, not the ten it takes to import torch and timm. The mod
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from nas.errors import UserError
 
 DATASETS = ("mnist-cluttered", "mnist", "cifar10", "cifar100", "imagefolder")
 DEFAULT_DATASET = "mnist-cluttered"  # embedded, and the archs within a budget really differ on it (docs/DATA.md)
+EMBEDDED_DATASETS = ("mnist-cluttered", "mnist")  # shipped with a dependency: no folder to read
 
 # Names of the choices a module elsewhere implements; each is checked against its implementation in the tests.
 PATH_SAMPLERS = ("spos", "sandwich")            # supernet.SAMPLERS: which paths a supernet training step runs
@@ -42,6 +44,21 @@ class DataConfig:
     def from_dict(cls, d: dict) -> "DataConfig":
         """From a saved config; older files also held a ``seed`` (the split followed it then), ignored now."""
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def root_dir(self) -> Path:
+        """The folder a CIFAR or image-folder dataset is read from; a missing one raises UserError."""
+        if self.root is None or str(self.root).strip() == "":
+            raise UserError(f"dataset {self.dataset!r} needs a root folder (root is not set)")
+        path = Path(self.root).expanduser()
+        if not path.is_dir():
+            raise UserError(f"{self.dataset} root {str(path)!r}: no such directory")
+        return path
+
+    def check_folder(self) -> None:
+        """Refuse a dataset whose folder is missing from its settings alone: the commands call this before torch
+        is imported, so a wrong --data-root costs a fraction of a second, not the seconds of loading."""
+        if self.dataset not in EMBEDDED_DATASETS:
+            self.root_dir()
 
     # The data flags a user may give on the command line, by field.
     FLAGS = {"dataset": "--dataset", "root": "--data-root", "img_size": "--img-size", "augment": "--no-augment",

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from nas.config import DATASETS, DEFAULT_DATASET, DataConfig, default_img_size
+from nas.config import DATASETS, DEFAULT_DATASET, EMBEDDED_DATASETS, DataConfig, default_img_size
 from nas.errors import UserError
 from nas.tensor_data import CropFlip, DeviceBatchLoader, InMemoryImages
 
@@ -190,15 +190,6 @@ def _resize_uint8(images: torch.Tensor, img_size: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------------- cifar
 
-def _existing_dir(root: str | None, dataset: str) -> Path:
-    if root is None or str(root).strip() == "":
-        raise UserError(f"dataset {dataset!r} needs a root folder (root is not set)")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise UserError(f"{dataset} root {str(path)!r}: no such directory")
-    return path
-
-
 def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
@@ -216,7 +207,7 @@ def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.nda
 
 def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
     sub, train_files, test_file, label_key, num_classes, mean, std = _CIFAR[cfg.dataset]
-    root = _existing_dir(cfg.root, cfg.dataset)
+    root = cfg.root_dir()
     folder = root / sub if (root / sub).is_dir() else root
     for name in (*train_files, test_file):
         if not (folder / name).is_file():
@@ -254,7 +245,7 @@ def _class_folders(split_dir: Path) -> list[str]:
 def _build_imagefolder(cfg: DataConfig, img_size: int) -> DataBundle:
     from timm.data import create_dataset, create_transform
 
-    root = _existing_dir(cfg.root, cfg.dataset)
+    root = cfg.root_dir()
     split_dirs = {}
     for split in ("train", "val"):
         split_dirs[split] = root / split
@@ -307,7 +298,7 @@ def build_data(cfg: DataConfig) -> DataBundle:
     if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 8:
         raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
     img_size = int(img_size)
-    if cfg.dataset in ("mnist", "mnist-cluttered"):
+    if cfg.dataset in EMBEDDED_DATASETS:
         bundle = _build_digits(cfg, img_size)
     elif cfg.dataset in _CIFAR:
         bundle = _build_cifar(cfg, img_size)

@@ -71,10 +71,11 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
         checkpoint_file(supernet)  # before torch is imported: a wrong file is refused in microseconds
     from nas.config import DataConfig
     from nas.jobs import ModelOptions, SupernetJob
-    from nas.supernet_train import load_supernet_state
 
     options = model_options(args)
     if args.init == "supernet":
+        from nas.supernet_train import load_supernet_state  # torch: only a checkpoint to read needs it
+
         state = load_supernet_state(supernet)
         source = f"supernet {supernet}"
         inherit_model_settings(args, state["settings"], source)

@@ -9,11 +9,11 @@ from pathlib import Path
 from nas.config import SEARCH_SAMPLERS
 from nas.errors import UserError
 from nas.jobs import RESULTS, SupernetJob, checkpoint_file
-from searchspace import (DEPLOYMENT, arch_cost, extreme_archs, format_flops, parse_flops, parse_latency,
-                         write_json_atomic)
+from searchspace import DEPLOYMENT, format_flops, parse_flops, parse_latency, write_json_atomic
 
 from . import supernet as supernet_cmd
-from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, load_space
+from .common import (add_finetune_argument, check_budget_covers_cheapest, check_finetune_steps, check_trial_resources,
+                     load_space)
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -76,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
     space = load_space(args.space)
-    cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
-    if cheapest > budget:
-        raise UserError(f"budget {args.budget} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
+    check_budget_covers_cheapest(space, budget, f"budget {args.budget}")
 
     search_dir = _search_dir(args)
+    job = None  # the supernet the flags describe, when the search trains (or finds) its own
     if args.supernet and not args.resume:
         checkpoint_file(args.supernet)
+    elif not args.resume:
+        job = supernet_cmd.job_from_args(args, path_budget_flops=None if args.train_all_paths else budget)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 
@@ -108,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
         if args.supernet:  # its data settings are the search's: a flag that says otherwise is an error
             supernet_path = Path(args.supernet)
         else:
-            job = supernet_cmd.job_from_args(args, path_budget_flops=None if args.train_all_paths else budget)
             supernet_dir = job.default_run_dir()
             supernet_path = supernet_dir / FINAL
             if not supernet_path.exists():

@@ -65,11 +65,15 @@ def _given(args: argparse.Namespace) -> dict:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(**{"dataset": DEFAULT_DATASET, **_given(args)})
+    """The data the flags name; a missing dataset folder raises UserError (torch is not needed to see that)."""
+    data = DataConfig(**{"dataset": DEFAULT_DATASET, **_given(args)})
+    data.check_folder()
+    return data
 
 
 def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str) -> DataConfig:
-    """``saved`` (the data a supernet or search used); a data flag given that contradicts it raises UserError."""
+    """``saved`` (the data a supernet or search used); a data flag given that contradicts it, or a dataset folder
+    missing here, raises UserError."""
     for name, value in _given(args).items():
         have = getattr(saved, name)
         if name == "img_size" and have is None:
@@ -82,6 +86,7 @@ def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str
         shown = "all (no subset)" if name == "train_subset" and have is None else have
         raise UserError(f"{DataConfig.FLAGS[name]} {value} contradicts {source}, which was trained with {name} = "
                         f"{shown}: leave the flag out to use its data settings")
+    saved.check_folder()
     return saved
 
 

@@ -16,7 +16,7 @@ def test_times_both_checkouts_and_writes_the_ratios(tmp_path):
     done = run_script("--reference", str(ROOT), "--rounds", "1", "--out", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "cli_refusal.json").read_text())
-    assert len(result["rows"]) == 8 and result["summary"]["rounds"] == 1
+    assert len(result["rows"]) == 11 and result["summary"]["rounds"] == 1
     assert all(r["this_s"] > 0 and r["reference_s"] > 0 for r in result["rows"])
     assert (tmp_path / "cli_refusal.csv").exists()
 

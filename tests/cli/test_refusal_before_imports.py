@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from searchspace import Arch, save_arch_file
 from tests.conftest import ROOT
 
 # In a fresh interpreter: run the preamble (argv 2), then each command line (argv 1) through launch.py's main, and
@@ -48,6 +49,12 @@ BAD = [
     # and a supernet file that is missing or no checkpoint (12-14 s before: torch.load was first to say so)
     ["search", "--supernet", "pyproject.toml"],
     ["check-ranking", "--supernet", "/no/such/supernet.pt"],
+    # a missing dataset folder, a path budget no arch meets, too few archs to rank (6-7 s before: imports first)
+    ["supernet", "--dataset", "cifar10", "--data-root", "/no/such/dir"],
+    ["supernet", "--dataset", "imagefolder"],
+    ["search", "--dataset", "cifar100", "--data-root", "/no/such/dir"],
+    ["supernet", "--path-budget", "1MFLOPs"],
+    ["check-ranking", "--supernet", "pyproject.toml", "--archs", "1"],
 ]
 
 
@@ -64,6 +71,19 @@ def test_bad_flags_exit_2_before_any_heavy_import():
     assert result["heavy"] == []
     lines = [line for line in stderr.splitlines() if line]
     assert len(lines) == len(BAD) and "Traceback" not in stderr  # one line each
+    assert "--archs 1: a ranking needs at least 2 archs" in stderr  # a flag, before its supernet file is read
+
+
+def test_a_missing_dataset_folder_is_refused_before_any_heavy_import(tmp_path):
+    # retrain reads the arch first, then the data settings: the folder check must still come before torch
+    arch = tmp_path / "arch.json"
+    save_arch_file(arch, Arch.from_dict({"stages": [{"mixer": "dwconv", "kernel": 3, "depth": 2, "pool": 1}] * 4}))
+    argvs = [["retrain", "--arch", str(arch), "--dataset", "cifar10", "--data-root", "/no/such/dir"],
+             ["retrain", "--arch", str(arch), "--dataset", "imagefolder"]]
+    result, stderr = run_in_fresh_interpreter(argvs)
+    assert result["codes"] == [2, 2] and result["heavy"] == []
+    assert stderr.splitlines() == ["error: cifar10 root '/no/such/dir': no such directory",
+                                   "error: dataset 'imagefolder' needs a root folder (root is not set)"]
 
 
 def test_help_of_every_command_needs_no_heavy_import():
