@@ -25,6 +25,12 @@ AMP_MODES = ("bf16", "fp16")                    # nas.engine.AMP_DTYPES
 FINETUNE_STEPS = 48
 
 
+def check_ranking_size(count: int) -> None:
+    """A ranking (Kendall tau, Spearman rho) compares at least two archs: ``check-ranking --archs`` and the draw."""
+    if count < 2:
+        raise UserError(f"--archs {count}: a ranking needs at least 2 archs")
+
+
 def default_img_size(dataset: str) -> int:
     return 224 if dataset == "imagefolder" else 32
 

@@ -27,7 +27,7 @@ from itertools import combinations
 from pathlib import Path
 
 from nas import checkpoint as ckpt
-from nas.config import FINETUNE_STEPS, TrainConfig
+from nas.config import FINETUNE_STEPS, TrainConfig, check_ranking_size
 from nas.data import build_data
 from nas.engine import evaluate_arch
 from nas.errors import UserError
@@ -65,8 +65,7 @@ def band_archs(space: SearchSpace, budget_flops: float, count: int, *, draws: in
     """``count`` archs spread over the archs within the budget: of ``draws`` uniform draws (``random.Random(seed)``),
     the distinct ones within ``budget_flops`` at the deployment setting, sorted by FLOPs, taken at evenly spaced
     quantiles (the cheapest and the dearest included)."""
-    if count < 2:
-        raise UserError(f"a ranking needs at least 2 archs, got {count}")
+    check_ranking_size(count)
     rng, pool = random.Random(seed), {}
     for _ in range(draws):
         arch = space.sample(rng)

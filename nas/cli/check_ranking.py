@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.config import check_ranking_size
 from nas.errors import UserError
 from nas.jobs import RESULTS, checkpoint_file
 from searchspace import format_flops, parse_flops
@@ -50,8 +51,8 @@ def _default_supernet() -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
         raise UserError("--seeds, --epochs and --batch-size must be at least 1")
-    if not args.archs_file and args.archs < 2:
-        raise UserError(f"--archs {args.archs}: a ranking needs at least 2 archs")
+    if not args.archs_file:
+        check_ranking_size(args.archs)
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial)
     budget = parse_flops(args.budget) if args.budget else None
