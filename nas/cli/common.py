@@ -22,7 +22,10 @@ def check_budget_covers_cheapest(space: SearchSpace, budget_flops: float, what: 
     """A FLOPs budget no arch of ``space`` meets (at the deployment setting), refused from the cost model alone."""
     cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
     if cheapest > budget_flops:
-        raise UserError(f"{what} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs)")
+        hint = ""
+        if budget_flops < 1e3:  # a unit left out (`--budget 4.5`), not a price anyone means
+            hint = f": a number without a unit counts FLOPs, did you mean {budget_flops:g}GFLOPs?"
+        raise UserError(f"{what} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs){hint}")
 
 
 def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:

@@ -93,6 +93,7 @@ def test_check_ranking_bad_input(work):
                           (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
                           (["--archs", "1"], "at least 2 archs"),
                           (["--budget", "4.5GB"], "4.5GB"),
+                          (["--budget", "4.5"], "did you mean 4.5GFLOPs?"),
                           (["--finetune-steps", "-2"], "--finetune-steps -2")):
         done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", *args, cwd=work)
         assert done.returncode == 2, (args, done.stderr)

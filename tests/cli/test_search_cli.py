@@ -152,6 +152,7 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
 @pytest.mark.parametrize("args, message", [
     (["--budget", "4.5GB"], "budget '4.5GB': expected a positive FLOP count"),
     (["--budget", "1G"], "below the cheapest arch"),
+    (["--budget", "4.5"], "a number without a unit counts FLOPs, did you mean 4.5GFLOPs?"),
     (["--latency-budget", "25"], "latency budget '25'"),
     (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
     (["--resume", "--search-dir", "results/nowhere"], "no search to resume"),
