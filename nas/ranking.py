@@ -36,7 +36,8 @@ from nas.jobs import SupernetJob
 from nas.report import write_csv_atomic
 from nas.retrain import RetrainJob
 from nas.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
-from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, format_flops, write_json_atomic
+from searchspace import (DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, check_budget_covers_cheapest, format_flops,
+                         write_json_atomic)
 
 RANKING_DIR = "ranking"
 SUMMARY = "ranking.json"
@@ -66,6 +67,7 @@ def band_archs(space: SearchSpace, budget_flops: float, count: int, *, draws: in
     the distinct ones within ``budget_flops`` at the deployment setting, sorted by FLOPs, taken at evenly spaced
     quantiles (the cheapest and the dearest included)."""
     check_ranking_size(count)
+    check_budget_covers_cheapest(space, DEPLOYMENT, budget_flops, f"budget {budget_flops:.4g} FLOPs")
     rng, pool = random.Random(seed), {}
     for _ in range(draws):
         arch = space.sample(rng)

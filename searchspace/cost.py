@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 from .arch import Arch, StageChoice
+from .budget import format_flops
+from .errors import SpaceError
 from .settings import NetSettings
 from .space import SearchSpace
 
@@ -183,6 +185,18 @@ def extreme_archs(space: SearchSpace, s: NetSettings) -> tuple[Arch, Arch]:
                 best = cand
         results.append(Arch(best[1]))
     return results[0], results[1]
+
+
+def check_budget_covers_cheapest(space: SearchSpace, s: NetSettings, budget_flops: float, what: str) -> None:
+    """SpaceError when no arch of ``space`` meets ``budget_flops`` at ``s``; ``what`` names the budget in the message.
+
+    One rule for every budget that selects archs: the search's, a supernet's path budget, check-ranking's band."""
+    cheapest = arch_cost(extreme_archs(space, s)[0], s).flops
+    if cheapest > budget_flops:
+        hint = ""
+        if budget_flops < 1e3:  # a unit left out (`--budget 4.5`), not a price anyone means
+            hint = f": a number without a unit counts FLOPs, did you mean {budget_flops:g}GFLOPs?"
+        raise SpaceError(f"{what} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs){hint}")
 
 
 def _stage_paths(space: SearchSpace, s: NetSettings, first: int, last: int, in_dim: int,

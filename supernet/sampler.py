@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import random
 
-from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
+from searchspace import (DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, check_budget_covers_cheapest,
+                         dearest_arch_within, extreme_archs)
 
 SAMPLERS = ("spos", "sandwich")
 
@@ -29,9 +30,7 @@ class PathSampler:
         self.rng = random.Random(seed)
         self.max_flops, self.cost_settings = max_flops, cost_settings
         if max_flops is not None:
-            cheapest = arch_cost(extreme_archs(space, cost_settings)[0], cost_settings).flops
-            if cheapest > max_flops:
-                raise ValueError(f"path budget {max_flops:.4g} FLOPs is below the cheapest arch ({cheapest} FLOPs)")
+            check_budget_covers_cheapest(space, cost_settings, max_flops, f"path budget {max_flops:.4g} FLOPs")
 
     def paths(self) -> list[Arch]:
         raise NotImplementedError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from nas.errors import UserError
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs, format_flops
+from searchspace import SearchSpace
 from searchspace.space import BUILTIN_SPACES
 
 
@@ -16,16 +16,6 @@ def add_space_argument(parser: argparse.ArgumentParser, default: str = "default"
 
 def load_space(name_or_path: str | None) -> SearchSpace:
     return SearchSpace.load(name_or_path)
-
-
-def check_budget_covers_cheapest(space: SearchSpace, budget_flops: float, what: str) -> None:
-    """A FLOPs budget no arch of ``space`` meets (at the deployment setting), refused from the cost model alone."""
-    cheapest = arch_cost(extreme_archs(space, DEPLOYMENT)[0], DEPLOYMENT).flops
-    if cheapest > budget_flops:
-        hint = ""
-        if budget_flops < 1e3:  # a unit left out (`--budget 4.5`), not a price anyone means
-            hint = f": a number without a unit counts FLOPs, did you mean {budget_flops:g}GFLOPs?"
-        raise UserError(f"{what} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs){hint}")
 
 
 def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:

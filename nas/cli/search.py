@@ -9,11 +9,11 @@ from pathlib import Path
 from nas.config import SEARCH_SAMPLERS
 from nas.errors import UserError
 from nas.jobs import RESULTS, SupernetJob, checkpoint_file
-from searchspace import DEPLOYMENT, format_flops, parse_flops, parse_latency, write_json_atomic
+from searchspace import (DEPLOYMENT, check_budget_covers_cheapest, format_flops, parse_flops, parse_latency,
+                         write_json_atomic)
 
 from . import supernet as supernet_cmd
-from .common import (add_finetune_argument, check_budget_covers_cheapest, check_finetune_steps, check_trial_resources,
-                     load_space)
+from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, load_space
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
     space = load_space(args.space)
-    check_budget_covers_cheapest(space, budget, f"budget {args.budget}")
+    check_budget_covers_cheapest(space, DEPLOYMENT, budget, f"budget {args.budget}")
 
     search_dir = _search_dir(args)
     job = None  # the supernet the flags describe, when the search trains (or finds) its own

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from nas.config import PATH_SAMPLERS
 from nas.jobs import SupernetJob
-from searchspace import parse_flops
+from searchspace import DEPLOYMENT, check_budget_covers_cheapest, parse_flops
 
-from .common import add_space_argument, check_budget_covers_cheapest, load_space
+from .common import add_space_argument, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
                          train_config)
 
@@ -42,7 +42,7 @@ def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = No
     space = load_space(args.space)
     if getattr(args, "path_budget", None):
         path_budget_flops = parse_flops(args.path_budget)
-        check_budget_covers_cheapest(space, path_budget_flops, f"--path-budget {args.path_budget}")
+        check_budget_covers_cheapest(space, DEPLOYMENT, path_budget_flops, f"--path-budget {args.path_budget}")
     return SupernetJob(data=data_config(args), train=train_config(args), model=model_options(args),
                        path_sampler=args.path_sampler, space=space.to_dict(),
                        path_budget_flops=path_budget_flops, inplace_distill=args.inplace_distill)
