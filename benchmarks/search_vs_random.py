@@ -114,16 +114,16 @@ def main() -> int:
     best_row = rows[best.key()]
     per_draw = [{"draw": d, **compare(best_row, [rows[a.key()] for a in drawn[d]])} for d in draws]
     pooled = compare(best_row, [rows[a.key()] for a in randoms])
-    draws_of = {a.key(): [d for d in draws if a.key() in {b.key() for b in drawn[d]}] for a in randoms}
+    keys_of = {d: {a.key() for a in drawn[d]} for d in draws}
     table = [{"role": "searched" if r["arch"] == best.key() else "random",
-              "draws": "/".join(map(str, draws_of.get(r["arch"], []))), "arch": r["arch"],
+              "draws": "/".join(str(d) for d in draws if r["arch"] in keys_of[d]), "arch": r["arch"],
               "gflops": round(r["flops"] / 1e9, 3), "inherited_val_top1": r["inherited_top1"],
               "standalone_test_top1": r["standalone_top1"],
               "per_seed": "/".join(f"{v:.4f}" for v in r["standalone_top1_per_seed"])} for r in report["archs"]]
     for row in table:
         print(f"{row['role']:<9} {row['draws']:<6} {row['arch']:<34} {row['gflops']:6.2f} GFLOPs  inherited "
               f"{row['inherited_val_top1']:.4f}  alone {row['standalone_test_top1']:.4f} ({row['per_seed']})")
-    for name, c in [*((f"draw {p['draw']}", p) for p in per_draw),
+    for name, c in [*((f"draw {c['draw']}", c) for c in per_draw),
                     *([(f"all {len(randoms)} random archs", pooled)] if len(draws) > 1 else [])]:
         print(f"{name}: searched {best_row['standalone_top1']:.4f} vs random median {c['random_median_top1']:.4f}: "
               f"margin {c['margin']:+.4f}, seed-to-seed spread {c['seed_spread']:.4f}, beats "
