@@ -36,8 +36,8 @@ from nas.jobs import SupernetJob
 from nas.report import write_csv_atomic
 from nas.retrain import RetrainJob
 from nas.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
-from searchspace import (DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, check_budget_covers_cheapest, format_flops,
-                         write_json_atomic)
+from searchspace import (DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, check_budget_covers_cheapest,
+                         format_flops, write_json_atomic)
 
 RANKING_DIR = "ranking"
 SUMMARY = "ranking.json"

@@ -10,6 +10,7 @@ from .space import KNOWN_MIXERS, SearchSpace, StageSpace
 __all__ = [
     "Arch", "StageChoice", "atomic_path", "load_arch_file", "save_arch_file", "write_json_atomic",
     "format_flops", "format_params", "parse_flops", "parse_latency",
-    "Cost", "arch_cost", "check_budget_covers_cheapest", "dearest_arch_within", "extreme_archs", "stage_resolutions", "SpaceError",
+    "Cost", "arch_cost", "check_budget_covers_cheapest", "dearest_arch_within", "extreme_archs", "stage_resolutions",
+    "SpaceError",
     "DEPLOYMENT", "SMALL", "NetSettings", "KNOWN_MIXERS", "SearchSpace", "StageSpace",
 ]
