@@ -6,10 +6,16 @@ their ratio (reference / this). Every run must exit 2 with one line on stderr, i
 
     git worktree add /tmp/ref <commit>          # the reference, e.g. the commit before a change
     python benchmarks/cli_refusal.py --reference /tmp/ref --rounds 5
+    python benchmarks/cli_refusal.py --reference /tmp/ref --rounds 5 --supernet results/supernet/<run>/supernet.pt
+
+With ``--supernet FILE``, three more: flags refused by what a supernet recorded (its data settings, its space's
+cheapest arch), which the commands read from the file.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import statistics
 import subprocess
 import sys
@@ -23,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
+from nas.jobs import supernet_record
+from searchspace import SearchSpace, save_arch_file
 
 # One refusal per command, each found by its own check (not by argparse); then two missing folders, a file that is
 # no supernet, two missing dataset folders and a path budget no arch meets.
@@ -41,6 +49,21 @@ BAD = [
 ]
 
 
+def supernet_lines(supernet: Path, folder: Path) -> list[list[str]]:
+    """Refusals by what ``supernet`` recorded: a --train-subset other than its own (``search``, ``retrain --init
+    supernet``; the arch and space files written to ``folder``, where they run), a budget below its space's
+    cheapest arch (``check-ranking``)."""
+    record = supernet_record(supernet)
+    (folder / "space.json").write_text(json.dumps(record["space"]))
+    save_arch_file(folder / "arch.json", SearchSpace.from_dict(record["space"]).sample(random.Random(0)))
+    subset = str((record["job"]["data"]["train_subset"] or 0) + 1)  # unset means all the images: any number differs
+    file = str(supernet.resolve())  # the commands run in ``folder``
+    return [["search", "--space", "space.json", "--supernet", file, "--train-subset", subset],
+            ["retrain", "--arch", "arch.json", "--space", "space.json", "--init", "supernet", "--supernet", file,
+             "--train-subset", subset],
+            ["check-ranking", "--supernet", file, "--budget", "1MFLOPs"]]
+
+
 def time_refusal(checkout: Path, argv: list[str], cwd: str) -> float:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, str(checkout / "launch.py"), *argv], cwd=cwd, capture_output=True,
@@ -57,6 +80,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", required=True, help="a checkout of the reference commit (with launch.py)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--supernet", default=None, help="a supernet.pt: also time three refusals by what it recorded")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
     checkouts = reference_checkout(args.reference, ROOT)
@@ -65,12 +89,13 @@ def main() -> int:
         raise UserError("--rounds must be at least 1")
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as cwd:  # an empty folder: no results/ of either checkout is read
+        lines = BAD + (supernet_lines(Path(args.supernet), Path(cwd)) if args.supernet else [])
         for r in range(args.rounds):
-            for argv in BAD:
+            for argv in lines:
                 for name in checkout_order(r):
                     times.setdefault((" ".join(argv), name), []).append(time_refusal(checkouts[name], argv, cwd))
     rows = []
-    for argv in BAD:
+    for argv in lines:
         cmd = " ".join(argv)
         this, ref = statistics.median(times[cmd, "this"]), statistics.median(times[cmd, "reference"])
         rows.append({"command": cmd, "this_s": round(this, 3), "reference_s": round(ref, 3),

@@ -3,7 +3,10 @@ and the run folder naming that lets ``search`` find the supernet trained for its
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import pickle
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +44,65 @@ def checkpoint_file(path: str | Path) -> Path:
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a readable checkpoint (not a whole zip archive, as torch.save writes)")
     return path
+
+
+class _Opaque:
+    """Whatever a checkpoint holds besides plain data (a tensor, an RNG state): built, never looked at."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Builds plain containers and values; every other class is an ``_Opaque`` and nothing in the file runs."""
+
+    PLAIN = {("collections", "OrderedDict"): OrderedDict}
+
+    def find_class(self, module: str, name: str):
+        return self.PLAIN.get((module, name), _Opaque)
+
+    def persistent_load(self, pid):  # a tensor's storage: a separate entry of the archive, not read
+        return None
+
+
+def _plain(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+SUPERNET_RECORD = ("job", "space", "settings")  # what a supernet checkpoint holds besides its weights
+
+
+def supernet_record(path: str | Path) -> dict:
+    """A supernet checkpoint's job, space and network settings (``SUPERNET_RECORD``), read without torch:
+    milliseconds instead of the seconds torch takes to import, so a command refuses a flag that contradicts them
+    before its heavy imports.
+
+    torch.save writes a zip archive whose ``<name>/data.pkl`` pickles the object, each tensor by reference to a
+    storage kept in another entry. That pickle is read by an unpickler that builds only plain containers (any
+    other class, a tensor included, comes out opaque, and no code of the file runs); the storages are not read.
+    A file that is no supernet checkpoint (a supernet.pt or checkpoint.pt of ``launch.py supernet``) is a user
+    error, as for ``nas.supernet_train.load_supernet_state``."""
+    import zipfile
+
+    path = checkpoint_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+            if len(names) != 1:
+                raise ValueError("no data.pkl entry, as torch.save writes")
+            obj = _PlainDataUnpickler(io.BytesIO(archive.read(names[0]))).load()
+    except Exception as e:  # a truncated archive, a foreign pickle
+        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or not all(k in obj and _plain(obj[k]) for k in SUPERNET_RECORD):
+        raise UserError(f"{path}: not a supernet checkpoint")
+    return {k: obj[k] for k in SUPERNET_RECORD}
 
 
 @dataclass

@@ -7,8 +7,9 @@ and how far the truth itself can be trusted: how well the seeds agree with each 
 tau a perfect predictor could expect against a mean of this many seeds, ``nas.stats.noise_ceiling_tau``). A tau
 near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
 
-Which archs, by a stated rule: ``band_archs`` draws the space uniformly (seeded), keeps the distinct archs within
-the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles of those. Or a file.
+Which archs, by a stated rule: ``nas.arch_sets.band_archs`` draws the space uniformly (seeded), keeps the
+distinct archs within the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles
+of those. Or a file (``nas.arch_sets.read_archs_file``).
 
 Stand-alone runs are cached beside the supernet (``<supernet dir>/ranking/standalone/<recipe>/<arch>-seed<s>/``),
 so a second check, or one with more archs or seeds, trains only what is new; an interrupted run resumes from its
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +27,8 @@ from itertools import combinations
 from pathlib import Path
 
 from nas import checkpoint as ckpt
-from nas.config import FINETUNE_STEPS, TrainConfig, check_ranking_size
+from nas.arch_sets import DRAWS
+from nas.config import FINETUNE_STEPS, TrainConfig
 from nas.data import build_data
 from nas.engine import evaluate_arch
 from nas.errors import UserError
@@ -36,8 +37,7 @@ from nas.jobs import SupernetJob
 from nas.report import write_csv_atomic
 from nas.retrain import RetrainJob
 from nas.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
-from searchspace import (DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, check_budget_covers_cheapest,
-                         format_flops, write_json_atomic)
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, write_json_atomic
 
 RANKING_DIR = "ranking"
 SUMMARY = "ranking.json"
@@ -49,7 +49,7 @@ class RankingConfig:
     archs: int = 16            # K, when the archs are drawn
     seeds: int = 3             # stand-alone training seeds per arch
     seed: int = 0              # the arch draw, BatchNorm recalibration and the bootstrap
-    draws: int = 4000          # uniform draws of the space the K are taken from
+    draws: int = DRAWS         # uniform draws of the space the K are taken from
     recalib_batches: int = 8
     finetune_steps: int = FINETUNE_STEPS  # as the search evaluates: steps alone from the inherited weights
     cpus_per_trial: float = 1.0
@@ -60,44 +60,6 @@ class RankingConfig:
 
 def ranking_dir(supernet_path: str | Path) -> Path:
     return Path(supernet_path).parent / RANKING_DIR
-
-
-def band_archs(space: SearchSpace, budget_flops: float, count: int, *, draws: int = 4000, seed: int = 0) -> list[Arch]:
-    """``count`` archs spread over the archs within the budget: of ``draws`` uniform draws (``random.Random(seed)``),
-    the distinct ones within ``budget_flops`` at the deployment setting, sorted by FLOPs, taken at evenly spaced
-    quantiles (the cheapest and the dearest included)."""
-    check_ranking_size(count)
-    check_budget_covers_cheapest(space, DEPLOYMENT, budget_flops, f"budget {budget_flops:.4g} FLOPs")
-    rng, pool = random.Random(seed), {}
-    for _ in range(draws):
-        arch = space.sample(rng)
-        flops = arch_cost(arch, DEPLOYMENT).flops
-        if flops <= budget_flops:
-            pool[arch.key()] = (flops, arch)
-    ordered = [arch for _, arch in sorted(pool.values(), key=lambda t: (t[0], t[1].key()))]
-    if len(ordered) < count:
-        raise UserError(f"only {len(ordered)} distinct archs within {format_flops(budget_flops)} FLOPs in {draws} "
-                        f"draws: ask for fewer archs or raise the budget")
-    return [ordered[round(i * (len(ordered) - 1) / (count - 1))] for i in range(count)]
-
-
-def read_archs_file(path: str | Path, space: SearchSpace) -> list[Arch]:
-    """Archs from a JSON file: ``{"archs": [{"stages": [...]}, ...]}`` (a ranking.json works too)."""
-    from searchspace.arch import read_json_file
-
-    data = read_json_file(path)
-    items = data.get("archs") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) < 2:
-        raise UserError(f"{path}: expected an object with an 'archs' list of at least 2 arch objects")
-    archs = []
-    for i, item in enumerate(items, start=1):
-        source = f"{path}: arch {i}"
-        arch = Arch.from_dict({"stages": item.get("stages")} if isinstance(item, dict) else item, source=source)
-        archs.append(space.validate(arch, source=source))
-    keys = [a.key() for a in archs]
-    if len(set(keys)) != len(keys):
-        raise UserError(f"{path}: the same arch is listed twice")
-    return archs
 
 
 def recipe_key(job: RetrainJob) -> str:
@@ -304,5 +266,5 @@ def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
     plt.close(fig)
 
 
-__all__ = ["RankingConfig", "band_archs", "read_archs_file", "check_ranking", "last_check", "describe",
-           "ranking_dir", "summarize", "RANKING_DIR", "SUMMARY"]
+__all__ = ["RankingConfig", "check_ranking", "last_check", "describe", "ranking_dir", "summarize", "RANKING_DIR",
+           "SUMMARY"]

@@ -15,7 +15,7 @@ from nas import checkpoint as ckpt
 from nas.data import build_data
 from nas.engine import CHECKPOINT, Trainer, WorkerContext
 from nas.errors import UserError
-from nas.jobs import SupernetJob
+from nas.jobs import SUPERNET_RECORD, SupernetJob
 from searchspace import DEPLOYMENT, NetSettings, SearchSpace, dearest_arch_within, extreme_archs, write_json_atomic
 from supernet import MixerNet, make_path_sampler
 
@@ -87,7 +87,7 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
 def load_supernet_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """A supernet checkpoint's content (model, space, settings, job); UserError for any other file."""
     state = ckpt.load(path, map_location=map_location)
-    if not all(key in state for key in ("model", "space", "settings", "job")):
+    if not all(key in state for key in ("model", *SUPERNET_RECORD)):
         raise UserError(f"{path}: not a supernet checkpoint")
     return state
 

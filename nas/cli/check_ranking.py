@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.arch_sets import DRAWS, band_archs, read_archs_file
 from nas.config import check_ranking_size
 from nas.errors import UserError
-from nas.jobs import RESULTS, checkpoint_file
-from searchspace import format_flops, parse_flops
+from nas.jobs import RESULTS, SupernetJob, checkpoint_file, supernet_record
+from searchspace import SearchSpace, format_flops, parse_flops
 
 from .common import add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources
 
@@ -57,28 +58,27 @@ def run(args: argparse.Namespace) -> int:
     check_trial_resources(args.cpus_per_trial)
     budget = parse_flops(args.budget) if args.budget else None
     supernet = checkpoint_file(args.supernet if args.supernet else _default_supernet())
-
-    # After the checks above: a bad flag is refused before torch and Ray are imported (seconds).
-    from nas.config import TrainConfig
-    from nas.jobs import SupernetJob
-    from nas.ranking import RankingConfig, band_archs, check_ranking, describe, ranking_dir, read_archs_file
-    from nas.supernet_train import load_supernet_state
-    from searchspace import SearchSpace
-
-    state = load_supernet_state(supernet)
-    job = SupernetJob.from_dict(state["job"])
-    space = SearchSpace.from_dict(state["space"])
-    budget = budget or job.path_budget_flops or parse_flops("4.5GFLOPs")
-    cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed,
-                        recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
-                        cpus_per_trial=args.cpus_per_trial)
+    # The supernet's space and path budget are read without torch: the archs are drawn (or a file of them checked)
+    # before the heavy imports, so a bad file or budget is refused in milliseconds.
+    record = supernet_record(supernet)
+    space = SearchSpace.from_dict(record["space"])
+    budget = budget or SupernetJob.from_dict(record["job"]).path_budget_flops or parse_flops("4.5GFLOPs")
     if args.archs_file:
         archs = read_archs_file(args.archs_file, space)
         rule = f"from {args.archs_file}"
     else:
-        archs = band_archs(space, budget, args.archs, draws=cfg.draws, seed=args.seed)
+        archs = band_archs(space, budget, args.archs, draws=DRAWS, seed=args.seed)
         rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
-                f"{format_flops(budget)} FLOPs among {cfg.draws} uniform draws (seed {args.seed})")
+                f"{format_flops(budget)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
+
+    from nas.config import TrainConfig
+    from nas.ranking import RankingConfig, check_ranking, describe, ranking_dir
+    from nas.supernet_train import load_supernet_state
+
+    state = load_supernet_state(supernet)
+    cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed, draws=DRAWS,
+                        recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
+                        cpus_per_trial=args.cpus_per_trial)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state)
 

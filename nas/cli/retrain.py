@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.jobs import RESULTS, checkpoint_file
+from nas.jobs import RESULTS, supernet_record
 from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
@@ -65,21 +65,17 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
     """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's
     (``info`` from the arch file, else the search's ``search_config``). A data flag that contradicts them exits 2;
     with no such run the flags (or their defaults) apply."""
-    if args.init == "supernet":
-        if not supernet:
-            raise UserError("--init supernet: no supernet named by the search run; pass --supernet FILE")
-        checkpoint_file(supernet)  # before torch is imported: a wrong file is refused in microseconds
     from nas.config import DataConfig
     from nas.jobs import ModelOptions, SupernetJob
 
     options = model_options(args)
     if args.init == "supernet":
-        from nas.supernet_train import load_supernet_state  # torch: only a checkpoint to read needs it
-
-        state = load_supernet_state(supernet)
+        if not supernet:
+            raise UserError("--init supernet: no supernet named by the search run; pass --supernet FILE")
+        record = supernet_record(supernet)  # without torch: a wrong file or flag is refused in milliseconds
         source = f"supernet {supernet}"
-        inherit_model_settings(args, state["settings"], source)
-        saved = SupernetJob.from_dict(state["job"])
+        inherit_model_settings(args, record["settings"], source)
+        saved = SupernetJob.from_dict(record["job"])
         data, model = saved.data, saved.model
     else:
         search = info if info.get("data") else search_config

@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-from nas.config import SEARCH_SAMPLERS
+from nas.config import SEARCH_SAMPLERS, DataConfig
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob, checkpoint_file
-from searchspace import (DEPLOYMENT, check_budget_covers_cheapest, format_flops, parse_flops, parse_latency,
-                         write_json_atomic)
+from nas.jobs import RESULTS, SupernetJob, supernet_record
+from searchspace import (DEPLOYMENT, SearchSpace, check_budget_covers_cheapest, format_flops, parse_flops,
+                         parse_latency, write_json_atomic)
 
 from . import supernet as supernet_cmd
 from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, load_space
@@ -68,6 +68,17 @@ def _search_dir(args: argparse.Namespace) -> Path:
     return search_dir
 
 
+def _supernet_data(args: argparse.Namespace, space: SearchSpace, record: dict, path: str | Path) -> DataConfig:
+    """The data settings a supernet (its checkpoint's job, space and settings) imposes on this search; a supernet
+    trained over another space, or a data or network flag that contradicts it, raises UserError."""
+    if record["space"] != space.to_dict():
+        raise UserError(f"{path}: trained over another search space than the one given")
+    source = f"supernet {path}"
+    data = inherit_data_config(args, SupernetJob.from_dict(record["job"]).data, source)
+    inherit_model_settings(args, record["settings"], source)
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     budget = parse_flops(args.budget)
     latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
@@ -80,14 +91,13 @@ def run(args: argparse.Namespace) -> int:
 
     search_dir = _search_dir(args)
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
-    if args.supernet and not args.resume:
-        checkpoint_file(args.supernet)
+    if args.supernet and not args.resume:  # its settings read without torch: a flag contradicting them costs no imports
+        _supernet_data(args, space, supernet_record(args.supernet), args.supernet)
     elif not args.resume:
         job = supernet_cmd.job_from_args(args, path_budget_flops=None if args.train_all_paths else budget)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 
-    from nas.config import DataConfig
     from nas.ranking import last_check
     from nas.report import format_table, write_search_outputs
     from nas.search import SearchConfig, TrialContext, run_search
@@ -119,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
     state = load_supernet_state(supernet_path)
     supernet_job = SupernetJob.from_dict(state["job"])
     if not args.resume:
-        if state["space"] != space.to_dict():
-            raise UserError(f"{supernet_path}: trained over another search space than the one given")
-        data_cfg = inherit_data_config(args, supernet_job.data, f"supernet {supernet_path}")
-        inherit_model_settings(args, state["settings"], f"supernet {supernet_path}")
+        data_cfg = _supernet_data(args, space, state, supernet_path)
         band = supernet_job.path_budget_flops
         if band is not None and band < budget:
             print(f"warning: {supernet_path} trained only the paths within {format_flops(band)} FLOPs: archs above "
@@ -136,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
     table = None
     if config.latency == "lut":
         from nas.latency import load_or_build_table
-        from searchspace import SearchSpace
         device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
         table = load_or_build_table(SearchSpace.from_dict(state["space"]), DEPLOYMENT, device=device,
                                     batch_size=config.latency_batch, cache_dir=RESULTS / "latency")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
+from tests.nas.test_supernet_train import save_untrained_supernet
 
 
 def run_script(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -13,10 +14,14 @@ def run_script(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_times_both_checkouts_and_writes_the_ratios(tmp_path):
-    done = run_script("--reference", str(ROOT), "--rounds", "1", "--out", str(tmp_path), cwd=tmp_path)
+    # with a supernet: three more refusals, by the data and space it recorded
+    save_untrained_supernet(tmp_path / "supernet.pt")
+    done = run_script("--reference", str(ROOT), "--rounds", "1", "--out", str(tmp_path), "--supernet", "supernet.pt",
+                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "cli_refusal.json").read_text())
-    assert len(result["rows"]) == 11 and result["summary"]["rounds"] == 1
+    assert len(result["rows"]) == 14 and result["summary"]["rounds"] == 1
+    assert "--train-subset 1001" in result["rows"][11]["command"]  # the tiny job's 1000 images, contradicted
     assert all(r["this_s"] > 0 and r["reference_s"] > 0 for r in result["rows"])
     assert (tmp_path / "cli_refusal.csv").exists()
 

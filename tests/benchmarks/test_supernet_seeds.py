@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.ranking import band_archs
+from nas.arch_sets import band_archs
 from nas.stats import kendall_tau
 from nas.supernet_train import train_supernet
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost

@@ -97,3 +97,41 @@ def test_the_probe_sees_a_heavy_import():  # the probe itself: a test that canno
     result, _ = run_in_fresh_interpreter([["search", "--budget", "4.5GB"]], preamble="import nas.data")
     assert result["codes"] == [2]
     assert "torch" in result["heavy"]
+
+
+def test_flags_that_contradict_a_supernet_are_refused_before_any_heavy_import(tmp_path):
+    """The supernet's job, space and settings are read without torch (``nas.jobs.supernet_record``); these took 8-9 s
+    before, the supernet loaded by torch first."""
+    import torch
+
+    from nas import checkpoint as ckpt
+    from tests.cli.test_check_ranking_cli import BUDGET
+    from tests.nas.test_retrain import ARCH
+    from tests.nas.test_supernet_train import TINY_SPACE, save_untrained_supernet
+
+    save_untrained_supernet(tmp_path / "supernet.pt")
+    ckpt.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "model.pt")
+    (tmp_path / "space.json").write_text(json.dumps(TINY_SPACE))
+    save_arch_file(tmp_path / "arch.json", ARCH)
+    outside = ARCH.to_dict()
+    outside["stages"][0]["kernel"] = 9  # the space has 3 and 5
+    (tmp_path / "archs.json").write_text(json.dumps({"archs": [ARCH.to_dict(), outside]}))
+    sn, space = str(tmp_path / "supernet.pt"), str(tmp_path / "space.json")
+    cases = [
+        (["search", "--space", space, "--supernet", sn, "--train-subset", "200"], "--train-subset 200 contradicts"),
+        (["search", "--space", space, "--supernet", sn, "--embed-dim", "32"], "--embed-dim 32 contradicts"),
+        (["search", "--supernet", sn], "trained over another search space"),
+        (["search", "--space", space, "--supernet", str(tmp_path / "model.pt")], "not a supernet checkpoint"),
+        (["retrain", "--arch", str(tmp_path / "arch.json"), "--space", space, "--init", "supernet", "--supernet", sn,
+          "--no-augment"], "--no-augment contradicts"),
+        (["check-ranking", "--supernet", sn, "--archs-file", str(tmp_path / "archs.json")], "field 'kernel': 9"),
+        (["check-ranking", "--supernet", sn, "--budget", "1MFLOPs"], "below the cheapest arch"),
+        (["check-ranking", "--supernet", sn, "--archs", "40", "--budget", BUDGET], "distinct archs within"),
+    ]
+    result, stderr = run_in_fresh_interpreter([argv for argv, _ in cases])
+    assert result["codes"] == [2] * len(cases), list(zip(result["codes"], cases))
+    assert result["heavy"] == []
+    lines = [line for line in stderr.splitlines() if line]
+    assert len(lines) == len(cases) and "Traceback" not in stderr
+    for line, (_, message) in zip(lines, cases):
+        assert message in line, (line, message)

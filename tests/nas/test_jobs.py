@@ -1,10 +1,19 @@
-"""Run files checked without torch: a checkpoint that cannot be one is refused before the heavy imports."""
+"""Run files checked without torch: a checkpoint that cannot be one is refused before the heavy imports, and a
+supernet's recorded settings are read without torch."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 import torch
 
 from nas import checkpoint as ckpt
 from nas.errors import UserError
-from nas.jobs import checkpoint_file
+from nas.jobs import checkpoint_file, supernet_record
+from nas.supernet_train import CHECKPOINT, FINAL, train_supernet
+from tests.conftest import ROOT
+from tests.nas.test_supernet_train import tiny_job
 
 
 def test_checkpoint_file_accepts_what_torch_save_wrote_and_refuses_the_rest(tmp_path):
@@ -21,3 +30,44 @@ def test_checkpoint_file_accepts_what_torch_save_wrote_and_refuses_the_rest(tmp_
         with pytest.raises(UserError, match=message):  # the loader says the same
             ckpt.load(path)
     assert ckpt.load(good)["model"]["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def _touch(path: str) -> Path:  # what a file's pickle asks to run: the record reader must not run it
+    Path(path).touch()
+    return Path(path)
+
+
+class _RunsOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return _touch, (str(self.marker),)
+
+
+def test_supernet_record_reads_without_torch_what_the_loader_reads(tmp_path):
+    run = tmp_path / "sn"
+    train_supernet(tiny_job(1), run, progress=False)
+    for name in (FINAL, CHECKPOINT):  # the final weights, and an epoch checkpoint with RNG and optimizer states
+        state = torch.load(run / name, weights_only=False)
+        assert supernet_record(run / name) == {k: state[k] for k in ("job", "space", "settings")}
+    # in a fresh interpreter: the record comes without importing torch
+    script = ("import sys; from nas.jobs import supernet_record; r = supernet_record(sys.argv[1]); "
+              "print(r['job']['data']['train_subset'], 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(run / FINAL)], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.split() == ["1000", "False"], done.stderr
+
+
+def test_supernet_record_refuses_other_files_and_runs_nothing_of_them(tmp_path):
+    marker = tmp_path / "ran"
+    ckpt.save_atomic({"model": {}, "space": {}, "settings": {}, "job": _RunsOnLoad(marker)}, tmp_path / "odd.pt")
+    ckpt.save_atomic({"model": {"w": torch.ones(2)}, "settings": {}, "job": {}}, tmp_path / "model.pt")  # no space
+    with zipfile.ZipFile(tmp_path / "foreign.zip", "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    for name, message in (("odd.pt", "not a supernet checkpoint"), ("model.pt", "not a supernet checkpoint"),
+                          ("foreign.zip", "not a readable checkpoint"), ("missing.pt", "no such checkpoint")):
+        with pytest.raises(UserError, match=message):
+            supernet_record(tmp_path / name)
+    assert not marker.exists()
+    torch.load(tmp_path / "odd.pt", weights_only=False)  # the check itself: loading it does run the call
+    assert marker.exists()

@@ -10,7 +10,7 @@ from nas.config import DataConfig, TrainConfig
 from nas.jobs import SupernetJob
 from nas.engine import WorkerContext
 from nas.supernet_train import load_supernet, train_supernet, train_supernet_worker
-from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
+from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs
 from supernet import MixerNet
 from supernet.sampler import make_path_sampler
 from tests.conftest import run_launch
@@ -30,6 +30,14 @@ def tiny_job(epochs: int, sampler: str = "spos", **fields) -> SupernetJob:
     return SupernetJob(data=TINY_DATA, train=TrainConfig(epochs=epochs, batch_size=50, recalib_batches=2,
                                                          warmup_epochs=0, lr=3e-3),
                        path_sampler=sampler, space=TINY_SPACE, **fields)
+
+
+def save_untrained_supernet(path) -> None:
+    """A supernet.pt of ``tiny_job`` as train_supernet writes it, untrained: for what reads only its record."""
+    settings = NetSettings(img_size=32, in_chans=1, num_classes=10, embed_dim=16, patch_size=2)
+    net = MixerNet(SearchSpace.from_dict(TINY_SPACE), settings)
+    ckpt.save_atomic({"model": net.state_dict(), "space": TINY_SPACE, "settings": settings.to_dict(),
+                      "job": tiny_job(1).to_dict(), "history": []}, path)
 
 
 def states_equal(a: dict, b: dict) -> bool:
