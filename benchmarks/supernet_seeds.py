@@ -22,7 +22,7 @@ Another task's truth comes from check-ranking:
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
     python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
-        [--finetune-steps 0,48] [--finetune-lr-scale 2]
+        [--finetune-steps 0,48] [--finetune-lr-scale 2] [--recalib-batches 32]
 """
 from __future__ import annotations
 
@@ -151,8 +151,12 @@ def main() -> int:
                    help=f"fine-tuning steps before each evaluation, a comma list (default 0,{FINETUNE_STEPS})")
     p.add_argument("--finetune-lr-scale", type=float, default=1.0,
                    help="the fine-tuning's learning rate as a multiple of the recipe's peak (default 1: the product's)")
+    p.add_argument("--recalib-batches", type=int, default=None,
+                   help="BatchNorm recalibration batches of each evaluation (default: each check's, as it scored)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args()
+    if args.recalib_batches is not None and args.recalib_batches < 1:
+        raise UserError(f"--recalib-batches must be at least 1, got {args.recalib_batches}")
     if not args.finetune_lr_scale > 0:
         raise UserError(f"--finetune-lr-scale must be positive, got {args.finetune_lr_scale}")
     seeds = args.seeds
@@ -180,9 +184,11 @@ def main() -> int:
             for item in truth["archs"]:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
                 for steps in args.finetune_steps:
-                    result = evaluate_arch(net, arch, data, recalib_batches=truth["config"]["recalib_batches"],
+                    recalib = args.recalib_batches or truth["config"]["recalib_batches"]
+                    result = evaluate_arch(net, arch, data, recalib_batches=recalib,
                                            seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe)
-                    rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps, "truth": draw,
+                    rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
+                                 "recalib_batches": recalib, "truth": draw,
                                  "arch": item["arch"], "inherited_top1": result["top1"],
                                  "inherited_val_loss": result["loss"], "finetune_train_loss": result.get("train_loss"),
                                  "standalone_top1": item["standalone_top1"], "supernet": str(path)})

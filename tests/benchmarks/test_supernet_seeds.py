@@ -106,15 +106,18 @@ def test_a_kept_truth_without_its_supernet_names_the_command(tmp_path):
 def test_trains_sandwich_supernets_with_inplace_distillation(tiny_truth, tmp_path):
     out = tmp_path / "out"
     done = run_script("--truth", str(tiny_truth), "--seeds", "0", "--finetune-steps", "0", "--path-sampler",
-                      "sandwich", "--inplace-distill", "--out", str(out), cwd=tmp_path)
+                      "sandwich", "--inplace-distill", "--recalib-batches", "2", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads((out / "supernet_seeds-sandwich-kd-e1.json").read_text())
     assert data["summary"]["path_sampler"] == "sandwich" and data["summary"]["inplace_distill"] is True
+    assert {r["recalib_batches"] for r in data["rows"]} == {2}  # the flag's, not the check's (1)
     # not the checked (spos) supernet, even for its seed: one trained with the sandwich and distillation
     (trained,) = {r["supernet"] for r in data["rows"]}
     assert trained != json.loads(tiny_truth.read_text())["supernet"]
     job = json.loads((Path(trained).parent / "config.json").read_text())["job"]
     assert job["path_sampler"] == "sandwich" and job["inplace_distill"] is True and job["train"]["seed"] == 0
-    refused = run_script("--truth", str(tiny_truth), "--inplace-distill", "--out", str(out), cwd=tmp_path)
-    assert refused.returncode == 2 and "needs the sandwich sampler" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
+    for flags, message in ((["--inplace-distill"], "needs the sandwich sampler"),
+                           (["--recalib-batches", "0"], "--recalib-batches must be at least 1")):
+        refused = run_script("--truth", str(tiny_truth), *flags, "--out", str(out), cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
