@@ -130,3 +130,16 @@ def test_retrain_of_a_searched_arch_uses_the_search_data(work):
     assert metrics["config"]["job"]["data"]["train_subset"] == 1000  # the search's, without the flag
     assert 0 <= metrics["test_top1"] <= 1 and "test split" in metrics["splits"]["test_top1"]
     assert "test top-1" in done.stdout
+
+
+def test_retrain_from_the_supernets_weights_takes_its_data_and_network(work):
+    # the settings come from the supernet's record, read without torch; its weights start the run
+    save_arch_file(work / "arch-i.json", ARCH)
+    done = run_launch("retrain", "--arch", "arch-i.json", "--space", "space.json", "--init", "supernet", "--supernet",
+                      "sn/supernet.pt", "--run-dir", "results/from-supernet", *RECIPE, cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((work / "results" / "from-supernet" / "metrics.json").read_text())
+    job = metrics["config"]["job"]
+    assert job["init"] == "supernet" and job["supernet"] == "sn/supernet.pt"
+    assert job["data"]["train_subset"] == 1000 and job["data"]["dataset"] == "mnist-cluttered"  # the supernet's
+    assert metrics["config"]["settings"]["embed_dim"] == 16 and 0 <= metrics["test_top1"] <= 1
