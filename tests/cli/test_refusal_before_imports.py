@@ -100,8 +100,8 @@ def test_the_probe_sees_a_heavy_import():  # the probe itself: a test that canno
 
 
 def test_flags_that_contradict_a_supernet_are_refused_before_any_heavy_import(tmp_path):
-    """The supernet's job, space and settings are read without torch (``nas.jobs.supernet_record``); these took 8-9 s
-    before, the supernet loaded by torch first."""
+    """The supernet's job, space and settings are read without torch (``nas.jobs.supernet_record``); these took 5-9 s
+    before, the supernet loaded by torch first (docs/BENCHMARKS.md)."""
     import torch
 
     from nas import checkpoint as ckpt
