@@ -181,10 +181,10 @@ def main() -> int:
         net = load_supernet(path)
         finetune_recipe = dataclasses.replace(job.train, lr=job.train.lr * args.finetune_lr_scale)
         for draw, truth in zip(args.truth, truths):
+            recalib = args.recalib_batches or truth["config"]["recalib_batches"]
             for item in truth["archs"]:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
                 for steps in args.finetune_steps:
-                    recalib = args.recalib_batches or truth["config"]["recalib_batches"]
                     result = evaluate_arch(net, arch, data, recalib_batches=recalib,
                                            seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,

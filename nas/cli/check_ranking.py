@@ -7,7 +7,7 @@ from pathlib import Path
 from nas.arch_sets import DRAWS, band_archs, read_archs_file
 from nas.config import check_ranking_size
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob, checkpoint_file, supernet_record
+from nas.jobs import RESULTS, SupernetJob, supernet_record
 from searchspace import SearchSpace, format_flops, parse_flops
 
 from .common import add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     check_finetune_steps(args.finetune_steps)
     check_trial_resources(args.cpus_per_trial)
     budget = parse_flops(args.budget) if args.budget else None
-    supernet = checkpoint_file(args.supernet if args.supernet else _default_supernet())
-    # The supernet's space and path budget are read without torch: the archs are drawn (or a file of them checked)
-    # before the heavy imports, so a bad file or budget is refused in milliseconds.
+    supernet = Path(args.supernet) if args.supernet else _default_supernet()
+    # The supernet's space and path budget are read without torch (a missing or foreign file is refused there): the
+    # archs are drawn (or a file of them checked) before the heavy imports, so a bad file or budget costs milliseconds.
     record = supernet_record(supernet)
     space = SearchSpace.from_dict(record["space"])
     budget = budget or SupernetJob.from_dict(record["job"]).path_budget_flops or parse_flops("4.5GFLOPs")
