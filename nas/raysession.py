@@ -66,6 +66,22 @@ def _unraisable_hook(unraisable) -> None:
 RUNTIME_ENV = {"worker_process_setup_hook": f"{__name__}.setup_worker_process"}
 
 
+def cluster_address(flag: str | None) -> str | None:
+    """The cluster a command runs on: ``--address``, else Ray's own RAY_ADDRESS (``ray job submit`` sets it for the
+    command it runs), else None: a local Ray.
+
+    Only these two name a cluster. Ray's ``ray.init()`` without an address would also join whatever cluster the
+    last ``ray start`` on this machine left running; ``ensure_ray(None)`` never does (``address="local"``). Called
+    by the command line only: inside a Ray worker RAY_ADDRESS names the cluster the worker already belongs to."""
+    env = os.environ.get("RAY_ADDRESS", "")
+    return flag or (env if env and env != "local" else None)
+
+
+def address_source(address: str) -> str:
+    """What the user set to ask for ``address``, for messages: RAY_ADDRESS or --address."""
+    return "RAY_ADDRESS" if address == os.environ.get("RAY_ADDRESS") else "--address"
+
+
 def check_cluster_address(address: str, timeout_s: float = 5.0) -> None:
     """Raise UserError when nothing answers at a cluster ``address`` (HOST:PORT or ray://HOST:PORT).
 
@@ -76,17 +92,18 @@ def check_cluster_address(address: str, timeout_s: float = 5.0) -> None:
 
     if address == "auto":
         return
+    source = address_source(address)
     host_port = address.split("://", 1)[-1]
     host, sep, port = host_port.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise UserError(f"--address {address}: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379), "
+        raise UserError(f"{source} {address}: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379), "
                         f"ray://HOST:PORT or auto")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as e:
-        raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
-                        f"`ray start --head` or leave --address out for a local Ray") from None
+        raise UserError(f"{source} {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                        f"`ray start --head` or leave {source} out for a local Ray") from None
 
 
 def prepare_cluster_connection(address: str) -> None:
@@ -111,8 +128,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
     from nas.errors import UserError
 
     if ray.is_initialized() and address and _SESSION[1] != address:
-        raise UserError(f"--address {address}: this process already runs Ray "
-                        f"({_SESSION[1] or 'a local one'}); give every step the same --address")
+        source = address_source(address)
+        raise UserError(f"{source} {address}: this process already runs Ray "
+                        f"({_SESSION[1] or 'a local one'}); give every step the same {source}")
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         if address:
@@ -123,14 +141,15 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
                 hint = "" if auth_token() else (" (if the cluster uses token authentication, put the token that "
                                                 "`ray get-auth-token` prints on its head into ~/.ray/auth_token "
                                                 "or RAY_AUTH_TOKEN)")
-                raise UserError(f"--address {address}: {str(e).splitlines()[0]}{hint}") from None
+                raise UserError(f"{address_source(address)} {address}: {str(e).splitlines()[0]}{hint}") from None
         else:
             port = free_port(dashboard_port)
             if port != dashboard_port and announce:
                 print(f"port {dashboard_port} is busy (another Ray?): the dashboard goes on port {port}",
                       file=sys.stderr, flush=True)
-            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                               num_cpus=num_cpus, configure_logging=True, logging_level="WARNING",
+            # "local": a Ray of our own, even where `ray start` left a cluster running (see cluster_address)
+            context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                               dashboard_port=port, num_cpus=num_cpus, configure_logging=True, logging_level="WARNING",
                                log_to_driver=True, runtime_env=RUNTIME_ENV)
         session = RaySession(getattr(context, "dashboard_url", None) or None, auth_token())
         if announce:

@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "address", None):  # before any work: a wrong address must not cost a supernet
-            from nas.raysession import prepare_cluster_connection
-            prepare_cluster_connection(args.address)
+        if hasattr(args, "address"):
+            from nas.raysession import cluster_address, prepare_cluster_connection
+            args.address = cluster_address(args.address)  # RAY_ADDRESS counts as --address
+            if args.address:  # before any work: a wrong address must not cost a supernet
+                prepare_cluster_connection(args.address)
         return int(args._run(args) or 0)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

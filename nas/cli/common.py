@@ -34,7 +34,8 @@ def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:
 
 def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--address", default=None, metavar="HOST:PORT",
-                        help="run on this Ray cluster (its head's address, or auto); default: a local Ray")
+                        help="run on this Ray cluster (its head's address, or auto); default: RAY_ADDRESS if set, "
+                             "else a Ray of this command's own, even where `ray start` runs a cluster on this machine")
 
 
 def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -37,13 +37,18 @@ def _free_ports(n: int) -> list[int]:
 class RayHead:
     """A one-node Ray cluster of 2 CPUs (``ray start --head --block``), apart from any other Ray on this machine: own
     ports, own temp folder (a short path, for Ray's unix sockets). Stopping the head stops every process of this
-    cluster, and only those."""
+    cluster, and only those.
+
+    The temp folder is ``<system_temp>/ray``, as Ray's own under /tmp: with RAY_TMPDIR=<system_temp> a process sees
+    this machine as one where ``ray start --head`` was the last Ray started (``ray.init()`` would join it)."""
 
     def __init__(self, ray_bin: str, *, drain_on_sigterm: bool = False):
         gcs, self.dashboard, client, agent, agent_grpc, runtime_env, metrics, node_manager, object_manager = \
             _free_ports(9)
         self.address = f"127.0.0.1:{gcs}"
-        self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self.system_temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self.temp = self.system_temp / "ray"
+        self.temp.mkdir()
         self._log = open(self.temp / "start.log", "w")
         self.process = subprocess.Popen(
             [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
@@ -76,7 +81,7 @@ class RayHead:
             self.process.wait()
         seconds = time.perf_counter() - start
         self._log.close()
-        shutil.rmtree(self.temp, ignore_errors=True)
+        shutil.rmtree(self.system_temp, ignore_errors=True)
         time.sleep(2)
         return seconds, len(started), sorted(started & _live_processes().keys())
 
@@ -103,7 +108,7 @@ def _descendants(pid: int, processes: dict[int, int]) -> set[int]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A RayHead for this module's tests. Yields (address, dashboard port)."""
+    """A running RayHead for this module's tests."""
     ray_bin = shutil.which("ray")
     if ray_bin is None:
         pytest.skip("the `ray` command is not on PATH")
@@ -113,14 +118,14 @@ def cluster():
             head.wait_until_up()
         except RuntimeError as e:
             pytest.fail(str(e))
-        yield head.address, head.dashboard
+        yield head
     finally:
         _, started, left = head.stop()
     assert started > 0 and not left, f"{len(left)} of the {started} processes of the cluster outlived its head: {left}"
 
 
 def test_supernet_and_search_run_on_the_cluster_at_address(cluster, tmp_path):
-    address, dashboard = cluster
+    address, dashboard = cluster.address, cluster.dashboard
     (tmp_path / "space.json").write_text(json.dumps(TINY_SPACE))
     trained = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--run-dir", "sn",
                          "--address", address, cwd=tmp_path)
@@ -137,6 +142,28 @@ def test_supernet_and_search_run_on_the_cluster_at_address(cluster, tmp_path):
     assert best["stages"] and "Traceback" not in searched.stderr
 
 
+def test_without_an_address_a_command_starts_its_own_ray_beside_a_running_cluster(cluster, tmp_path):
+    # regression: ray.init() without an address joins the cluster the last `ray start` on this machine left
+    # running (found under RAY_TMPDIR/ray, /tmp/ray by default). A command given no address had run there, on
+    # that cluster's CPUs and dashboard, where the README promises a local Ray.
+    (tmp_path / "space.json").write_text(json.dumps(TINY_SPACE))
+    gcs_port = cluster.address.rsplit(":", 1)[1]  # the file names the machine's IP, the head's port
+    assert (cluster.temp / "ray_current_cluster").read_text().strip().endswith(f":{gcs_port}")
+    env = {"RAY_TMPDIR": str(cluster.system_temp)}
+    trained = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--run-dir", "sn", cwd=tmp_path,
+                         env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    searched = run_launch("search", "--space", "space.json", "--budget", BUDGET, "--supernet", "sn/supernet.pt",
+                          "--trials", "1", "--finetune-steps", "0", "--search-dir", "results/s", cwd=tmp_path,
+                          env=env)
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    dashboard = [line for line in searched.stderr.splitlines() if line.startswith("Ray dashboard: ")]
+    assert len(dashboard) == 1 and "http://127.0.0.1:" in dashboard[0], searched.stderr[-3000:]
+    assert f":{cluster.dashboard}" not in dashboard[0]  # its own Ray's dashboard, not the cluster's
+    sessions = [p for p in cluster.temp.glob("session_*") if p.is_dir() and not p.is_symlink()]
+    assert len(sessions) == 2, sessions  # the cluster's, and the one the search started
+
+
 @pytest.mark.parametrize("command", [["supernet", "--epochs", "1"], ["search", "--budget", "4.5GFLOPs"],
                                      ["retrain", "--arch", "arch.json", "--epochs", "1"],
                                      ["check-ranking", "--archs", "2"]])
@@ -149,3 +176,14 @@ def test_an_address_where_no_cluster_answers_exits_2(tmp_path, command):
         f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one with "
         f"`ray start --head` or leave --address out for a local Ray"]
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.pt"))
+
+
+def test_a_ray_address_where_no_cluster_answers_exits_2_naming_it(tmp_path):
+    port, = _free_ports(1)
+    done = run_launch("search", "--budget", "4.5GFLOPs", cwd=tmp_path, timeout=120,
+                      env={"RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"error: RAY_ADDRESS 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one with "
+        f"`ray start --head` or leave RAY_ADDRESS out for a local Ray"]
+    assert not (tmp_path / "results").exists()

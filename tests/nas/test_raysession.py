@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from nas.errors import UserError
-from nas.raysession import check_cluster_address, ensure_ray
+from nas.raysession import check_cluster_address, cluster_address, ensure_ray
 
 # A weakref callback that raises SystemExit: what Ray's SIGTERM handler does when it stops an idle worker
 # while the garbage collector runs one (the "Exception ignored in: <function WeakSet...>" lines a search
@@ -88,3 +88,26 @@ def test_an_address_that_listens_passes_the_check():
         server.bind(("127.0.0.1", 0))
         server.listen()
         check_cluster_address(f"127.0.0.1:{server.getsockname()[1]}")
+
+
+def test_a_cluster_is_named_by_the_flag_else_by_ray_address(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster_address(None) is None  # a local Ray: never the cluster a `ray start` left running
+    assert cluster_address("10.0.0.5:6379") == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.6:6379")  # as `ray job submit` sets it
+    assert cluster_address(None) == "10.0.0.6:6379"
+    assert cluster_address("10.0.0.5:6379") == "10.0.0.5:6379"  # the flag wins
+    for local in ("", "local"):
+        monkeypatch.setenv("RAY_ADDRESS", local)
+        assert cluster_address(None) is None
+
+
+def test_a_refused_address_names_what_set_it(monkeypatch):
+    address = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(UserError, match=f"^RAY_ADDRESS {address}: no Ray cluster answers there .* leave RAY_ADDRESS "
+                                        f"out for a local Ray$"):
+        check_cluster_address(address, timeout_s=2)
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(UserError, match=f"^--address {address}: "):
+        check_cluster_address(address, timeout_s=2)
