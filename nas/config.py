@@ -43,6 +43,11 @@ class DataConfig:
     augment: bool = True           # training-split augmentation on/off
     train_subset: int | None = None  # use only this many training images (a fixed choice): quick runs
 
+    @property
+    def side(self) -> int:
+        """The input side the images are resized to: img_size, else the dataset's default."""
+        return default_img_size(self.dataset) if self.img_size is None else self.img_size
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -292,9 +292,7 @@ def build_data(cfg: DataConfig) -> DataBundle:
     """Train, validation and test datasets for ``cfg``; raises UserError on any bad input."""
     if cfg.dataset not in DATASETS:
         raise UserError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
-    img_size = cfg.img_size
-    if img_size is None:
-        img_size = default_img_size(cfg.dataset)
+    img_size = cfg.side
     if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 8:
         raise UserError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
     img_size = int(img_size)

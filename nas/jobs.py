@@ -112,12 +112,20 @@ class ModelOptions:
     patch_size: int | None = None
     drop_path_rate: float = 0.0
 
+    def resolve(self, img_size: int) -> tuple[int, int]:
+        """(embed_dim, patch_size) for inputs of side ``img_size``; a patch that does not tile it raises UserError
+        (the commands call this before torch is imported)."""
+        small = img_size <= 64
+        embed_dim, patch_size = self.embed_dim or (16 if small else 96), self.patch_size or (2 if small else 4)
+        if img_size % patch_size:
+            raise UserError(f"--img-size {img_size} with --patch-size {patch_size}: the input side must be a "
+                            f"multiple of the stem's patch")
+        return embed_dim, patch_size
+
     def settings(self, data: DataBundle) -> NetSettings:
-        small = data.img_size <= 64
+        embed_dim, patch_size = self.resolve(data.img_size)
         return NetSettings(img_size=data.img_size, in_chans=data.in_chans, num_classes=data.num_classes,
-                           embed_dim=self.embed_dim or (16 if small else 96),
-                           patch_size=self.patch_size or (2 if small else 4),
-                           drop_path_rate=self.drop_path_rate)
+                           embed_dim=embed_dim, patch_size=patch_size, drop_path_rate=self.drop_path_rate)
 
 
 # Settings that only change how a supernet is evaluated, not its weights: they never pick another supernet.

@@ -8,6 +8,8 @@ from typing import Sequence
 
 from nas.errors import USER_ERRORS
 
+from .common import check_flag_bounds
+
 # subcommand -> module under nas.cli; each module has HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "space": "space",
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_flag_bounds(args)
         if hasattr(args, "address"):
             from nas.raysession import cluster_address, prepare_cluster_connection
             args.address = cluster_address(args.address)  # RAY_ADDRESS counts as --address

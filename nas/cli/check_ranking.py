@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="stand-alone training seeds per arch (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
-    parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches")
+    parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches (0: none)")
     add_finetune_argument(parser)
     add_address_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")

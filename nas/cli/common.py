@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import dataclass
 
 from nas.errors import UserError
 from searchspace import SearchSpace
@@ -51,3 +53,55 @@ def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGr
 def check_finetune_steps(steps: int) -> None:
     if steps < 0:
         raise UserError(f"--finetune-steps {steps}: must be 0 (off) or more")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric flag takes: at least ``low`` (above it if ``low_open``), at most ``high`` (below it if
+    ``high_open``), and finite (argparse reads "nan" and "inf" as floats)."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+# Recipe and network flags by argparse dest (the same meaning in every command that has them). Without these
+# checks a negative --lr or a --drop-path above 1 ended in a traceback, and a negative --clip-grad or an --ema
+# above 1 trained silently on nonsense (a negative clip norm flips every gradient).
+FLAG_BOUNDS = {
+    "lr": ("--lr", Bound(0, low_open=True)),
+    "weight_decay": ("--weight-decay", Bound(0)),
+    "warmup_epochs": ("--warmup-epochs", Bound(0)),
+    "label_smoothing": ("--label-smoothing", Bound(0, 1, high_open=True)),
+    "clip_grad": ("--clip-grad", Bound(0)),              # 0: off
+    "recalib_batches": ("--recalib-batches", Bound(0)),  # 0: the running statistics as they are
+    "drop_path": ("--drop-path", Bound(0, 1, high_open=True)),
+    "num_workers": ("--num-workers", Bound(1)),
+    "embed_dim": ("--embed-dim", Bound(1)),
+    "patch_size": ("--patch-size", Bound(1)),
+    "ema": ("--ema", Bound(0, 1, low_open=True, high_open=True)),
+    "mixup": ("--mixup", Bound(0)),
+    "cutmix": ("--cutmix", Bound(0)),
+    "latency_batch": ("--latency-batch", Bound(1)),
+}
+
+
+def check_flag_bounds(args: argparse.Namespace) -> None:
+    """Raise UserError for the first flag of FLAG_BOUNDS whose value is outside its bound (a flag left at None,
+    "the default", is not checked)."""
+    for dest, (flag, bound) in FLAG_BOUNDS.items():
+        value = getattr(args, dest, None)
+        if value is not None and not bound.admits(value):
+            raise UserError(f"{flag} {value:g}: must be {bound}")

@@ -80,13 +80,17 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
     else:
         search = info if info.get("data") else search_config
         if not search.get("data"):
-            return data_config(args), options
+            data = data_config(args)
+            options.resolve(data.side)  # a patch that does not tile the input: refused before torch
+            return data, options
         source = f"the search {info.get('run')}"
         data = DataConfig.from_dict(search["data"])
         model = ModelOptions(**(search.get("model") or search.get("supernet_job", {}).get("model") or {}))
     data = inherit_data_config(args, data, source)
-    return data, ModelOptions(embed_dim=options.embed_dim or model.embed_dim,
-                              patch_size=options.patch_size or model.patch_size, drop_path_rate=options.drop_path_rate)
+    model = ModelOptions(embed_dim=options.embed_dim or model.embed_dim,
+                         patch_size=options.patch_size or model.patch_size, drop_path_rate=options.drop_path_rate)
+    model.resolve(data.side)
+    return data, model
 
 
 def run(args: argparse.Namespace) -> int:

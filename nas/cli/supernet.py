@@ -43,7 +43,9 @@ def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = No
     if getattr(args, "path_budget", None):
         path_budget_flops = parse_flops(args.path_budget)
         check_budget_covers_cheapest(space, DEPLOYMENT, path_budget_flops, f"--path-budget {args.path_budget}")
-    return SupernetJob(data=data_config(args), train=train_config(args), model=model_options(args),
+    data, model = data_config(args), model_options(args)
+    model.resolve(data.side)
+    return SupernetJob(data=data, train=train_config(args), model=model,
                        path_sampler=args.path_sampler, space=space.to_dict(),
                        path_budget_flops=path_budget_flops, inplace_distill=args.inplace_distill)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.config import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, TrainConfig, default_img_size
+from nas.config import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, TrainConfig
 from nas.errors import UserError
 from nas.jobs import ModelOptions
 
@@ -45,7 +45,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--warmup-epochs", type=int, default=1)
     g.add_argument("--label-smoothing", type=float, default=0.1)
     g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip (0: off)")
-    g.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches per evaluation")
+    g.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches per evaluation (0: none)")
     g.add_argument(seed_flag, dest="train_seed", type=int, default=0, help="training seed")
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     g.add_argument("--num-workers", type=int, default=1,
@@ -75,9 +75,7 @@ def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str
     """``saved`` (the data a supernet or search used); a data flag given that contradicts it, or a dataset folder
     missing here, raises UserError."""
     for name, value in _given(args).items():
-        have = getattr(saved, name)
-        if name == "img_size" and have is None:
-            have = default_img_size(saved.dataset)
+        have = saved.side if name == "img_size" else getattr(saved, name)
         if value == have:
             continue
         if name == "augment":

@@ -55,6 +55,13 @@ BAD = [
     ["search", "--dataset", "cifar100", "--data-root", "/no/such/dir"],
     ["supernet", "--path-budget", "1MFLOPs"],
     ["check-ranking", "--supernet", "pyproject.toml", "--archs", "1"],
+    # recipe and network values out of range (a traceback, or a silent run, before FLAG_BOUNDS)
+    ["supernet", "--lr", "-1"],
+    ["supernet", "--drop-path", "1.5"],
+    ["search", "--clip-grad", "-1"],
+    ["retrain", "--arch", "x.json", "--ema", "1.5"],
+    ["check-ranking", "--lr", "nan"],
+    ["supernet", "--img-size", "33"],
 ]
 
 
@@ -72,6 +79,8 @@ def test_bad_flags_exit_2_before_any_heavy_import():
     lines = [line for line in stderr.splitlines() if line]
     assert len(lines) == len(BAD) and "Traceback" not in stderr  # one line each
     assert "--archs 1: a ranking needs at least 2 archs" in stderr  # a flag, before its supernet file is read
+    assert "error: --ema 1.5: must be in (0, 1)" in lines  # before its arch file is read
+    assert "error: --img-size 33 with --patch-size 2: the input side must be a multiple of the stem's patch" in lines
 
 
 def test_a_missing_dataset_folder_is_refused_before_any_heavy_import(tmp_path):
@@ -79,11 +88,14 @@ def test_a_missing_dataset_folder_is_refused_before_any_heavy_import(tmp_path):
     arch = tmp_path / "arch.json"
     save_arch_file(arch, Arch.from_dict({"stages": [{"mixer": "dwconv", "kernel": 3, "depth": 2, "pool": 1}] * 4}))
     argvs = [["retrain", "--arch", str(arch), "--dataset", "cifar10", "--data-root", "/no/such/dir"],
-             ["retrain", "--arch", str(arch), "--dataset", "imagefolder"]]
+             ["retrain", "--arch", str(arch), "--dataset", "imagefolder"],
+             ["retrain", "--arch", str(arch), "--img-size", "36", "--patch-size", "8"]]  # a stem that does not tile
     result, stderr = run_in_fresh_interpreter(argvs)
-    assert result["codes"] == [2, 2] and result["heavy"] == []
+    assert result["codes"] == [2, 2, 2] and result["heavy"] == []
     assert stderr.splitlines() == ["error: cifar10 root '/no/such/dir': no such directory",
-                                   "error: dataset 'imagefolder' needs a root folder (root is not set)"]
+                                   "error: dataset 'imagefolder' needs a root folder (root is not set)",
+                                   "error: --img-size 36 with --patch-size 8: the input side must be a multiple of "
+                                   "the stem's patch"]
 
 
 def test_help_of_every_command_needs_no_heavy_import():

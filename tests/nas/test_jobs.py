@@ -10,7 +10,7 @@ import torch
 
 from nas import checkpoint as ckpt
 from nas.errors import UserError
-from nas.jobs import checkpoint_file, supernet_record
+from nas.jobs import ModelOptions, checkpoint_file, supernet_record
 from nas.supernet_train import CHECKPOINT, FINAL, train_supernet
 from tests.conftest import ROOT
 from tests.nas.test_supernet_train import tiny_job
@@ -71,3 +71,10 @@ def test_supernet_record_refuses_other_files_and_runs_nothing_of_them(tmp_path):
     assert not marker.exists()
     torch.load(tmp_path / "odd.pt", weights_only=False)  # the check itself: loading it does run the call
     assert marker.exists()
+
+
+def test_model_options_resolve_the_defaults_by_input_side_and_refuse_a_patch_that_does_not_tile():
+    assert ModelOptions().resolve(32) == (16, 2) and ModelOptions().resolve(224) == (96, 4)
+    assert ModelOptions(embed_dim=24, patch_size=3).resolve(36) == (24, 3)
+    with pytest.raises(UserError, match="^--img-size 33 with --patch-size 2: the input side must be a multiple"):
+        ModelOptions().resolve(33)  # a traceback from NetSettings before
