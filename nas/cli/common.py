@@ -86,7 +86,7 @@ FLAG_BOUNDS = {
     "warmup_epochs": ("--warmup-epochs", Bound(0)),
     "label_smoothing": ("--label-smoothing", Bound(0, 1, high_open=True)),
     "clip_grad": ("--clip-grad", Bound(0)),              # 0: off
-    "recalib_batches": ("--recalib-batches", Bound(0)),  # 0: the running statistics as they are
+    "recalib_batches": ("--recalib-batches", Bound(0)),  # 0: none (the running statistics as they are)
     "drop_path": ("--drop-path", Bound(0, 1, high_open=True)),
     "num_workers": ("--num-workers", Bound(1)),
     "embed_dim": ("--embed-dim", Bound(1)),

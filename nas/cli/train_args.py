@@ -45,7 +45,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--warmup-epochs", type=int, default=1)
     g.add_argument("--label-smoothing", type=float, default=0.1)
     g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip (0: off)")
-    g.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches per evaluation (0: none)")
+    g.add_argument("--recalib-batches", type=int, default=8,
+                   help="BatchNorm recalibration batches per evaluation (0: none)")
     g.add_argument(seed_flag, dest="train_seed", type=int, default=0, help="training seed")
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     g.add_argument("--num-workers", type=int, default=1,
