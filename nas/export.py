@@ -1,6 +1,8 @@
 """Export a retrained model to ONNX and check it with onnxruntime against PyTorch."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -12,29 +14,56 @@ from nas.hub import load_model
 from searchspace import atomic_path
 
 
+@contextlib.contextmanager
+def _log_level(logger: logging.Logger, level: int):
+    saved = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
+
+
 def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = 18,
                 check: bool = True, atol: float = 1e-4) -> dict:
     """Write ``onnx_path`` (atomically) from the retrained model in ``run``; with ``check``, run it in
     onnxruntime on random input and return the largest absolute difference from PyTorch."""
     try:
-        import onnx  # noqa: F401  (torch.onnx needs it)
+        import onnx  # torch.onnx needs it
         import onnxruntime as ort
     except ImportError:
         raise UserError("ONNX export needs onnx and onnxruntime: pip install -e '.[export]'") from None
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise UserError(f"--opset {opset}: onnx {onnx.__version__} knows opsets up to {newest}")
     model = load_model(run)
     s = model.settings
     # The dynamic conv folds the batch into its groups, so the graph is exported for one batch size.
     # torch.export (dynamo=True) handles its generated kernels; the TorchScript exporter cannot.
     example = torch.randn(batch_size, s.in_chans, s.img_size, s.img_size)
     onnx_path = Path(onnx_path)
-    with atomic_path(onnx_path) as tmp, torch.no_grad(), warnings.catch_warnings():
+    # A failed opset conversion is reported below, in one line: not also as onnxscript's logged traceback.
+    converter_log = logging.getLogger("onnxscript.version_converter")
+    with (atomic_path(onnx_path) as tmp, torch.no_grad(), warnings.catch_warnings(),
+          _log_level(converter_log, logging.ERROR)):
         # Shapes are constants in a fixed-size export: the tracer's warnings about them are expected.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # external_data=False: the weights inside the one file. By default torch put them beside it, in a data file
+        # named after the temp path, which the renamed .onnx still pointed to: a copy of it alone did not load.
         torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                          opset_version=opset, dynamo=True)
+                          opset_version=opset, dynamo=True, external_data=False)
+        # torch keeps the opset it wrote when the conversion to another fails, and goes on without a word
+        written = {o.domain: o.version for o in onnx.load(str(tmp), load_external_data=False).opset_import}
+        if written.get("", opset) != opset:
+            raise UserError(f"--opset {opset}: torch could not convert this network to it (it wrote opset "
+                            f"{written['']}); nothing was written")
     result = {"onnx": str(onnx_path), "batch_size": batch_size, "input": [batch_size, s.in_chans, s.img_size, s.img_size]}
     if check:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own error classes: an opset newer than it runs, above all
+            raise UserError(f"wrote {onnx_path} (opset {opset}), but onnxruntime {ort.__version__} cannot load it to "
+                            f"check it: {str(e).splitlines()[0][:200]}") from None
         x = torch.randn(batch_size, s.in_chans, s.img_size, s.img_size)
         with torch.no_grad():
             expected = model(x).numpy()

@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # torch: only for type hints, so that a command line is check
 
 RESULTS = Path("results")
 MODEL = "model.pt"  # a retrain folder's model file
+RANKING_DIR = "ranking"
+
+
+def ranking_dir(supernet_path: str | Path) -> Path:
+    """Where ``check-ranking`` writes a supernet's check: beside the supernet file."""
+    return Path(supernet_path).parent / RANKING_DIR
 
 
 def model_file(path: str | Path) -> Path:

@@ -33,13 +33,12 @@ from nas.data import build_data
 from nas.engine import evaluate_arch
 from nas.errors import UserError
 from nas.hub import MODEL
-from nas.jobs import SupernetJob
+from nas.jobs import RANKING_DIR, SupernetJob, ranking_dir  # noqa: F401  (re-exported: the ranking's layout)
 from nas.report import write_csv_atomic
 from nas.retrain import RetrainJob
 from nas.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, atomic_path, write_json_atomic
 
-RANKING_DIR = "ranking"
 SUMMARY = "ranking.json"
 
 
@@ -56,10 +55,6 @@ class RankingConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def ranking_dir(supernet_path: str | Path) -> Path:
-    return Path(supernet_path).parent / RANKING_DIR
 
 
 def recipe_key(job: RetrainJob) -> str:

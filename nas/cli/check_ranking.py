@@ -7,10 +7,11 @@ from pathlib import Path
 from nas.arch_sets import DRAWS, band_archs, read_archs_file
 from nas.config import check_ranking_size
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob, supernet_record
+from nas.jobs import RESULTS, SupernetJob, ranking_dir, supernet_record
 from searchspace import SearchSpace, format_flops, parse_flops
 
-from .common import add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources
+from .common import (add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources,
+                     check_writable_dir)
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -71,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
         rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
                 f"{format_flops(budget)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
 
+    check_writable_dir(ranking_dir(supernet), "the ranking folder")  # beside the supernet: it may be read-only
     from nas.config import TrainConfig
-    from nas.ranking import RankingConfig, check_ranking, describe, ranking_dir
+    from nas.ranking import RankingConfig, check_ranking, describe
     from nas.supernet_train import load_supernet_state
 
     state = load_supernet_state(supernet)

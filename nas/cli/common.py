@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from nas.errors import UserError
 from searchspace import SearchSpace
@@ -105,3 +107,23 @@ def check_flag_bounds(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value is not None and not bound.admits(value):
             raise UserError(f"{flag} {value:g}: must be {bound}")
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """Raise UserError, naming ``what`` (a flag or "the output folder"), when ``path`` cannot be made or written: a
+    file in the way, no permission, a read-only disk. Before any work, so that a run does not fail with a traceback
+    at its first write, minutes in. Folders made to find out are removed again."""
+    path = Path(path)
+    made = []
+    try:
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()

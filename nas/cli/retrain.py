@@ -11,7 +11,7 @@ from nas.jobs import RESULTS, supernet_record
 from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
-from .common import add_space_argument, check_trial_resources, load_space
+from .common import add_space_argument, check_trial_resources, check_writable_dir, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config,
                          inherit_data_config, inherit_model_settings, model_options, train_config)
 
@@ -111,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if args.init == "supernet" and not supernet:
         raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
     data, model = _inherit_settings(args, info, search_config, supernet)
-    from nas.retrain import RetrainJob, retrain  # after the checks: a bad flag is refused before torch is imported
-
     run_dir = Path(args.run_dir) if args.run_dir else (
         Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
+    check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
+    from nas.retrain import RetrainJob, retrain  # after the checks: a bad flag is refused before torch is imported
+
     job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
           flush=True)
@@ -148,11 +149,12 @@ def _run_front(args: argparse.Namespace, train) -> int:
                        source=f"{path} member {i + 1}")
     supernet = args.supernet or pareto.get("supernet")
     data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
+    base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
+    check_writable_dir(base, "--run-dir" if args.run_dir else "the run folder")
     from nas.retrain import RetrainJob  # after the checks: a bad flag is refused before torch and Ray are imported
     from nas.retrain_front import retrain_front
 
     template = RetrainJob({}, data, train, model, args.init, supernet)
-    base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
     # Searches before the fine-tuning steps wrote no top1_weights: their estimates used the weights as inherited.
     weights = pareto.get("top1_weights", "inherited as they are")

@@ -13,7 +13,7 @@ from searchspace import (DEPLOYMENT, SearchSpace, check_budget_covers_cheapest, 
                          parse_latency, write_json_atomic)
 
 from . import supernet as supernet_cmd
-from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, load_space
+from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, check_writable_dir, load_space
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     check_budget_covers_cheapest(space, DEPLOYMENT, budget, f"budget {args.budget}")
 
     search_dir = _search_dir(args)
+    check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
+    check_writable_dir(RESULTS, "the results folder")  # best.json, the latency cache, a supernet the search trains
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
     if args.supernet and not args.resume:  # its settings read without torch: a flag contradicting them costs no imports
         _supernet_data(args, space, supernet_record(args.supernet), args.supernet)

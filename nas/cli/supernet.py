@@ -9,7 +9,7 @@ from nas.config import PATH_SAMPLERS
 from nas.jobs import SupernetJob
 from searchspace import DEPLOYMENT, check_budget_covers_cheapest, parse_flops
 
-from .common import add_space_argument, load_space
+from .common import add_space_argument, check_writable_dir, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
                          train_config)
 
@@ -52,9 +52,10 @@ def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = No
 
 def run(args: argparse.Namespace) -> int:
     job = job_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
+    check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
     from nas.supernet_train import train_supernet  # after the checks: a bad flag is refused before torch is imported
 
-    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()
     final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,

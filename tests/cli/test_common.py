@@ -4,7 +4,7 @@ import argparse
 import pytest
 
 from nas.cli import build_parser
-from nas.cli.common import FLAG_BOUNDS, Bound, check_flag_bounds
+from nas.cli.common import FLAG_BOUNDS, Bound, check_flag_bounds, check_writable_dir
 from nas.errors import UserError
 
 
@@ -66,3 +66,19 @@ def test_a_value_out_of_bounds_is_refused_naming_flag_value_and_bound(argv, mess
 
 def test_a_flag_left_unset_is_not_checked():
     check_flag_bounds(argparse.Namespace(ema=None, embed_dim=None, lr=1e-3))
+
+
+def test_a_writable_folder_passes_and_the_folders_made_to_find_out_are_removed(tmp_path):
+    check_writable_dir(tmp_path, "--run-dir")
+    check_writable_dir(tmp_path / "a" / "b", "--run-dir")
+    assert list(tmp_path.iterdir()) == []  # nothing left: the run makes its folder itself
+
+
+def test_a_folder_that_cannot_be_made_is_refused_and_nothing_is_left(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(UserError, match=f"^--search-dir {tmp_path}/file/s: cannot write there \\(Not a directory\\)$"):
+        check_writable_dir(tmp_path / "file" / "s", "--search-dir")
+    # "new" is made, then its child cannot be (a name too long): "new" is removed again
+    with pytest.raises(UserError, match="^the run folder .*: cannot write there \\(File name too long\\)$"):
+        check_writable_dir(tmp_path / "new" / ("x" * 300), "the run folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]

@@ -62,6 +62,9 @@ BAD = [
     ["retrain", "--arch", "x.json", "--ema", "1.5"],
     ["check-ranking", "--lr", "nan"],
     ["supernet", "--img-size", "33"],
+    # an output folder that cannot be made (a file in the way): a traceback at the first write before
+    ["supernet", "--run-dir", "pyproject.toml/sn"],
+    ["search", "--search-dir", "pyproject.toml/s"],
 ]
 
 
@@ -80,6 +83,7 @@ def test_bad_flags_exit_2_before_any_heavy_import():
     assert len(lines) == len(BAD) and "Traceback" not in stderr  # one line each
     assert "--archs 1: a ranking needs at least 2 archs" in stderr  # a flag, before its supernet file is read
     assert "error: --ema 1.5: must be in (0, 1)" in lines  # before its arch file is read
+    assert "error: --run-dir pyproject.toml/sn: cannot write there (Not a directory)" in lines
     assert "error: --img-size 33 with --patch-size 2: the input side must be a multiple of the stem's patch" in lines
 
 
@@ -89,13 +93,20 @@ def test_a_missing_dataset_folder_is_refused_before_any_heavy_import(tmp_path):
     save_arch_file(arch, Arch.from_dict({"stages": [{"mixer": "dwconv", "kernel": 3, "depth": 2, "pool": 1}] * 4}))
     argvs = [["retrain", "--arch", str(arch), "--dataset", "cifar10", "--data-root", "/no/such/dir"],
              ["retrain", "--arch", str(arch), "--dataset", "imagefolder"],
-             ["retrain", "--arch", str(arch), "--img-size", "36", "--patch-size", "8"]]  # a stem that does not tile
+             ["retrain", "--arch", str(arch), "--img-size", "36", "--patch-size", "8"],  # a stem that does not tile
+             ["retrain", "--arch", str(arch), "--run-dir", str(arch / "rt")]]  # a file in the way
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"")  # export checks only that it is there before the folder
+    argvs.append(["export", "--run", str(tmp_path / "run"), "--onnx", str(arch / "m.onnx")])
     result, stderr = run_in_fresh_interpreter(argvs)
-    assert result["codes"] == [2, 2, 2] and result["heavy"] == []
+    assert result["codes"] == [2] * 5 and result["heavy"] == []
     assert stderr.splitlines() == ["error: cifar10 root '/no/such/dir': no such directory",
                                    "error: dataset 'imagefolder' needs a root folder (root is not set)",
                                    "error: --img-size 36 with --patch-size 8: the input side must be a multiple of "
-                                   "the stem's patch"]
+                                   "the stem's patch",
+                                   f"error: --run-dir {arch}/rt: cannot write there (Not a directory)",
+                                   f"error: --onnx {arch}/m.onnx: its folder {arch}: cannot write there (Not a "
+                                   f"directory)"]
 
 
 def test_help_of_every_command_needs_no_heavy_import():
@@ -139,7 +150,12 @@ def test_flags_that_contradict_a_supernet_are_refused_before_any_heavy_import(tm
         (["check-ranking", "--supernet", sn, "--archs-file", str(tmp_path / "archs.json")], "field 'kernel': 9"),
         (["check-ranking", "--supernet", sn, "--budget", "1MFLOPs"], "below the cheapest arch"),
         (["check-ranking", "--supernet", sn, "--archs", "40", "--budget", BUDGET], "distinct archs within"),
+        (["check-ranking", "--supernet", str(tmp_path / "ro" / "supernet.pt"), "--budget", BUDGET],
+         "the ranking folder"),  # its ranking folder, beside the supernet, cannot be made: a file in the way
     ]
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "supernet.pt").write_bytes((tmp_path / "supernet.pt").read_bytes())
+    (tmp_path / "ro" / "ranking").write_text("not a folder")
     result, stderr = run_in_fresh_interpreter([argv for argv, _ in cases])
     assert result["codes"] == [2] * len(cases), list(zip(result["codes"], cases))
     assert result["heavy"] == []

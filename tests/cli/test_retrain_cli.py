@@ -39,15 +39,28 @@ def test_retrain_then_export(work):
     assert metrics["config"]["job"]["train"]["epochs"] == 1
     assert metrics["config"]["job"]["data"]["dataset"] == "mnist-cluttered"  # the default task
 
-    onnx_file = work / "model.onnx"
+    onnx_file = work / "onnx" / "model.onnx"
     exported = run_launch("export", "--run", str(run), "--onnx", str(onnx_file), cwd=work)
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert "matches PyTorch" in exported.stdout
+    # regression: the weights sat beside the file, in a data file named after its temp path; the .onnx alone,
+    # as a user ships it, did not load. Now it is the only file written, and it loads from anywhere.
+    assert [p.name for p in onnx_file.parent.iterdir()] == ["model.onnx"]
+    shipped = work / "shipped.onnx"
+    shipped.write_bytes(onnx_file.read_bytes())
     # and independently: onnxruntime's output equals PyTorch's within 1e-4
     net = load_model(run)
     x = torch.randn(1, 1, 32, 32)
-    got = ort.InferenceSession(str(onnx_file)).run(None, {"image": x.numpy()})[0]
+    got = ort.InferenceSession(str(shipped)).run(None, {"image": x.numpy()})[0]
     assert np.abs(got - net(x).detach().numpy()).max() <= 1e-4
+
+    # an opset the network cannot be converted to, or one onnx does not know: one line, nothing written
+    for opset, message in (("17", "--opset 17: these networks export at opset 18 or above"),
+                           ("999", "--opset 999: onnx")):
+        refused = run_launch("export", "--run", str(run), "--onnx", str(work / "other.onnx"), "--opset", opset, cwd=work)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: {message}"), refused.stderr[-2000:]
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not list(work.glob("*other.onnx*"))
 
 
 def test_retrain_on_the_plain_digits(work):
