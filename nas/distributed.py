@@ -67,12 +67,14 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from nas.raysession import ensure_ray
+    from nas.raysession import check_fits_local_ray, ensure_ray
 
     ensure_ray(address=address)
     cpus = ray.cluster_resources().get("CPU", 1)
     if not use_gpu and num_workers > cpus:
         raise UserError(f"--num-workers {num_workers} needs {num_workers} CPUs; the Ray cluster has {cpus:g}")
+    if not address:  # the local Ray holds what it holds: workers it cannot place would wait forever
+        check_fits_local_ray(cpus=0, gpus=num_workers if use_gpu else 0, gpus_flag="--gpu")
     run_dir = Path(run_dir).resolve()
     trainer = TorchTrainer(
         _worker_loop,

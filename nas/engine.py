@@ -81,6 +81,13 @@ class WorkerContext:
         return self.rank == 0
 
 
+def local_device(use_gpu: bool) -> torch.device:
+    """The device of a run in this process: CUDA with ``--gpu`` (UserError if torch sees none), else the CPU."""
+    if use_gpu and not torch.cuda.is_available():
+        raise UserError("--gpu: torch sees no CUDA device on this machine; leave --gpu out to train on the CPU")
+    return torch.device("cuda" if use_gpu else "cpu")
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 

@@ -158,6 +158,21 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, dashb
     return _SESSION[0] or RaySession(None, auth_token())
 
 
+def check_fits_local_ray(*, cpus: float, gpus: float, cpus_flag: str = "--cpus-per-trial",
+                         gpus_flag: str = "--gpus-per-trial") -> None:
+    """Raise UserError when one trial (or worker group) asks for more CPUs or GPUs than the local Ray holds: Ray
+    would keep it pending forever. Not for a cluster, which may grow (an autoscaler adds nodes)."""
+    import ray
+
+    from nas.errors import UserError
+
+    have = ray.cluster_resources()
+    for flag, kind, want in ((cpus_flag, "CPU", cpus), (gpus_flag, "GPU", gpus)):
+        if want > have.get(kind, 0):
+            raise UserError(f"{flag} asks for {want:g} {kind}s, and this machine's Ray has {have.get(kind, 0):g}: "
+                            f"nothing could ever start")
+
+
 _SESSION: list = [None, None]  # the session this process started or joined, and the address it joined
 
 

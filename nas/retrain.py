@@ -20,7 +20,7 @@ import torch
 from nas import checkpoint as ckpt
 from nas.config import DataConfig, TrainConfig
 from nas.data import build_data
-from nas.engine import Trainer, WorkerContext, evaluate
+from nas.engine import Trainer, WorkerContext, evaluate, local_device
 from nas.errors import UserError
 from nas.hub import MODEL
 from nas.jobs import ModelOptions
@@ -103,6 +103,8 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     run_dir = Path(run_dir)
     arch = Arch.from_dict(job.arch)
     build_data(job.data)  # a missing dataset fails before anything is written
+    distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
+    device = None if distributed else local_device(use_gpu)  # no GPU here: refused before anything is written
     if job.init == "supernet" and not (job.supernet and Path(job.supernet).is_file()):
         raise UserError(f"--init supernet: no supernet checkpoint at {job.supernet}")
     config_path = run_dir / "config.json"
@@ -113,12 +115,11 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
                                     "torch": torch.__version__})
     save_arch_file(run_dir / "arch.json", arch, name=arch.key())
     start = time.perf_counter()
-    if num_workers > 1 or address:  # on a cluster, even one worker runs there
+    if distributed:
         from nas.distributed import run_ray_train
         run_ray_train(retrain_worker, job.to_dict(), run_dir, resume=resume, num_workers=num_workers,
                       use_gpu=use_gpu, address=address)
     else:
-        device = torch.device("cuda" if use_gpu else "cpu")
         retrain_worker(job.to_dict(), run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
     wall = time.perf_counter() - start
     state = ckpt.load(run_dir / MODEL)

@@ -39,7 +39,7 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
     returns the first line of each failed trial's error."""
     from ray import tune
 
-    from nas.raysession import ensure_ray, save_tune_state_on_trial_events
+    from nas.raysession import check_fits_local_ray, ensure_ray, save_tune_state_on_trial_events
     from nas.retrain import check_same_job
 
     save_tune_state_on_trial_events()
@@ -51,6 +51,8 @@ def retrain_in_parallel(jobs: dict[str, dict], base_dir: Path, *, cpus_per_trial
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", {"job": job})
     ensure_ray(address)
+    if not address:
+        check_fits_local_ray(cpus=cpus_per_trial, gpus=0)
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, jobs=jobs, base_dir=str(base_dir)),
                                     {"cpu": cpus_per_trial})
     # reuse_actors: a finished run's process takes the next run, instead of a new process that imports torch and

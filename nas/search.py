@@ -385,7 +385,8 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from nas.raysession import ensure_ray, reuse_idle_trial_actors, save_tune_state_on_trial_events
+    from nas.raysession import (check_fits_local_ray, ensure_ray, reuse_idle_trial_actors,
+                                save_tune_state_on_trial_events)
 
     # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
     # state is still being copied to the run folder.
@@ -394,6 +395,8 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     cfg = ctx.config
     space = SearchSpace.from_dict(ctx.space)
     ensure_ray(address)
+    if not address:
+        check_fits_local_ray(cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
     storage = (run_dir / "ray").resolve()
     name = "tune"
     trainable = tune.with_parameters(trainable, ctx=ctx)

@@ -13,7 +13,7 @@ import torch
 
 from nas import checkpoint as ckpt
 from nas.data import build_data
-from nas.engine import CHECKPOINT, Trainer, WorkerContext
+from nas.engine import CHECKPOINT, Trainer, WorkerContext, local_device
 from nas.errors import UserError
 from nas.jobs import SUPERNET_RECORD, SupernetJob
 from searchspace import DEPLOYMENT, NetSettings, SearchSpace, dearest_arch_within, extreme_archs, write_json_atomic
@@ -60,6 +60,8 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
                    use_gpu: bool = False, progress: bool = True, address: str | None = None) -> Path:
     """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt."""
     build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
+    distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
+    device = None if distributed else local_device(use_gpu)  # no GPU here: refused before anything is written
     try:
         make_path_sampler(job.path_sampler, SearchSpace.from_dict(job.space), job.train.seed, job.path_budget_flops)
     except ValueError as e:  # a path budget below the cheapest arch
@@ -74,12 +76,11 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
                             f"(see {config_path})")
     write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
                                     "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if num_workers > 1 or address:  # on a cluster, even one worker runs there
+    if distributed:
         from nas.distributed import run_ray_train
         run_ray_train(train_supernet_worker, job, run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
                       address=address, find_unused_parameters=True)
     else:
-        device = torch.device("cuda" if use_gpu else "cpu")
         train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
     return run_dir / FINAL
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ def check_trial_resources(cpus: float, gpus: float = 0.0) -> None:
     if gpus > 1 and gpus != int(gpus):
         raise UserError(f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number "
                         f"(Ray shares only fractions of one GPU)")
+
+
+def check_trial_fits_here(cpus: float, gpus: float, gpus_here: int) -> None:
+    """Refuse a trial bigger than this machine, before any work: a local Ray would keep it pending forever.
+    (``nas.raysession.check_fits_local_ray`` checks again against what Ray itself counted.)"""
+    cpus_here = os.cpu_count() or 1
+    if gpus > gpus_here:
+        raise UserError(f"--gpus-per-trial {gpus:g}: torch sees {gpus_here} CUDA devices on this machine, so no "
+                        f"trial could start (add --address to run on a cluster with GPUs)")
+    if cpus > cpus_here:
+        raise UserError(f"--cpus-per-trial {cpus:g}: this machine has {cpus_here} CPUs, so no trial could start")
 
 
 def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

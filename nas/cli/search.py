@@ -13,7 +13,8 @@ from searchspace import (DEPLOYMENT, SearchSpace, check_budget_covers_cheapest, 
                          parse_latency, write_json_atomic)
 
 from . import supernet as supernet_cmd
-from .common import add_finetune_argument, check_finetune_steps, check_trial_resources, check_writable_dir, load_space
+from .common import (add_finetune_argument, check_finetune_steps, check_trial_fits_here, check_trial_resources,
+                     check_writable_dir, load_space)
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         data_cfg = DataConfig.from_dict(saved["data"])
         print(f"resuming search {search_dir}", flush=True)
     else:
+        if not args.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
+            check_trial_fits_here(args.cpus_per_trial, args.gpus_per_trial, torch.cuda.device_count())
         config = SearchConfig(budget_flops=budget, latency_budget_s=latency_budget, sampler=args.sampler,
                               trials=args.trials, seed=args.seed, latency=args.latency,
                               latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,

@@ -192,3 +192,15 @@ def test_epoch_loss_is_the_mean_over_images_of_each_step(tmp_path):
     got = trainer.train_epoch(0)["train_loss"]
     expected = torch.stack([torch.nn.functional.cross_entropy(o, y) for o, y in zip(losses, labels)]).mean()
     assert got == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_local_device_is_cuda_only_where_torch_sees_it():
+    from nas.engine import local_device
+    from nas.errors import UserError
+
+    assert local_device(False) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert local_device(True) == torch.device("cuda")
+    else:
+        with pytest.raises(UserError, match="^--gpu: torch sees no CUDA device"):
+            local_device(True)

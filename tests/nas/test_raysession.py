@@ -111,3 +111,19 @@ def test_a_refused_address_names_what_set_it(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS")
     with pytest.raises(UserError, match=f"^--address {address}: "):
         check_cluster_address(address, timeout_s=2)
+
+
+def test_a_request_bigger_than_the_local_ray_is_refused():
+    import ray
+
+    from nas.raysession import check_fits_local_ray
+
+    ensure_ray(announce=False)
+    cpus = ray.cluster_resources()["CPU"]
+    check_fits_local_ray(cpus=cpus, gpus=0)  # as much as it holds: fine
+    with pytest.raises(UserError, match=f"^--cpus-per-trial asks for {cpus + 1:g} CPUs, and this machine's Ray has "
+                                        f"{cpus:g}: nothing could ever start$"):
+        check_fits_local_ray(cpus=cpus + 1, gpus=0)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    with pytest.raises(UserError, match="^--gpu asks for"):
+        check_fits_local_ray(cpus=0, gpus=gpus + 1, gpus_flag="--gpu")
