@@ -19,6 +19,7 @@ EMBEDDED_DATASETS = ("mnist-cluttered", "mnist")  # shipped with a dependency: n
 PATH_SAMPLERS = ("spos", "sandwich")            # supernet.SAMPLERS: which paths a supernet training step runs
 SEARCH_SAMPLERS = ("tpe", "nsga2", "random")    # Optuna samplers of nas.search
 AMP_MODES = ("bf16", "fp16")                    # nas.engine.AMP_DTYPES
+ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the conversion fails for these nets
 
 # Steps an arch trains alone from its inherited weights before the search evaluates it (``nas.engine.finetune``).
 # About one epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.config import ONNX_MIN_OPSET
 from nas.errors import UserError
 from nas.hub import load_model
 from searchspace import atomic_path
@@ -24,7 +25,7 @@ def _log_level(logger: logging.Logger, level: int):
         logger.setLevel(saved)
 
 
-def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = 18,
+def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = ONNX_MIN_OPSET,
                 check: bool = True, atol: float = 1e-4) -> dict:
     """Write ``onnx_path`` (atomically) from the retrained model in ``run``; with ``check``, run it in
     onnxruntime on random input and return the largest absolute difference from PyTorch."""

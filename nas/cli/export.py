@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.config import ONNX_MIN_OPSET
 from nas.errors import UserError
 from nas.jobs import model_file
 
 from .common import check_writable_dir
-
-MIN_OPSET = 18  # what torch.onnx's exporter writes natively
 
 HELP = "export a retrained model to ONNX and check it against PyTorch with onnxruntime"
 
@@ -18,16 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR", help="a retrain folder (holding model.pt)")
     parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
     parser.add_argument("--batch-size", type=int, default=1, help="the exported graph's batch size")
-    parser.add_argument("--opset", type=int, default=MIN_OPSET,
-                        help=f"ONNX opset, {MIN_OPSET} or above (default {MIN_OPSET})")
+    parser.add_argument("--opset", type=int, default=ONNX_MIN_OPSET,
+                        help=f"ONNX opset, {ONNX_MIN_OPSET} or above (default {ONNX_MIN_OPSET})")
 
 
 def run(args: argparse.Namespace) -> int:
     model_file(args.run)  # a wrong folder is refused before torch and onnx are imported (seconds)
-    if args.opset < MIN_OPSET:
+    if args.opset < ONNX_MIN_OPSET:
         # torch.onnx (dynamo) writes opset 18 and leaves other opsets to ONNX's version converter, which has no
         # adapter for these networks' ops below 18: it kept 18 without a word (13 and 17 were tried)
-        raise UserError(f"--opset {args.opset}: these networks export at opset {MIN_OPSET} or above")
+        raise UserError(f"--opset {args.opset}: these networks export at opset {ONNX_MIN_OPSET} or above")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     check_writable_dir(Path(args.onnx).parent, f"--onnx {args.onnx}: its folder")
