@@ -22,7 +22,8 @@ Another task's truth comes from check-ranking:
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
     python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
-        [--finetune-steps 0,48] [--finetune-lr-scale 2] [--recalib-batches 32]
+        [--finetune-steps 0,48] [--finetune-lr-scale 2] [--recalib-batches 32] [--finetune-warmup 8] \
+        [--finetune-average-last 16]
 """
 from __future__ import annotations
 
@@ -151,6 +152,12 @@ def main() -> int:
                    help=f"fine-tuning steps before each evaluation, a comma list (default 0,{FINETUNE_STEPS})")
     p.add_argument("--finetune-lr-scale", type=float, default=1.0,
                    help="the fine-tuning's learning rate as a multiple of the recipe's peak (default 1: the product's)")
+    p.add_argument("--finetune-warmup", type=int, default=0,
+                   help="steps of linear learning-rate warm-up from 0 at the start of the fine-tuning (default 0: "
+                        "the product's, which starts at the peak)")
+    p.add_argument("--finetune-average-last", type=int, default=0,
+                   help="score the mean of the weights after each of the fine-tuning's last N steps (default 0: the "
+                        "last weights, the product's)")
     p.add_argument("--recalib-batches", type=int, default=None,
                    help="BatchNorm recalibration batches of each evaluation (default: each check's, as it scored)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
@@ -159,6 +166,10 @@ def main() -> int:
         raise UserError(f"--recalib-batches must be at least 1, got {args.recalib_batches}")
     if not args.finetune_lr_scale > 0:
         raise UserError(f"--finetune-lr-scale must be positive, got {args.finetune_lr_scale}")
+    tuned = [s for s in args.finetune_steps if s > 0]
+    if any(not 0 <= args.finetune_warmup < s or not 0 <= args.finetune_average_last <= s for s in tuned):
+        raise UserError(f"--finetune-warmup {args.finetune_warmup} and --finetune-average-last "
+                        f"{args.finetune_average_last} must lie within each --finetune-steps value")
     seeds = args.seeds
     truths = [read_truth(path) for path in args.truth]
     checked = truth_supernet(truths[0], args.truth[0])
@@ -186,8 +197,12 @@ def main() -> int:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
                 for steps in args.finetune_steps:
                     result = evaluate_arch(net, arch, data, recalib_batches=recalib,
-                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe)
+                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe,
+                                           finetune_warmup=args.finetune_warmup if steps else 0,
+                                           finetune_average_last=args.finetune_average_last if steps else 0)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
+                                 "finetune_warmup": args.finetune_warmup if steps else 0,
+                                 "finetune_average_last": args.finetune_average_last if steps else 0,
                                  "recalib_batches": recalib, "truth": draw,
                                  "arch": item["arch"], "inherited_top1": result["top1"],
                                  "inherited_val_loss": result["loss"], "finetune_train_loss": result.get("train_loss"),
@@ -217,6 +232,7 @@ def main() -> int:
     summary = {"checked_supernet": str(checked), "epochs": epochs, "seeds": seeds, "truth": args.truth,
                "path_sampler": sampler, "inplace_distill": args.inplace_distill,
                "finetune_steps": args.finetune_steps, "finetune_lr_scale": args.finetune_lr_scale,
+               "finetune_warmup": args.finetune_warmup, "finetune_average_last": args.finetune_average_last,
                "by_truth": table, "by_steps": {}}
     for steps in args.finetune_steps:
         pooled = [t for t in table if t["truth"] == groups[-1][0] and t["finetune_steps"] == steps]
@@ -238,6 +254,8 @@ def main() -> int:
               f"ensemble): {by['ensemble_tau_top1']:.3f} / {by['ensemble_tau_neg_loss']:.3f} / "
               f"{fmt(by['ensemble_tau_neg_val_train_loss'])}")
     scale = "" if args.finetune_lr_scale == 1 else f"-lr{args.finetune_lr_scale:g}"
+    scale += (f"-warm{args.finetune_warmup}" if args.finetune_warmup else "") + \
+        (f"-avg{args.finetune_average_last}" if args.finetune_average_last else "")
     kind = "" if sampler == base.path_sampler and not args.inplace_distill else \
         f"-{sampler}{'-kd' if args.inplace_distill else ''}"
     out = write_rows(args.out, f"supernet_seeds{kind}-e{epochs}{scale}", summary, rows)

@@ -27,6 +27,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -143,7 +144,7 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
 
 
 def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: int, seed: int = 0,
-             device: torch.device | str = "cpu") -> float:
+             device: torch.device | str = "cpu", warmup_steps: int = 0, average_last: int = 0) -> float:
     """Train ``model`` (an extracted sub-network) for ``steps`` updates of ``recipe``'s batch size on ``dataset``:
     AdamW at the recipe's peak learning rate and weight decay, cosine to zero over the steps, its label smoothing
     (no Mixup/CutMix) and gradient clipping. Returns the mean training loss over all the steps: how fast the arch
@@ -154,15 +155,25 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
     a few steps on its own let each arch shed the compromise (docs/BENCHMARKS.md: mean Kendall tau 0.575 -> 0.685 over
     three supernets, 64 archs). Every random choice (data order, augmentation, dropout) follows ``seed``; the global RNG is
     restored afterwards, so a caller's stream is not disturbed.
+
+    Two variants, measured and not the search's (docs/BENCHMARKS.md, "Free variants of the steps"): ``warmup_steps``
+    ramps the learning rate linearly from 0 over the first steps (the default starts at the peak, and Adam's first
+    updates then move every weight by about the learning rate, which ranks better); ``average_last`` ends with the mean
+    of the weights after each of the last that many steps (torch's ``AveragedModel``) instead of the last weights.
     """
     if steps < 1:
         raise ValueError(f"fine-tuning needs at least 1 step, got {steps}")
+    if not 0 <= warmup_steps < steps or not 0 <= average_last <= steps:
+        raise ValueError(f"fine-tuning of {steps} steps: warm-up {warmup_steps} and averaging {average_last} must lie "
+                         f"within them")
     batch_size = min(recipe.batch_size, len(dataset))
     if batch_size < 2:
         raise ValueError(f"fine-tuning needs at least 2 training images, got {len(dataset)}")
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=1, warmup_epochs=0, min_lr=0.0,
-                                       step_on_epochs=False, updates_per_epoch=steps)
+    # One "epoch" per step, so that the warm-up is counted in steps (create_scheduler_v2 counts it in epochs).
+    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=steps, warmup_epochs=warmup_steps,
+                                       warmup_lr=0.0, min_lr=0.0, step_on_epochs=False, updates_per_epoch=1)
+    averaged = AveragedModel(model, use_buffers=False) if average_last else None
     loss_fn = hard_label_loss(recipe.label_smoothing)
     scaler = torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None
     was_training = model.training
@@ -183,9 +194,15 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
                 step += 1
                 scheduler.step_update(step)
                 losses.append(loss.detach())
+                if averaged is not None and step > steps - average_last:
+                    averaged.update_parameters(model)
                 if step == steps:
                     break
             epoch += 1
+    if averaged is not None:
+        with torch.no_grad():
+            for mine, mean in zip(model.parameters(), averaged.module.parameters()):
+                mine.copy_(mean)
     model.train(was_training)
     mean_loss = torch.stack(losses).float().mean().item()
     if not math.isfinite(mean_loss):
@@ -195,18 +212,21 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
 
 def evaluate_arch(supernet: MixerNet, arch: Arch, data: DataBundle, *, recalib_batches: int,
                   batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu",
-                  finetune_steps: int = 0, recipe: TrainConfig | None = None) -> dict[str, float]:
+                  finetune_steps: int = 0, recipe: TrainConfig | None = None, finetune_warmup: int = 0,
+                  finetune_average_last: int = 0) -> dict[str, float]:
     """Top-1 and loss of ``arch`` with inherited weights: extract, optionally fine-tune alone for ``finetune_steps``
     steps of ``recipe`` (the supernet's training recipe) on the train split, recalibrate BatchNorm on the train
     split, evaluate on the validation split (what the search optimises; the test split is never read here).
     Returns the validation ``top1`` and ``loss``, and with fine-tuning its mean training loss (``train_loss``).
+    ``finetune_warmup`` and ``finetune_average_last`` are ``finetune``'s measured variants (0: the search's way).
     The supernet itself is never changed."""
     net = supernet.extract(arch).to(device)
     train_loss = None
     if finetune_steps > 0:
         if recipe is None:
             raise ValueError("fine-tuning needs the supernet's training recipe")
-        train_loss = finetune(net, data.train, recipe, steps=finetune_steps, seed=seed, device=device)
+        train_loss = finetune(net, data.train, recipe, steps=finetune_steps, seed=seed, device=device,
+                              warmup_steps=finetune_warmup, average_last=finetune_average_last)
     recalibrate_bn(net, data.train, num_batches=recalib_batches, seed=seed, device=device)
     result = evaluate(net, data.val, batch_size=batch_size, device=device)
     return result if train_loss is None else {**result, "train_loss": train_loss}

@@ -121,3 +121,27 @@ def test_trains_sandwich_supernets_with_inplace_distillation(tiny_truth, tmp_pat
         refused = run_script("--truth", str(tiny_truth), *flags, "--out", str(out), cwd=tmp_path)
         assert refused.returncode == 2 and message in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_fine_tuning_variants_reach_the_evaluation_and_are_recorded(tiny_truth, tmp_path):
+    out = tmp_path / "out"
+    runs = {}
+    for name, flags in (("plain", []), ("variant", ["--finetune-warmup", "1", "--finetune-average-last", "2"])):
+        done = run_script("--truth", str(tiny_truth), "--seeds", "0", "--finetune-steps", "0,2", *flags,
+                          "--out", str(out), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        runs[name] = json.loads((out / f"supernet_seeds-e1{'-warm1-avg2' if flags else ''}.json").read_text())
+    summary = runs["variant"]["summary"]
+    assert summary["finetune_warmup"] == 1 and summary["finetune_average_last"] == 2
+    by_key = {name: {(r["arch"], r["finetune_steps"]): r for r in data["rows"]} for name, data in runs.items()}
+    for key, row in by_key["variant"].items():
+        plain, steps = by_key["plain"][key], key[1]
+        assert (row["finetune_warmup"], row["finetune_average_last"]) == ((1, 2) if steps else (0, 0))
+        if steps == 0:  # the weights as they are: the variants do not apply
+            assert row["inherited_val_loss"] == plain["inherited_val_loss"]
+    assert any(row["inherited_val_loss"] != by_key["plain"][key]["inherited_val_loss"]
+               for key, row in by_key["variant"].items() if key[1] == 2)
+    refused = run_script("--truth", str(tiny_truth), "--finetune-steps", "0,2", "--finetune-warmup", "2",
+                         "--out", str(out), cwd=tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--finetune-warmup 2 and --finetune-average-last 0 must lie within" in refused.stderr

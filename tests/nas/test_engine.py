@@ -116,6 +116,49 @@ def test_finetune_returns_the_mean_training_loss_of_its_steps():
     assert got == pytest.approx(sum(losses) / 4, rel=1e-5)
 
 
+def params_seen_by_each_forward(net: nn.Module) -> list[list[torch.Tensor]]:
+    """A list that fills, at every forward of ``net``, with its parameters then: forward k sees those after step k-1."""
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.append([p.detach().clone() for p in module.parameters()]))
+    return seen
+
+
+def test_finetune_warmup_starts_the_learning_rate_at_zero():
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    supernet = MixerNet(SearchSpace.from_dict(TINY_SPACE), TINY)
+    moved = {}
+    for warmup in (0, 2):
+        net = supernet.extract(ARCH)
+        seen = params_seen_by_each_forward(net)
+        finetune(net, data.train, RECIPE, steps=4, seed=0, warmup_steps=warmup)
+        moved[warmup] = [not all(torch.equal(a, b) for a, b in zip(seen[0], seen[k])) for k in (1, 2)]
+    assert moved[0] == [True, True]   # the search's way: the first update is at the peak learning rate
+    assert moved[2] == [False, True]  # 0, then half the peak: AdamW (and its weight decay) leaves step 1's weights
+
+
+def test_finetune_average_last_ends_with_the_mean_of_the_last_weights():
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    supernet = MixerNet(SearchSpace.from_dict(TINY_SPACE), TINY)
+    plain = supernet.extract(ARCH)
+    seen = params_seen_by_each_forward(plain)
+    loss = finetune(plain, data.train, RECIPE, steps=4, seed=0)
+    averaged = supernet.extract(ARCH)
+    assert finetune(averaged, data.train, RECIPE, steps=4, seed=0, average_last=2) == loss  # the same run
+    # the weights after step 3 (seen by the 4th forward) and after step 4 (the plain run's end), averaged
+    for after_3, after_4, got in zip(seen[3], plain.parameters(), averaged.parameters()):
+        torch.testing.assert_close(got, (after_3 + after_4) / 2)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), averaged.parameters()))
+
+
+@pytest.mark.parametrize("warmup, average", [(4, 0), (-1, 0), (0, 5), (0, -1)])
+def test_finetune_refuses_a_warmup_or_average_outside_its_steps(warmup, average):
+    with pytest.raises(ValueError, match="must lie within them"):
+        finetune(conv_bn(), TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)), RECIPE, steps=4,
+                 warmup_steps=warmup, average_last=average)
+
+
 def test_finetune_refuses_no_steps():
     with pytest.raises(ValueError, match="at least 1 step"):
         finetune(conv_bn(), TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)), RECIPE, steps=0)
