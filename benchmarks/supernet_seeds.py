@@ -41,7 +41,7 @@ from bench_common import run, write_rows
 
 from nas.config import FINETUNE_STEPS
 from nas.data import build_data
-from nas.engine import evaluate_arch
+from nas.engine import check_finetune_variants, evaluate_arch
 from nas.errors import UserError
 from nas.jobs import SupernetJob
 from nas.stats import kendall_tau, noise_ceiling_tau
@@ -166,10 +166,12 @@ def main() -> int:
         raise UserError(f"--recalib-batches must be at least 1, got {args.recalib_batches}")
     if not args.finetune_lr_scale > 0:
         raise UserError(f"--finetune-lr-scale must be positive, got {args.finetune_lr_scale}")
-    tuned = [s for s in args.finetune_steps if s > 0]
-    if any(not 0 <= args.finetune_warmup < s or not 0 <= args.finetune_average_last <= s for s in tuned):
-        raise UserError(f"--finetune-warmup {args.finetune_warmup} and --finetune-average-last "
-                        f"{args.finetune_average_last} must lie within each --finetune-steps value")
+    for steps in (s for s in args.finetune_steps if s > 0):
+        try:
+            check_finetune_variants(steps, args.finetune_warmup, args.finetune_average_last)
+        except ValueError:
+            raise UserError(f"--finetune-warmup {args.finetune_warmup} and --finetune-average-last "
+                            f"{args.finetune_average_last} must lie within each --finetune-steps value") from None
     seeds = args.seeds
     truths = [read_truth(path) for path in args.truth]
     checked = truth_supernet(truths[0], args.truth[0])
@@ -196,13 +198,13 @@ def main() -> int:
             for item in truth["archs"]:
                 arch = space.validate(Arch.from_dict({"stages": item["stages"]}))
                 for steps in args.finetune_steps:
+                    # The variants change the fine-tuning; the weights as they are (0 steps) have none.
+                    warmup, average = (args.finetune_warmup, args.finetune_average_last) if steps else (0, 0)
                     result = evaluate_arch(net, arch, data, recalib_batches=recalib,
                                            seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe,
-                                           finetune_warmup=args.finetune_warmup if steps else 0,
-                                           finetune_average_last=args.finetune_average_last if steps else 0)
+                                           finetune_warmup=warmup, finetune_average_last=average)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
-                                 "finetune_warmup": args.finetune_warmup if steps else 0,
-                                 "finetune_average_last": args.finetune_average_last if steps else 0,
+                                 "finetune_warmup": warmup, "finetune_average_last": average,
                                  "recalib_batches": recalib, "truth": draw,
                                  "arch": item["arch"], "inherited_top1": result["top1"],
                                  "inherited_val_loss": result["loss"], "finetune_train_loss": result.get("train_loss"),

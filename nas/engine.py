@@ -143,6 +143,13 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
     model.train(was_training)
 
 
+def check_finetune_variants(steps: int, warmup_steps: int, average_last: int) -> None:
+    """``finetune``'s variants must fit its steps: a warm-up shorter than them, an average over at most all of them."""
+    if not 0 <= warmup_steps < steps or not 0 <= average_last <= steps:
+        raise ValueError(f"fine-tuning of {steps} steps: warm-up {warmup_steps} and averaging {average_last} must lie "
+                         f"within them")
+
+
 def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: int, seed: int = 0,
              device: torch.device | str = "cpu", warmup_steps: int = 0, average_last: int = 0) -> float:
     """Train ``model`` (an extracted sub-network) for ``steps`` updates of ``recipe``'s batch size on ``dataset``:
@@ -163,9 +170,7 @@ def finetune(model: nn.Module, dataset: Dataset, recipe: TrainConfig, *, steps: 
     """
     if steps < 1:
         raise ValueError(f"fine-tuning needs at least 1 step, got {steps}")
-    if not 0 <= warmup_steps < steps or not 0 <= average_last <= steps:
-        raise ValueError(f"fine-tuning of {steps} steps: warm-up {warmup_steps} and averaging {average_last} must lie "
-                         f"within them")
+    check_finetune_variants(steps, warmup_steps, average_last)
     batch_size = min(recipe.batch_size, len(dataset))
     if batch_size < 2:
         raise ValueError(f"fine-tuning needs at least 2 training images, got {len(dataset)}")
