@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nas.errors import USER_ERRORS, UserError
-from nas.report import write_csv_atomic
+from nas.runs.files import write_csv_atomic
 from searchspace import write_json_atomic
 
 

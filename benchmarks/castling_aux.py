@@ -25,10 +25,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas import checkpoint as ckpt  # noqa: E402
-from nas.config import DataConfig, TrainConfig  # noqa: E402
-from nas.data import build_data  # noqa: E402
-from nas.engine import Trainer, evaluate  # noqa: E402
+from nas.runs import checkpoint as ckpt  # noqa: E402
+from nas.settings import DataConfig, TrainConfig  # noqa: E402
+from nas.data.datasets import build_data  # noqa: E402
+from nas.train.evaluate import evaluate  # noqa: E402
+from nas.train.trainer import Trainer
 from searchspace import SMALL, Arch, StageChoice  # noqa: E402
 from searchspace.arch import MIXER_SHORT  # noqa: E402
 from supernet import MixerNet  # noqa: E402

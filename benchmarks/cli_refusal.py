@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench_common import checkout_order, reference_checkout, run, write_rows
 
 from nas.errors import UserError
-from nas.jobs import supernet_record
+from nas.runs.record import read_supernet_record as supernet_record
 from searchspace import SearchSpace, save_arch_file
 
 # One refusal per command, each found by its own check (not by argparse); then two missing folders, a file that is

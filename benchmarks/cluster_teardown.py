@@ -28,7 +28,7 @@ from nas.errors import UserError
 from tests.cli.test_cluster_cli import RayHead
 from tests.cli.test_search_cli import SUPERNET_FLAGS
 from tests.conftest import run_launch
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.train.test_supernet import TINY_SPACE
 
 DRAIN = {"this": False, "reference": True}  # the reference fixture left Ray's drain on SIGTERM as it is
 

@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 from bench_common import run, write_rows
 from supernet_seeds import read_result_rows
 
-from nas.config import FINETUNE_STEPS
-from nas.data import build_data
-from nas.engine import evaluate_arch
+from nas.settings import FINETUNE_STEPS
+from nas.data.datasets import build_data
+from nas.train.evaluate import evaluate_arch
 from nas.errors import UserError
-from nas.jobs import SupernetJob
-from nas.stats import kendall_tau
-from nas.supernet_train import load_supernet, load_supernet_state
+from nas.settings import SupernetJob
+from nas.ranking.stats import kendall_tau
+from nas.train.supernet import load_supernet, load_supernet_state
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file
 

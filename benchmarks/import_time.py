@@ -26,9 +26,9 @@ from bench_common import checkout_order, reference_checkout, run, write_rows
 from nas.errors import UserError
 
 MODULES = {
-    "nas.search": "a search trial's process (the driver too)",
-    "nas.ranking": "search and check-ranking drivers (the supernet's last check)",
-    "nas.retrain_front": "a stand-alone run's process (check-ranking, retrain --top-k)",
+    "nas.search.trial": "a search trial's process (the driver too)",
+    "nas.ranking.check": "search and check-ranking drivers (the supernet's last check)",
+    "nas.train.parallel": "a stand-alone run's process (check-ranking, retrain --top-k)",
 }
 
 

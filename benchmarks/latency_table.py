@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 import torch
 from bench_common import write_rows
 
-from nas.latency import device_tag, load_or_build_table, measure_latency, table_path, timing_method
+from nas.latency.table import load_or_build_table, table_path
+
+from nas.latency.timing import device_tag, measure_latency, timing_method
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from supernet import MixerNet
 

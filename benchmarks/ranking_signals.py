@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT))
 from bench_common import run, write_rows
 from supernet_seeds import SCORES, average_over_supernets, read_result_rows, read_truth, score_taus
 
-from nas.data import build_data
-from nas.engine import finetune
+from nas.data.datasets import build_data
+from nas.train.finetune import finetune
 from nas.errors import UserError
-from nas.jobs import SupernetJob
-from nas.stats import kendall_tau
-from nas.supernet_train import load_supernet_state
+from nas.settings import SupernetJob
+from nas.ranking.stats import kendall_tau
+from nas.train.supernet import load_supernet_state
 from searchspace import Arch, SearchSpace
 from supernet import MixerNet
 from supernet.network import NetSettings

@@ -38,20 +38,14 @@ sys.path.insert(0, str(ROOT))
 import torch
 from bench_common import run
 
-from nas import checkpoint as ckpt
-from nas.config import DataConfig
+from nas.runs import checkpoint as ckpt
 from nas.errors import UserError
-from nas.search import (
-    OBJECTIVES,
-    BudgetConstraint,
-    SearchConfig,
-    TrialContext,
-    arch_from_params,
-    make_optuna_sampler,
-    param_name,
-    stage_fields,
-    trial_metrics,
-)
+from nas.search.constraints import BudgetConstraint
+from nas.search.guard import OBJECTIVES
+from nas.search.params import arch_from_params, param_name, stage_fields
+from nas.search.samplers import make_optuna_sampler
+from nas.search.trial import trial_metrics, TrialContext
+from nas.settings import SearchConfig
 from searchspace import (
     DEPLOYMENT,
     SearchSpace,
@@ -78,7 +72,7 @@ def default_supernet_path() -> Path:
 def load_inputs(supernet_path: Path, cache_dir: Path):
     """Supernet state and the deployment latency table, as ``launch.py search`` loads them (the table
     with the driver's default torch threads, before any trial changes them)."""
-    from nas.latency import load_or_build_table
+    from nas.latency.table import load_or_build_table
 
     if not supernet_path.exists():
         raise UserError(f"{supernet_path}: no supernet checkpoint (train one: python launch.py supernet "
@@ -92,10 +86,7 @@ def load_inputs(supernet_path: Path, cache_dir: Path):
 
 
 def make_context(state: dict, table, supernet_path: Path, config: SearchConfig) -> TrialContext:
-    data = DataConfig.from_dict(state["job"]["data"]) if "job" in state else DataConfig()
-    return TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"], data=data,
-                        config=config, latency_table=table, fingerprint=str(supernet_path.resolve()),
-                        recipe=state["job"]["train"])
+    return TrialContext.from_supernet(state, config, latency_table=table, fingerprint=str(supernet_path.resolve()))
 
 
 def optuna_distributions(space: SearchSpace) -> dict:
@@ -112,13 +103,12 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
     BudgetGuard's rule. Returns rows (like ``run_search``'s: evaluated trials and rejections) and counts."""
     import optuna
 
-    from nas import search as search_mod
+    from nas.search import trial as search_mod
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = ctx.config
-    space = SearchSpace.from_dict(ctx.space)
-    constraint = BudgetConstraint(space, cfg.budget_flops, cfg.latency_budget_s,
-                                  ctx.latency_table if cfg.latency == "lut" else None)
+    space = ctx.space
+    constraint = BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
     study = optuna.create_study(directions=DIRECTIONS, sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials))
     dists = optuna_distributions(space)
     torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # what evaluate_trial sets in a Ray trial
@@ -177,7 +167,7 @@ def command_line() -> str:
 
 
 def machine() -> dict:
-    from nas.latency import _cpu_model
+    from nas.latency.timing import _cpu_model
 
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
@@ -281,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = json.loads(child_out.read_text())
         else:
             conc, ordered = int(spec[3:].rstrip("u")), not spec.endswith("u")
-            from nas.raysession import ensure_ray
-            from nas.search import run_search
+            from nas.cluster.session import ensure_ray
+            from nas.search.driver import run_search
             if ray_start_s is None:
                 t0 = time.perf_counter()
                 ensure_ray(None)

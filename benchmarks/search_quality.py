@@ -36,10 +36,12 @@ from search_overhead import (
 )
 
 from nas.errors import UserError
-from nas.report import feasible_rows, hypervolume, pareto_front
-from nas.search import SearchConfig, trial_metrics
+from nas.search.outputs import feasible_rows, hypervolume, pareto_front
+from nas.search.trial import trial_metrics
+from nas.settings import SearchConfig
 from searchspace import (
     DEPLOYMENT,
+    Budget,
     SearchSpace,
     arch_cost,
     parse_flops,
@@ -112,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                 res = run_inprocess(ctx, evaluate=evaluate)
                 rows = res["rows"]
             else:
-                from nas.search import run_search
+                from nas.search.driver import run_search
                 run_dir = Path(args.work_dir) / f"quality-{stamp}" / f"{sampler}-seed{seed}"
                 run_dir.mkdir(parents=True, exist_ok=True)
                 rows, finished = run_search(ctx, run_dir)
                 if not finished:
                     raise UserError(f"{run_dir}: the search did not finish")
             wall = time.perf_counter() - t0
-            feasible = feasible_rows(rows, budget, None)
+            feasible = feasible_rows(rows, Budget(flops=budget))
             front = pareto_front(feasible)
             hv = hypervolume(front, budget, ref_ms)
             best = max(feasible, key=lambda r: (r["top1"], -r["flops"]), default=None)

@@ -27,10 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.config import TrainConfig  # noqa: E402
+from nas.settings import TrainConfig  # noqa: E402
 from nas.errors import UserError  # noqa: E402
-from nas.ranking import RankingConfig, check_ranking  # noqa: E402
-from nas.supernet_train import load_supernet_state  # noqa: E402
+from nas.ranking.check import check_ranking  # noqa: E402
+from nas.settings import RankingConfig
+from nas.train.supernet import load_supernet_state  # noqa: E402
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, parse_flops  # noqa: E402
 from searchspace.arch import load_arch_file, read_json_file  # noqa: E402
 

@@ -35,12 +35,14 @@ sys.path.insert(0, str(ROOT))
 import torch
 from bench_common import write_rows
 
-from nas import checkpoint as ckpt
-from nas.config import DataConfig, TrainConfig
-from nas.data import build_data
-from nas.engine import Trainer, evaluate, evaluate_arch
-from nas.jobs import ModelOptions, SupernetJob
-from nas.supernet_train import FINAL, load_supernet, train_supernet
+from nas.runs import checkpoint as ckpt
+from nas.settings import DataConfig, TrainConfig
+from nas.data.datasets import build_data
+from nas.train.evaluate import evaluate, evaluate_arch
+from nas.train.trainer import Trainer
+from nas.settings import ModelOptions, SupernetJob
+from nas.runs.layout import SUPERNET as FINAL
+from nas.train.supernet import load_supernet, train_supernet
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, write_json_atomic
 from supernet import SAMPLERS, MixerNet
 
@@ -49,7 +51,7 @@ SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd"}
 
 # --- statistics ---------------------------------------------------------------------------------
 
-from nas.stats import kendall_tau as kendall_tau_b
+from nas.ranking.stats import kendall_tau as kendall_tau_b
 
 
 def average_ranks(values: list[float]) -> list[float]:
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.progress:  # keep the per-epoch lines (Trainer progress=True), drop the step bars
         from tqdm import tqdm as _tqdm
 
-        from nas import engine
+        from nas.train import trainer as engine
 
         def quiet(*a, **k):
             k["disable"] = True
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         recalib_batches=recalibs[0])
     job = SupernetJob(data=data_cfg, train=train, model=model, path_sampler=args.path_sampler,
-                      space=space.to_dict())
+                      space=space)
     work = Path(args.work_dir)
     supernet, supernet_s = None, None
     if args.only != "standalone":

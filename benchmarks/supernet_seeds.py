@@ -38,14 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import run, write_rows
+from finetune_variants import check_finetune_variants, evaluate_arch_variant
 
-from nas.config import FINETUNE_STEPS
-from nas.data import build_data
-from nas.engine import check_finetune_variants, evaluate_arch
+from nas.data.datasets import build_data
 from nas.errors import UserError
-from nas.jobs import SupernetJob
-from nas.stats import kendall_tau, noise_ceiling_tau
-from nas.supernet_train import FINAL, load_supernet, load_supernet_state, train_supernet
+from nas.settings import FINETUNE_STEPS, SupernetJob
+from nas.ranking.stats import kendall_tau, noise_ceiling_tau
+from nas.runs.layout import SUPERNET as FINAL
+from nas.train.supernet import load_supernet, load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file
 from supernet.sampler import SAMPLERS
@@ -200,9 +200,9 @@ def main() -> int:
                 for steps in args.finetune_steps:
                     # The variants change the fine-tuning; the weights as they are (0 steps) have none.
                     warmup, average = (args.finetune_warmup, args.finetune_average_last) if steps else (0, 0)
-                    result = evaluate_arch(net, arch, data, recalib_batches=recalib,
-                                           seed=truth["config"]["seed"], finetune_steps=steps, recipe=finetune_recipe,
-                                           finetune_warmup=warmup, finetune_average_last=average)
+                    result = evaluate_arch_variant(net, arch, data, recalib_batches=recalib,
+                                                   seed=truth["config"]["seed"], finetune_steps=steps,
+                                                   recipe=finetune_recipe, warmup_steps=warmup, average_last=average)
                     rows.append({"supernet_seed": seed, "epochs": epochs, "finetune_steps": steps,
                                  "finetune_warmup": warmup, "finetune_average_last": average,
                                  "recalib_batches": recalib, "truth": draw,

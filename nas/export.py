@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.config import ONNX_MIN_OPSET
+from nas.settings import ONNX_MIN_OPSET
 from nas.errors import UserError
 from nas.hub import load_model
 from searchspace import atomic_path

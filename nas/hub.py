@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from nas import checkpoint as ckpt
+from nas.runs import checkpoint as ckpt
 from nas.errors import UserError
-from nas.jobs import MODEL, model_file
+from nas.runs.layout import MODEL, model_file
 from searchspace import Arch, NetSettings
 from supernet import MixerNet
 

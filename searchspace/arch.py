@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .cost import MIXERS  # the mixer registry (mixers.py) as cost.py fills it, beside the cost rules
 from .errors import SpaceError
 
 STAGE_FIELDS: dict[str, type] = {"mixer": str, "kernel": int, "depth": int, "pool": int}
@@ -50,8 +51,7 @@ class StageChoice:
         return data
 
 
-MIXER_SHORT = {"window_attention": "wa", "dwconv": "dw", "dynamic_dwconv": "dd",
-               "linear_angular": "la", "inhomogeneous_dwconv": "id"}
+MIXER_SHORT = {name: spec.short for name, spec in MIXERS.items()}  # the old name of the short keys: a view
 POOL_OP_SHORT = {"merge": "", "maxpool": "mp"}
 
 

@@ -8,15 +8,15 @@ so the two agree exactly; tests/searchspace/test_cost.py checks that on random a
 """
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .arch import Arch, StageChoice
-from .budget import format_flops
-from .errors import SpaceError
+from .mixers import MIXERS, MixerSpec, register
 from .settings import NetSettings
-from .space import SearchSpace
+
+if TYPE_CHECKING:  # types only: arch.py and space.py import this module, for the mixer registry it fills
+    from .arch import Arch, StageChoice
 
 LN, BN = 5, 2  # fvcore FLOPs per element of an affine LayerNorm / eval-mode affine BatchNorm
 
@@ -100,13 +100,16 @@ def _inhomogeneous_dwconv(dim: int, kernel: int, res: int, s: NetSettings) -> Co
     return _dwconv(dim, kernel, res, s) + generator + no_static_kernel
 
 
-MIXER_COSTS = {
-    "window_attention": _window_attention,
-    "dwconv": _dwconv,
-    "dynamic_dwconv": _dynamic_dwconv,
-    "linear_angular": _linear_angular,
-    "inhomogeneous_dwconv": _inhomogeneous_dwconv,
-}
+# The mixer registry (searchspace/mixers.py): every mixer, its short key, its cost rule above, whether it holds a
+# depth-wise conv, whether it shifts. Swin, DWNet, dynamic DWNet, Castling-ViT, I-D-DWNet.
+register(
+    MixerSpec("window_attention", "wa", _window_attention, conv=False, shiftable=True),
+    MixerSpec("dwconv", "dw", _dwconv, conv=True, shiftable=False),
+    MixerSpec("dynamic_dwconv", "dd", _dynamic_dwconv, conv=True, shiftable=False),
+    MixerSpec("linear_angular", "la", _linear_angular, conv=True, shiftable=False),
+    MixerSpec("inhomogeneous_dwconv", "id", _inhomogeneous_dwconv, conv=True, shiftable=False),
+)
+MIXER_COSTS = {name: spec.cost for name, spec in MIXERS.items()}  # the old name of the cost rules: a view
 
 
 def stem_cost(s: NetSettings) -> Cost:
@@ -129,7 +132,7 @@ def transition_cost(in_dim: int, dim: int, pool: int, res: int, pool_op: str = "
 
 
 def block_cost(choice: StageChoice, dim: int, res: int, s: NetSettings) -> Cost:
-    return MIXER_COSTS[choice.mixer](dim, choice.kernel, res, s) + _mlp(dim, s.mlp_hidden(dim), res * res)
+    return MIXERS[choice.mixer].cost(dim, choice.kernel, res, s) + _mlp(dim, s.mlp_hidden(dim), res * res)
 
 
 def stage_cost(choice: StageChoice, in_dim: int, dim: int, res: int, s: NetSettings) -> tuple[Cost, int]:
@@ -158,86 +161,3 @@ def arch_cost(arch: Arch, s: NetSettings) -> Cost:
         cost, res = stage_cost(choice, in_dim, dim, res, s)
         total, in_dim = total + cost, dim
     return total + head_cost(in_dim, res, s)
-
-
-def extreme_archs(space: SearchSpace, s: NetSettings) -> tuple[Arch, Arch]:
-    """The cheapest and the dearest arch by FLOPs, exactly, by dynamic programming over the
-    resolution entering each stage (a stage's cost depends only on that and its own choice)."""
-    dims = s.stage_dims(space.num_stages)
-    results = []
-    for better in (lambda a, b: a < b, lambda a, b: a > b):
-        # state: resolution -> (flops so far, choices so far)
-        states = {s.img_size // s.patch_size: (stem_cost(s).flops, ())}
-        in_dim = s.embed_dim
-        for stage, dim in zip(space.stages, dims):
-            nxt: dict[int, tuple[int, tuple]] = {}
-            for res, (flops, chosen) in states.items():
-                for choice in stage:
-                    cost, out = stage_cost(choice, in_dim, dim, res, s)
-                    cand = (flops + cost.flops, chosen + (choice,))
-                    if out not in nxt or better(cand[0], nxt[out][0]):
-                        nxt[out] = cand
-            states, in_dim = nxt, dim
-        finals = [(f + head_cost(in_dim, r, s).flops, c) for r, (f, c) in states.items()]
-        best = finals[0]
-        for cand in finals[1:]:
-            if better(cand[0], best[0]):
-                best = cand
-        results.append(Arch(best[1]))
-    return results[0], results[1]
-
-
-def check_budget_covers_cheapest(space: SearchSpace, s: NetSettings, budget_flops: float, what: str) -> None:
-    """SpaceError when no arch of ``space`` meets ``budget_flops`` at ``s``; ``what`` names the budget in the message.
-
-    One rule for every budget that selects archs: the search's, a supernet's path budget, check-ranking's band."""
-    cheapest = arch_cost(extreme_archs(space, s)[0], s).flops
-    if cheapest > budget_flops:
-        hint = ""
-        if budget_flops < 1e3:  # a unit left out (`--budget 4.5`), not a price anyone means
-            hint = f": a number without a unit counts FLOPs, did you mean {budget_flops:g}GFLOPs?"
-        raise SpaceError(f"{what} is below the cheapest arch of the space ({format_flops(cheapest)} FLOPs){hint}")
-
-
-def _stage_paths(space: SearchSpace, s: NetSettings, first: int, last: int, in_dim: int,
-                 res: int) -> dict[int, list[tuple[int, tuple]]]:
-    """Every choice sequence of stages ``first..last-1`` entered at resolution ``res`` with ``in_dim`` channels:
-    output resolution -> [(FLOPs, choices)], in the space's order of choices."""
-    dims = s.stage_dims(space.num_stages)
-    paths: dict[int, list[tuple[int, tuple]]] = {res: [(0, ())]}
-    for index in range(first, last):
-        dim_in = in_dim if index == first else dims[index - 1]
-        nxt: dict[int, list[tuple[int, tuple]]] = {}
-        for r, partial in paths.items():
-            for choice in space.stages[index]:
-                cost, out = stage_cost(choice, dim_in, dims[index], r, s)
-                nxt.setdefault(out, []).extend((f + cost.flops, c + (choice,)) for f, c in partial)
-        paths = nxt
-    return paths
-
-
-def dearest_arch_within(space: SearchSpace, s: NetSettings, max_flops: float) -> Arch | None:
-    """The arch with the most FLOPs not above ``max_flops``, exactly; None if even the cheapest is dearer.
-
-    Meet in the middle: every choice sequence of the first half of the stages, and of the second half for each
-    resolution a first half can leave; each first half is paired with the dearest second half that fits by a
-    binary search. The default space's 1.7 million archs take well under a second this way. Of equally dear
-    archs the first found wins, so the answer is deterministic."""
-    dims = s.stage_dims(space.num_stages)
-    half = space.num_stages // 2
-    room = max_flops - stem_cost(s).flops
-    in_dim = dims[half - 1] if half else s.embed_dim  # entering the second half
-    best: tuple[int, tuple] | None = None
-    for res, firsts in _stage_paths(space, s, 0, half, s.embed_dim, s.img_size // s.patch_size).items():
-        seconds = sorted(((f + head_cost(dims[-1], r, s).flops, c)
-                          for r, ends in _stage_paths(space, s, half, space.num_stages, in_dim, res).items()
-                          for f, c in ends), key=lambda fc: fc[0])  # stable: ties keep the space's order
-        second_flops = [f for f, _ in seconds]
-        for f, c in firsts:
-            i = bisect.bisect_right(second_flops, room - f) - 1
-            if i < 0:
-                continue
-            i = bisect.bisect_left(second_flops, second_flops[i])  # the first of equally dear second halves
-            if best is None or f + second_flops[i] > best[0]:
-                best = (f + second_flops[i], c + seconds[i][1])
-    return Arch(best[1]) if best else None

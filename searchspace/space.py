@@ -17,13 +17,13 @@ from importlib import resources
 from typing import Any, Iterator
 
 from .arch import DEFAULT_POOL_OP, POOL_OPS, Arch, StageChoice, read_json_file
+from .cost import MIXERS  # the mixer registry (mixers.py) as cost.py fills it, beside the cost rules
 from .errors import SpaceError
+from .mixers import mixer_spec
 
-# Mixers the supernet implements; a new mixer is a module in supernet/mixers.py plus a cost rule
-# in cost.py plus its name here.
-KNOWN_MIXERS = ("window_attention", "dwconv", "dynamic_dwconv", "linear_angular", "inhomogeneous_dwconv")
-# Mixers with a depth-wise conv: it pads k // 2 on each side, which keeps the resolution only for odd k.
-CONV_MIXERS = ("dwconv", "dynamic_dwconv", "linear_angular", "inhomogeneous_dwconv")
+# The old names of the registry's mixers and of its conv mixers (odd kernels only): views.
+KNOWN_MIXERS = tuple(MIXERS)
+CONV_MIXERS = tuple(name for name, spec in MIXERS.items() if spec.conv)
 FIELDS = (("mixer", "mixers"), ("kernel", "kernels"), ("depth", "depths"), ("pool", "pools"))
 # Optional in a space file: how a pool-2 entry pools. Absent means ["merge"], and ``to_dict`` then
 # leaves it out, so the hash of every existing space (and of the supernets trained on it) is unchanged.
@@ -118,8 +118,10 @@ class SearchSpace:
                                      f"values from {list(POOL_OPS)}")
                 values["pool_ops"] = tuple(ops)
             for m in values["mixers"]:
-                if m not in KNOWN_MIXERS:
-                    raise SpaceError(f"{source}: stage {i}: unknown mixer {m!r} (known: {', '.join(KNOWN_MIXERS)})")
+                try:
+                    mixer_spec(m)
+                except SpaceError as e:
+                    raise SpaceError(f"{source}: stage {i}: {e}") from None
             for plural in ("kernels", "depths", "pools"):
                 if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values[plural]):
                     raise SpaceError(f"{source}: stage {i}: '{plural}' must hold positive integers")
@@ -127,7 +129,7 @@ class SearchSpace:
                 raise SpaceError(f"{source}: stage {i}: 'pools' may hold 1 and 2 only")
             if i == 1 and values["pools"] != (1,):
                 raise SpaceError(f"{source}: stage 1: 'pools' must be [1] (the stem already patchifies)")
-            if set(values["mixers"]) & set(CONV_MIXERS) and any(k % 2 == 0 for k in values["kernels"]):
+            if any(MIXERS[m].conv for m in values["mixers"]) and any(k % 2 == 0 for k in values["kernels"]):
                 raise SpaceError(f"{source}: stage {i}: conv mixers need odd kernels")
             stages.append(StageSpace(**values))
         return cls(tuple(stages))

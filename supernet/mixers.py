@@ -19,6 +19,8 @@ from timm.layers import trunc_normal_
 from timm.models.swin_transformer import get_relative_position_index, window_partition, window_reverse
 from torch import nn
 
+from searchspace import MIXER_SPECS
+
 
 class BatchNormNHWC(nn.BatchNorm1d):
     """BatchNorm over the channels of an NHWC tensor (statistics over batch and positions).
@@ -383,6 +385,7 @@ class LinearAngularAttentionMixer(ElasticMixer):
         return self.proj(out + residual.permute(0, 2, 3, 1))
 
 
+# Each registered mixer's module (searchspace.MIXER_SPECS has the rest of it: short key, cost rule, conv, shift).
 MIXERS: dict[str, type[ElasticMixer]] = {
     "window_attention": WindowAttentionMixer,
     "dwconv": DWConvMixer,
@@ -390,3 +393,6 @@ MIXERS: dict[str, type[ElasticMixer]] = {
     "linear_angular": LinearAngularAttentionMixer,
     "inhomogeneous_dwconv": InhomogeneousDWConvMixer,
 }
+if list(MIXERS) != list(MIXER_SPECS):  # a module without its spec, or a spec without its module
+    raise ImportError(f"supernet.mixers implements {list(MIXERS)}, the mixer registry (searchspace/mixers.py) "
+                      f"holds {list(MIXER_SPECS)}: every mixer needs both, in the same order")

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import random
 
-from searchspace import (DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, check_budget_covers_cheapest,
-                         dearest_arch_within, extreme_archs)
+from searchspace import DEPLOYMENT, Arch, Budget, NetSettings, SearchSpace, dearest_arch_within, extreme_archs
 
 SAMPLERS = ("spos", "sandwich")
 
@@ -28,18 +27,22 @@ class PathSampler:
                  cost_settings: NetSettings = DEPLOYMENT) -> None:
         self.space = space
         self.rng = random.Random(seed)
-        self.max_flops, self.cost_settings = max_flops, cost_settings
+        self.budget, self.cost_settings = Budget(flops=max_flops), cost_settings
         if max_flops is not None:
-            check_budget_covers_cheapest(space, cost_settings, max_flops, f"path budget {max_flops:.4g} FLOPs")
+            self.budget.check_covers_cheapest(space, f"path budget {max_flops:.4g} FLOPs", cost_settings)
+
+    @property
+    def max_flops(self) -> float | None:
+        return self.budget.flops
 
     def paths(self) -> list[Arch]:
         raise NotImplementedError
 
     def sample(self) -> Arch:
-        """A uniformly random arch of the space, within ``max_flops`` if set."""
+        """A uniformly random arch of the space, within the budget (``max_flops``) if set."""
         while True:
             arch = self.space.sample(self.rng)
-            if self.max_flops is None or arch_cost(arch, self.cost_settings).flops <= self.max_flops:
+            if self.budget.admits_arch(arch, self.cost_settings):
                 return arch
 
     def state_dict(self) -> dict:

@@ -8,8 +8,6 @@ from typing import Sequence
 
 from nas.errors import USER_ERRORS
 
-from .common import check_flag_bounds
-
 # subcommand -> module under nas.cli; each module has HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "space": "space",
@@ -41,12 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_flag_bounds(args)
         if hasattr(args, "address"):
-            from nas.raysession import cluster_address, prepare_cluster_connection
-            args.address = cluster_address(args.address)  # RAY_ADDRESS counts as --address
-            if args.address:  # before any work: a wrong address must not cost a supernet
-                prepare_cluster_connection(args.address)
+            from nas.cluster.session import cluster_address, prepare_cluster_connection
+            address = cluster_address(args.address)  # RAY_ADDRESS counts as --address
+            if address:  # before any work: a wrong address must not cost a supernet
+                prepare_cluster_connection(address)
+            args = argparse.Namespace(**{**vars(args), "address": address})
         return int(args._run(args) or 0)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

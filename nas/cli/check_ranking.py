@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from nas.arch_sets import DRAWS, band_archs, read_archs_file
-from nas.config import check_ranking_size
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob, ranking_dir, supernet_record
-from searchspace import SearchSpace, format_flops, parse_flops
+from nas.ranking.arch_sets import band_archs, read_archs_file
+from nas.runs.layout import RESULTS, ranking_dir
+from nas.runs.record import read_supernet_record
+from nas.settings import DEFAULT_BUDGET, DRAWS, RankingConfig, TrainConfig
+from searchspace import Budget, format_flops
+from searchspace.arch import read_json_file
 
-from .common import (add_address_argument, add_finetune_argument, check_finetune_steps, check_trial_resources,
-                     check_writable_dir)
+from .common import add_address_argument, add_finetune_argument, check_writable_dir
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -39,8 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_supernet() -> Path:
-    from searchspace.arch import read_json_file
-
     best = RESULTS / "best.json"
     if not best.exists():
         raise UserError(f"no --supernet given and no {best} (run a search first, or pass --supernet FILE)")
@@ -51,37 +51,35 @@ def _default_supernet() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 1:
-        raise UserError("--seeds, --epochs and --batch-size must be at least 1")
-    if not args.archs_file:
-        check_ranking_size(args.archs)
-    check_finetune_steps(args.finetune_steps)
-    check_trial_resources(args.cpus_per_trial)
-    budget = parse_flops(args.budget) if args.budget else None
-    supernet = Path(args.supernet) if args.supernet else _default_supernet()
-    # The supernet's space and path budget are read without torch (a missing or foreign file is refused there): the
-    # archs are drawn (or a file of them checked) before the heavy imports, so a bad file or budget costs milliseconds.
-    record = supernet_record(supernet)
-    space = SearchSpace.from_dict(record["space"])
-    budget = budget or SupernetJob.from_dict(record["job"]).path_budget_flops or parse_flops("4.5GFLOPs")
-    if args.archs_file:
-        archs = read_archs_file(args.archs_file, space)
-        rule = f"from {args.archs_file}"
-    else:
-        archs = band_archs(space, budget, args.archs, draws=DRAWS, seed=args.seed)
-        rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
-                f"{format_flops(budget)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
-
-    check_writable_dir(ranking_dir(supernet), "the ranking folder")  # beside the supernet: it may be read-only
-    from nas.config import TrainConfig
-    from nas.ranking import RankingConfig, check_ranking, describe
-    from nas.supernet_train import load_supernet_state
-
-    state = load_supernet_state(supernet)
-    cfg = RankingConfig(budget_flops=budget, archs=args.archs, seeds=args.seeds, seed=args.seed, draws=DRAWS,
+    # Every range first (the recipe, the check), then the supernet's record and the archs, all without torch:
+    # a bad flag, file or budget costs milliseconds.
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    cfg = RankingConfig(archs=args.archs, seeds=args.seeds, seed=args.seed, draws=DRAWS,
                         recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
                         cpus_per_trial=args.cpus_per_trial)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    given = Budget.parse(flops=args.budget) if args.budget else None
+    supernet = Path(args.supernet) if args.supernet else _default_supernet()
+    record = read_supernet_record(supernet)
+    if given is not None:
+        budget = given
+    elif record.job.path_budget_flops is not None:  # the archs the supernet trained
+        budget = record.job.path_budget
+    else:
+        budget = Budget.parse(flops=DEFAULT_BUDGET)
+    cfg = replace(cfg, budget_flops=budget.flops)
+    if args.archs_file:
+        archs = read_archs_file(args.archs_file, record.space)
+        rule = f"from {args.archs_file}"
+    else:
+        archs = band_archs(record.space, budget, cfg.archs, draws=DRAWS, seed=args.seed)
+        rule = (f"{args.archs} archs at evenly spaced FLOPs quantiles of the distinct archs within "
+                f"{format_flops(budget.flops)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
+
+    check_writable_dir(ranking_dir(supernet), "the ranking folder")  # beside the supernet: it may be read-only
+    from nas.ranking.check import check_ranking, describe
+    from nas.train.supernet import load_supernet_state
+
+    state = load_supernet_state(supernet)
     summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state)
 
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.jobs import RESULTS, supernet_record
-from searchspace import DEPLOYMENT, arch_cost, format_flops, load_arch_file
+from nas.runs.layout import RESULTS, RUN_CONFIG
+from nas.runs.migrate import migrate
+from nas.runs.record import read_supernet_record
+from nas.settings import DataConfig, ModelOptions, RetrainJob, TrialResources
+from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
-from .common import add_space_argument, check_trial_resources, check_writable_dir, load_space
+from .common import add_space_argument, check_writable_dir, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config,
                          inherit_data_config, inherit_model_settings, model_options, train_config)
 
@@ -41,19 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _search_info(extra: dict) -> dict:
     info = extra.get("search")
-    return info if isinstance(info, dict) else {}
+    return migrate("search info", info) if isinstance(info, dict) else {}
 
 
 def _search_config(search_run: str | None) -> dict:
-    config = Path(search_run) / "config.json" if search_run else None
-    return read_json_file(config) if config is not None and config.exists() else {}
+    """The search's config.json, as a retrain reads it: its space, supernet, data and network settings."""
+    config = Path(search_run) / RUN_CONFIG if search_run else None
+    return migrate("search info", read_json_file(config)) if config is not None and config.exists() else {}
 
 
 def _space_of(args: argparse.Namespace, search_config: dict, search_run: str | None):
     """``--space`` when given; else the space the arch was searched in (a search records it in its
     config.json), so ``retrain --arch results/best.json`` after ``search --space extended`` needs no flag."""
-    from searchspace import SearchSpace
-
     if args.space is None:
         recorded = search_config.get("space")
         if isinstance(recorded, dict):
@@ -65,18 +67,14 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
     """Data and network of the run this arch comes from: the supernet's (``--init supernet``) or the search's
     (``info`` from the arch file, else the search's ``search_config``). A data flag that contradicts them exits 2;
     with no such run the flags (or their defaults) apply."""
-    from nas.config import DataConfig
-    from nas.jobs import ModelOptions, SupernetJob
-
     options = model_options(args)
     if args.init == "supernet":
         if not supernet:
             raise UserError("--init supernet: no supernet named by the search run; pass --supernet FILE")
-        record = supernet_record(supernet)  # without torch: a wrong file or flag is refused in milliseconds
+        record = read_supernet_record(supernet)  # without torch: a wrong file or flag is refused in milliseconds
         source = f"supernet {supernet}"
-        inherit_model_settings(args, record["settings"], source)
-        saved = SupernetJob.from_dict(record["job"])
-        data, model = saved.data, saved.model
+        inherit_model_settings(args, record.settings, source)
+        data, model = record.job.data, record.job.model
     else:
         search = info if info.get("data") else search_config
         if not search.get("data"):
@@ -85,7 +83,7 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
             return data, options
         source = f"the search {info.get('run')}"
         data = DataConfig.from_dict(search["data"])
-        model = ModelOptions(**(search.get("model") or search.get("supernet_job", {}).get("model") or {}))
+        model = ModelOptions.from_dict(search["model"])
     data = inherit_data_config(args, data, source)
     model = ModelOptions(embed_dim=options.embed_dim or model.embed_dim,
                          patch_size=options.patch_size or model.patch_size, drop_path_rate=options.drop_path_rate)
@@ -95,6 +93,7 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
 
 def run(args: argparse.Namespace) -> int:
     train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
+    model_options(args)  # the network flags' ranges, before any file is read
     if args.pareto:
         return _run_front(args, train)
 
@@ -114,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else (
         Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
-    from nas.retrain import RetrainJob, retrain  # after the checks: a bad flag is refused before torch is imported
+    from nas.train.retrain import retrain  # after the checks: a bad flag is refused before torch is imported
 
     job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
@@ -130,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_front(args: argparse.Namespace, train) -> int:
-    from searchspace import Arch
-
     path = Path(args.pareto)
     pareto = read_json_file(path)
     front = pareto.get("front") if isinstance(pareto, dict) else None
@@ -139,7 +136,7 @@ def _run_front(args: argparse.Namespace, train) -> int:
         raise UserError(f"{path}: no 'front' list (expected a search's pareto.json)")
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
-    check_trial_resources(args.cpus_per_trial)
+    TrialResources(args.cpus_per_trial)
     search_run = str(path.parent)
     search_config = _search_config(search_run)
     space = _space_of(args, search_config, search_run)
@@ -151,13 +148,13 @@ def _run_front(args: argparse.Namespace, train) -> int:
     data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     check_writable_dir(base, "--run-dir" if args.run_dir else "the run folder")
-    from nas.retrain import RetrainJob  # after the checks: a bad flag is refused before torch and Ray are imported
-    from nas.retrain_front import retrain_front
+    from nas.ranking.front import retrain_front  # after the checks: a bad flag is refused before torch and Ray
+
+
 
     template = RetrainJob({}, data, train, model, args.init, supernet)
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
-    # Searches before the fine-tuning steps wrote no top1_weights: their estimates used the weights as inherited.
-    weights = pareto.get("top1_weights", "inherited as they are")
+    weights = migrate("pareto", pareto)["top1_weights"]
     rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address,
                          estimate_weights=weights)
     summary = json.loads((base / "front_retrained.json").read_text())

@@ -6,15 +6,15 @@ import json
 import time
 from pathlib import Path
 
-from nas.config import SEARCH_SAMPLERS, DataConfig
 from nas.errors import UserError
-from nas.jobs import RESULTS, SupernetJob, supernet_record
-from searchspace import (DEPLOYMENT, SearchSpace, check_budget_covers_cheapest, format_flops, parse_flops,
-                         parse_latency, write_json_atomic)
+from nas.runs.layout import RESULTS, RUN_CONFIG, SUPERNET, latest_search
+from nas.runs.migrate import migrate
+from nas.runs.record import SupernetRecord, read_supernet_record
+from nas.settings import DEFAULT_BUDGET, LATENCY_METHODS, SEARCH_SAMPLERS, DataConfig, SearchConfig
+from searchspace import DEPLOYMENT, Budget, SearchSpace, format_flops, write_json_atomic
 
 from . import supernet as supernet_cmd
-from .common import (add_finetune_argument, check_finetune_steps, check_trial_fits_here, check_trial_resources,
-                     check_writable_dir, load_space)
+from .common import add_finetune_argument, check_trial_fits_here, check_writable_dir, load_space
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
@@ -22,11 +22,12 @@ HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a bu
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("search")
-    g.add_argument("--budget", default="4.5GFLOPs", help="FLOPs budget at 224x224, batch 1 (default: 4.5GFLOPs, Swin-T's cost)")
+    g.add_argument("--budget", default=DEFAULT_BUDGET,
+                   help=f"FLOPs budget at 224x224, batch 1 (default: {DEFAULT_BUDGET}, Swin-T's cost)")
     g.add_argument("--latency-budget", default=None, help="latency budget, e.g. 25ms (default: none)")
     g.add_argument("--sampler", choices=SEARCH_SAMPLERS, default="tpe", help="Optuna sampler")
     g.add_argument("--trials", type=int, default=32, help="archs to evaluate")
-    g.add_argument("--latency", choices=("lut", "measure"), default="lut",
+    g.add_argument("--latency", choices=LATENCY_METHODS, default="lut",
                    help="lut: predict from a per-device table of measured blocks (built once, cached under "
                         "results/latency); measure: time every arch")
     g.add_argument("--latency-batch", type=int, default=1, help="batch size of latency measurements")
@@ -49,123 +50,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     supernet_cmd.add_arguments(parser, seed_flag="--supernet-seed", path_budget=False)
 
 
-def _latest_search(results: Path) -> Path:
-    runs = sorted(p for p in results.glob("search-*") if (p / "config.json").exists())
-    if not runs:
-        raise UserError(f"{results}: no search to resume (pass --search-dir)")
-    return runs[-1]
-
-
 def _search_dir(args: argparse.Namespace) -> Path:
     """The run folder: one holding a search to resume, or one where no search ran (checked before any training)."""
     if args.resume:
-        search_dir = Path(args.search_dir) if args.search_dir else _latest_search(RESULTS)
-        if not (search_dir / "config.json").exists():
+        search_dir = Path(args.search_dir) if args.search_dir else latest_search(RESULTS)
+        if not (search_dir / RUN_CONFIG).exists():
             raise UserError(f"{search_dir}: no search to resume (no config.json)")
     else:
         search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
-        if (search_dir / "config.json").exists():
+        if (search_dir / RUN_CONFIG).exists():
             raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
     return search_dir
 
 
-def _supernet_data(args: argparse.Namespace, space: SearchSpace, record: dict, path: str | Path) -> DataConfig:
-    """The data settings a supernet (its checkpoint's job, space and settings) imposes on this search; a supernet
-    trained over another space, or a data or network flag that contradicts it, raises UserError."""
-    if record["space"] != space.to_dict():
+def _supernet_data(args: argparse.Namespace, space: SearchSpace, record: SupernetRecord, path: str | Path) -> DataConfig:
+    """The data settings a supernet imposes on this search; a supernet trained over another space, or a data or
+    network flag that contradicts it, raises UserError."""
+    if record.space != space:
         raise UserError(f"{path}: trained over another search space than the one given")
     source = f"supernet {path}"
-    data = inherit_data_config(args, SupernetJob.from_dict(record["job"]).data, source)
-    inherit_model_settings(args, record["settings"], source)
+    data = inherit_data_config(args, record.job.data, source)
+    inherit_model_settings(args, record.settings, source)
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    budget = parse_flops(args.budget)
-    latency_budget = parse_latency(args.latency_budget) if args.latency_budget else None
-    if args.trials < 1 or args.max_concurrent < 1:
-        raise UserError("--trials and --max-concurrent must be at least 1")
-    check_finetune_steps(args.finetune_steps)
-    check_trial_resources(args.cpus_per_trial, args.gpus_per_trial)
-    space = load_space(args.space)
-    check_budget_covers_cheapest(space, DEPLOYMENT, budget, f"budget {args.budget}")
+def _config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The search the flags describe, every range checked (no torch needed)."""
+    budget = Budget.parse(flops=args.budget, latency=args.latency_budget)
+    return SearchConfig(budget_flops=budget.flops, latency_budget_s=budget.latency_s, sampler=args.sampler,
+                        trials=args.trials, seed=args.seed, latency=args.latency, latency_batch=args.latency_batch,
+                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                        max_concurrent=args.max_concurrent, recalib_batches=args.recalib_batches,
+                        ordered=not args.completion_order, finetune_steps=args.finetune_steps)
 
+
+def run(args: argparse.Namespace) -> int:
     search_dir = _search_dir(args)
+    if args.resume:
+        saved = migrate("search config", json.loads((search_dir / RUN_CONFIG).read_text()))
+        config = SearchConfig.from_dict(saved["search"])
+        supernet_path = Path(saved["supernet"])
+        data_cfg = DataConfig.from_dict(saved["data"])
+    else:
+        config = _config_from_args(args)
+        space = load_space(args.space)
+        config.budget.check_covers_cheapest(space, f"budget {args.budget}")
     check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
     check_writable_dir(RESULTS, "the results folder")  # best.json, the latency cache, a supernet the search trains
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
     if args.supernet and not args.resume:  # its settings read without torch: a flag contradicting them costs no imports
-        _supernet_data(args, space, supernet_record(args.supernet), args.supernet)
+        _supernet_data(args, space, read_supernet_record(args.supernet), args.supernet)
     elif not args.resume:
-        job = supernet_cmd.job_from_args(args, path_budget_flops=None if args.train_all_paths else budget)
+        job = supernet_cmd.job_from_args(args, space, path_budget=None if args.train_all_paths else config.budget)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 
-    from nas.ranking import last_check
-    from nas.report import format_table, write_search_outputs
-    from nas.search import SearchConfig, TrialContext, run_search
-    from nas.supernet_train import FINAL, load_supernet_state, train_supernet
+    from nas.latency.table import load_or_build_table
+    from nas.ranking.check import last_check
+    from nas.search.driver import run_search
+    from nas.search.outputs import format_table, write_search_outputs
+    from nas.search.trial import TrialContext
+    from nas.train.supernet import load_supernet_state, train_supernet
 
     if args.resume:
-        saved = json.loads((search_dir / "config.json").read_text())
-        config = SearchConfig(**{"finetune_steps": 0, **saved["search"]})  # searches before fine-tuning had none
-        supernet_path = Path(saved["supernet"])
-        data_cfg = DataConfig.from_dict(saved["data"])
         print(f"resuming search {search_dir}", flush=True)
     else:
         if not args.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
-            check_trial_fits_here(args.cpus_per_trial, args.gpus_per_trial, torch.cuda.device_count())
-        config = SearchConfig(budget_flops=budget, latency_budget_s=latency_budget, sampler=args.sampler,
-                              trials=args.trials, seed=args.seed, latency=args.latency,
-                              latency_batch=args.latency_batch, cpus_per_trial=args.cpus_per_trial,
-                              gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                              recalib_batches=args.recalib_batches, ordered=not args.completion_order,
-                              finetune_steps=args.finetune_steps)
+            check_trial_fits_here(config.cpus_per_trial, config.gpus_per_trial, torch.cuda.device_count())
         if args.supernet:  # its data settings are the search's: a flag that says otherwise is an error
             supernet_path = Path(args.supernet)
         else:
-            supernet_dir = job.default_run_dir()
-            supernet_path = supernet_dir / FINAL
+            supernet_dir = job.default_run_dir(RESULTS)
+            supernet_path = supernet_dir / SUPERNET
             if not supernet_path.exists():
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
                                address=args.address)
 
     state = load_supernet_state(supernet_path)
-    supernet_job = SupernetJob.from_dict(state["job"])
+    record = SupernetRecord.from_state(state, supernet_path)
     if not args.resume:
-        data_cfg = _supernet_data(args, space, state, supernet_path)
-        band = supernet_job.path_budget_flops
-        if band is not None and band < budget:
+        data_cfg = _supernet_data(args, space, record, supernet_path)
+        band = record.job.path_budget_flops
+        if band is not None and band < config.budget_flops:
             print(f"warning: {supernet_path} trained only the paths within {format_flops(band)} FLOPs: archs above "
                   f"that get untrained estimates (train one for this budget: leave out --supernet)", flush=True)
     search_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(search_dir / "config.json", {
+    write_json_atomic(search_dir / RUN_CONFIG, {
         "search": config.to_dict(), "supernet": str(supernet_path), "data": data_cfg.to_dict(),
-        "supernet_job": supernet_job.to_dict(), "space": state["space"], "settings": state["settings"],
+        "supernet_job": record.job.to_dict(), **{k: v for k, v in record.to_state().items() if k != "job"},
         "objective_split": "val", "deployment": DEPLOYMENT.to_dict(), "torch": torch.__version__})
 
     table = None
     if config.latency == "lut":
-        from nas.latency import load_or_build_table
         device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-        table = load_or_build_table(SearchSpace.from_dict(state["space"]), DEPLOYMENT, device=device,
-                                    batch_size=config.latency_batch, cache_dir=RESULTS / "latency")
-    ctx = TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"],
-                       data=data_cfg, config=config, latency_table=table, fingerprint=str(supernet_path.resolve()),
-                       recipe=supernet_job.train.to_dict())
+        table = load_or_build_table(record.space, DEPLOYMENT, device=device, batch_size=config.latency_batch,
+                                    cache_dir=RESULTS / "latency")
+    ctx = TrialContext.from_supernet(state, config, data=data_cfg, latency_table=table,
+                                     fingerprint=str(supernet_path.resolve()))
     start = time.perf_counter()
     rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address)
     summary = write_search_outputs(
-        search_dir, rows, budget_flops=config.budget_flops,
-        latency_budget_ms=None if config.latency_budget_s is None else config.latency_budget_s * 1e3,
-        results_root=RESULTS, title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
-                                    f"{format_flops(config.budget_flops)} FLOPs",
+        search_dir, rows, budget=config.budget, results_root=RESULTS,
+        title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
+              f"{format_flops(config.budget_flops)} FLOPs",
         extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
                "top1_split": "val (carved from the training data; the search never reads the test split)",
-               "top1_weights": (f"inherited, then {config.finetune_steps} fine-tuning steps alone on the train split"
-                                if config.finetune_steps else "inherited as they are")},
-        search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": supernet_job.model.__dict__})
+               "top1_weights": config.top1_weights},
+        search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict()})
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
         print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"

@@ -5,9 +5,9 @@ import argparse
 import time
 from pathlib import Path
 
-from nas.config import PATH_SAMPLERS
-from nas.jobs import SupernetJob
-from searchspace import DEPLOYMENT, check_budget_covers_cheapest, parse_flops
+from nas.runs.layout import RESULTS
+from nas.settings import PATH_SAMPLERS, SupernetJob
+from searchspace import Budget, SearchSpace
 
 from .common import add_space_argument, check_writable_dir, load_space
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
@@ -36,25 +36,25 @@ def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed",
     add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3, seed_flag=seed_flag)
 
 
-def job_from_args(args: argparse.Namespace, path_budget_flops: float | None = None) -> SupernetJob:
-    """The job the flags describe, every part checked (no torch needed): the space, the data and its folder, the
-    recipe, the path budget."""
-    space = load_space(args.space)
+def job_from_args(args: argparse.Namespace, space: SearchSpace, path_budget: Budget | None = None) -> SupernetJob:
+    """The job the flags describe over ``space``, every part checked (no torch needed): the data and its folder,
+    the recipe, the path budget (``--path-budget``, else ``path_budget``: one the caller has checked)."""
     if getattr(args, "path_budget", None):
-        path_budget_flops = parse_flops(args.path_budget)
-        check_budget_covers_cheapest(space, DEPLOYMENT, path_budget_flops, f"--path-budget {args.path_budget}")
+        path_budget = Budget.parse(flops=args.path_budget)
+        path_budget.check_covers_cheapest(space, f"--path-budget {args.path_budget}")
+    train = train_config(args)
     data, model = data_config(args), model_options(args)
     model.resolve(data.side)
-    return SupernetJob(data=data, train=train_config(args), model=model,
-                       path_sampler=args.path_sampler, space=space.to_dict(),
-                       path_budget_flops=path_budget_flops, inplace_distill=args.inplace_distill)
+    return SupernetJob(data=data, train=train, model=model, path_sampler=args.path_sampler, space=space,
+                       path_budget_flops=None if path_budget is None else path_budget.flops,
+                       inplace_distill=args.inplace_distill)
 
 
 def run(args: argparse.Namespace) -> int:
-    job = job_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir()
+    job = job_from_args(args, load_space(args.space))
+    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir(RESULTS)
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
-    from nas.supernet_train import train_supernet  # after the checks: a bad flag is refused before torch is imported
+    from nas.train.supernet import train_supernet  # after the checks: a bad flag is refused before torch is imported
 
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from nas.config import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, TrainConfig
 from nas.errors import UserError
-from nas.jobs import ModelOptions
+from nas.settings import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, ModelOptions, TrainConfig, flag_of
+from searchspace import NetSettings
 
-from .common import add_address_argument
+from .common import add_address_argument, check_num_workers
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,14 +89,14 @@ def inherit_data_config(args: argparse.Namespace, saved: DataConfig, source: str
     return saved
 
 
-def inherit_model_settings(args: argparse.Namespace, settings: dict, source: str) -> None:
+def inherit_model_settings(args: argparse.Namespace, settings: NetSettings, source: str) -> None:
     """A network flag (--embed-dim, --patch-size) that contradicts the network ``source`` was built with
     raises UserError."""
-    for flag, name in (("--embed-dim", "embed_dim"), ("--patch-size", "patch_size")):
-        value = getattr(args, name)
-        if value is not None and value != settings[name]:
-            raise UserError(f"{flag} {value} contradicts {source}, which was built with {name} = {settings[name]}: "
-                            f"leave the flag out")
+    for name in ("embed_dim", "patch_size"):
+        value, have = getattr(args, name), getattr(settings, name)
+        if value is not None and value != have:
+            raise UserError(f"{flag_of(ModelOptions, name)} {value} contradicts {source}, which was built with "
+                            f"{name} = {have}: leave the flag out")
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -108,7 +108,7 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
     if args.amp is not None:
         if args.amp == "fp16" and not args.gpu:
             raise UserError("--amp fp16 is for GPU training: add --gpu (or use --amp bf16, which runs on CPU too)")
-        return args.amp  # TrainConfig reads "off" as False
+        return False if args.amp == "off" else args.amp
     if args.gpu:
         import torch
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -117,8 +117,8 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
 
 
 def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
-    if args.epochs < 1 or args.batch_size < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
+    """The recipe the flags describe (its ranges checked by TrainConfig), and the run's worker count."""
+    check_num_workers(args.num_workers)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                        clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,

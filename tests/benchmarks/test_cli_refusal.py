@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from tests.nas.test_supernet_train import save_untrained_supernet
+from tests.nas.train.test_supernet import save_untrained_supernet
 
 
 def run_script(*args: str, cwd) -> subprocess.CompletedProcess:

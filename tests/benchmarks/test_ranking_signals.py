@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import build_data
-from nas.engine import finetune
+from nas.data.datasets import build_data
+from nas.train.finetune import finetune
 from nas.errors import UserError
-from nas.stats import kendall_tau
-from nas.supernet_train import load_supernet_state, train_supernet
+from nas.ranking.stats import kendall_tau
+from nas.train.supernet import load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from supernet import MixerNet
 from supernet.network import NetSettings
 from tests.conftest import ROOT
-from tests.nas.test_supernet_train import TINY_SPACE, tiny_job
+from tests.nas.train.test_supernet import TINY_SPACE, tiny_job
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from ranking_signals import (arch_features, ensemble_taus, fit_ridge, leave_one_draw_out,  # noqa: E402

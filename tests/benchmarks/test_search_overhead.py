@@ -5,11 +5,13 @@ import sys
 
 import pytest
 
-from nas import checkpoint as ckpt
-from nas.search import SearchConfig, TrialContext, run_search
-from nas.supernet_train import train_supernet
+from nas.runs import checkpoint as ckpt
+from nas.search.driver import run_search
+from nas.search.trial import TrialContext
+from nas.settings import SearchConfig
+from nas.train.supernet import train_supernet
 from tests.conftest import ROOT
-from tests.nas.test_supernet_train import TINY_DATA, tiny_job
+from tests.nas.train.test_supernet import tiny_job
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import search_overhead  # noqa: E402  (a script, found through the path above)
@@ -20,8 +22,7 @@ def context(tmp_path_factory):
     state = ckpt.load(train_supernet(tiny_job(1), tmp_path_factory.mktemp("supernet"), progress=False))
     cfg = SearchConfig(budget_flops=1.6e9, sampler="random", trials=3, seed=3, latency="measure", max_concurrent=1,
                        recalib_batches=1, finetune_steps=0)
-    return TrialContext(supernet_state=state["model"], settings=state["settings"], space=state["space"],
-                        data=TINY_DATA, config=cfg, fingerprint="t", recipe=state["job"]["train"])
+    return TrialContext.from_supernet(state, cfg, fingerprint="t")
 
 
 def test_in_process_loop_evaluates_the_archs_the_ray_search_evaluates(context, tmp_path):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nas.arch_sets import band_archs
-from nas.stats import kendall_tau
-from nas.supernet_train import train_supernet
-from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost
+from nas.ranking.arch_sets import band_archs
+from nas.ranking.stats import kendall_tau
+from nas.train.supernet import train_supernet
+from searchspace import DEPLOYMENT, Arch, Budget, SearchSpace, arch_cost
 from tests.conftest import ROOT
-from tests.nas.test_supernet_train import TINY_SPACE, tiny_job
+from tests.nas.train.test_supernet import TINY_SPACE, tiny_job
 
 TRUTH = sorted((ROOT / "benchmarks" / "truth").glob("mnist-cluttered-draw*.json"))
 SCRIPT = ROOT / "benchmarks" / "supernet_seeds.py"
@@ -28,7 +28,7 @@ def test_the_kept_truth_is_what_check_ranking_draws():
         truth = json.loads(path.read_text())
         assert truth["config"]["seed"] == draw and truth["config"]["budget_flops"] == 4.5e9
         assert not Path(truth["supernet"]).is_absolute() and truth["supernet_command"].startswith("python launch.py")
-        drawn = band_archs(space, 4.5e9, 16, seed=draw)
+        drawn = band_archs(space, Budget(flops=4.5e9), 16, seed=draw)
         assert [a["arch"] for a in truth["archs"]] == [a.key() for a in drawn]
         for item, arch in zip(truth["archs"], drawn):
             assert Arch.from_dict({"stages": item["stages"]}) == arch

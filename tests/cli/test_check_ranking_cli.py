@@ -5,13 +5,13 @@ import os
 
 import pytest
 
-from nas.config import FINETUNE_STEPS
-from nas.stats import kendall_tau, noise_ceiling_tau
+from nas.settings import FINETUNE_STEPS
+from nas.ranking.stats import kendall_tau, noise_ceiling_tau
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
-from tests.nas.test_retrain import ARCH
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.train.test_retrain import ARCH
+from tests.nas.train.test_supernet import TINY_SPACE
 
 RECIPE = ["--epochs", "1", "--batch-size", "50"]
 

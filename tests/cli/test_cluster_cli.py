@@ -15,7 +15,7 @@ import pytest
 
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.train.test_supernet import TINY_SPACE
 
 # On SIGTERM a `ray start --block` head first drains its node and waits up to 30 s for it to go idle, which it
 # never does here: Ray Train leaves a detached actor (Ray Data's _AutoscalingCoordinatorActor) holding a worker.

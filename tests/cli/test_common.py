@@ -1,44 +1,30 @@
-"""Shared command-line checks: the bounds of the recipe and network flags."""
-import argparse
+"""Shared command-line checks: the ranges of the recipe and network flags, writable folders."""
+from dataclasses import fields
 
 import pytest
 
-from nas.cli import build_parser
-from nas.cli.common import FLAG_BOUNDS, Bound, check_flag_bounds, check_writable_dir
+from nas.cli import build_parser, main
+from nas.cli.common import check_writable_dir
 from nas.errors import UserError
+from nas.settings import ModelOptions, RankingConfig, SearchConfig, TrainConfig
 
 
-@pytest.mark.parametrize("bound, inside, outside", [
-    (Bound(0, low_open=True), [1e-9, 2e-3, 1e3], [0, -1, float("nan"), float("inf")]),
-    (Bound(0), [0, 0.05, 7], [-1e-9, -5, float("-inf")]),
-    (Bound(0, 1, high_open=True), [0, 0.1, 0.999], [1, 1.5, -0.1, float("nan")]),
-    (Bound(0, 1, low_open=True, high_open=True), [0.5, 0.9999], [0, 1, 1.5]),
-    (Bound(1), [1, 8], [0, -1]),
-])
-def test_a_bound_admits_what_it_says(bound, inside, outside):
-    assert all(bound.admits(v) for v in inside)
-    assert not any(bound.admits(v) for v in outside)
-
-
-def test_bounds_read_as_written():
-    assert [str(b) for b in (Bound(0, low_open=True), Bound(0), Bound(0, 1, high_open=True),
-                             Bound(0, 1, low_open=True, high_open=True))] == ["> 0", ">= 0", "in [0, 1)", "in (0, 1)"]
-
-
-def test_every_bounded_dest_is_a_flag_of_that_name_somewhere():
-    # a typo in FLAG_BOUNDS would leave a flag unchecked without a word
+def test_every_bounded_setting_is_set_by_a_flag_of_that_name():
+    # a typo in a field's flag would name a flag no command has in its refusal
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices.values()
-    flags = {(action.dest, option) for command in commands for action in command._actions
-             for option in action.option_strings}
-    for dest, (flag, _) in FLAG_BOUNDS.items():
-        assert (dest, flag) in flags, (dest, flag)
+    flags = {option for command in commands for action in command._actions for option in action.option_strings}
+    for record in (TrainConfig, ModelOptions, SearchConfig, RankingConfig):
+        for f in fields(record):
+            if "flag" in f.metadata:
+                assert f.metadata["flag"] in flags, (record.__name__, f.name)
 
 
-def test_the_defaults_of_every_command_pass():
-    parser = build_parser()
-    for argv in (["supernet"], ["search"], ["retrain", "--arch", "a.json"], ["check-ranking"]):
-        check_flag_bounds(parser.parse_args(argv))
+@pytest.mark.parametrize("argv", [["supernet"], ["search"], ["retrain", "--arch", "a.json"], ["check-ranking"]])
+def test_the_defaults_of_every_command_make_valid_settings(argv):
+    args = build_parser().parse_args(argv)
+    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    ModelOptions(getattr(args, "embed_dim", None), getattr(args, "patch_size", None), getattr(args, "drop_path", 0.0))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -56,16 +42,15 @@ def test_the_defaults_of_every_command_pass():
     (["retrain", "--arch", "a.json", "--mixup", "-0.2"], "--mixup -0.2: must be >= 0"),
     (["retrain", "--arch", "a.json", "--cutmix", "inf"], "--cutmix inf: must be >= 0"),
     (["search", "--latency-batch", "0"], "--latency-batch 0: must be >= 1"),
+    (["search", "--trials", "0"], "--trials 0: must be >= 1"),
+    (["check-ranking", "--seeds", "0"], "--seeds 0: must be >= 1"),
+    (["check-ranking", "--archs", "1"], "--archs 1: must be >= 2"),
 ])
-def test_a_value_out_of_bounds_is_refused_naming_flag_value_and_bound(argv, message):
-    args = build_parser().parse_args(argv)
-    with pytest.raises(UserError) as err:
-        check_flag_bounds(args)
-    assert str(err.value) == message
-
-
-def test_a_flag_left_unset_is_not_checked():
-    check_flag_bounds(argparse.Namespace(ema=None, embed_dim=None, lr=1e-3))
+def test_a_value_out_of_range_exits_2_naming_flag_value_and_range(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing is written: a refusal comes before any work
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_writable_folder_passes_and_the_folders_made_to_find_out_are_removed(tmp_path):

@@ -1,5 +1,5 @@
 """A bad flag is refused before torch, timm, Ray, Optuna or fvcore are imported: a typo costs a fraction of a
-second, not the ten it takes to import them (the parser and the checks read only ``nas.config`` and
+second, not the ten it takes to import them (the parser and the checks read only ``nas.settings`` and
 ``searchspace``)."""
 import json
 import subprocess
@@ -55,7 +55,7 @@ BAD = [
     ["search", "--dataset", "cifar100", "--data-root", "/no/such/dir"],
     ["supernet", "--path-budget", "1MFLOPs"],
     ["check-ranking", "--supernet", "pyproject.toml", "--archs", "1"],
-    # recipe and network values out of range (a traceback, or a silent run, before FLAG_BOUNDS)
+    # recipe and network values out of range (a traceback, or a silent run, before the settings held their ranges)
     ["supernet", "--lr", "-1"],
     ["supernet", "--drop-path", "1.5"],
     ["search", "--clip-grad", "-1"],
@@ -81,7 +81,7 @@ def test_bad_flags_exit_2_before_any_heavy_import():
     assert result["heavy"] == []
     lines = [line for line in stderr.splitlines() if line]
     assert len(lines) == len(BAD) and "Traceback" not in stderr  # one line each
-    assert "--archs 1: a ranking needs at least 2 archs" in stderr  # a flag, before its supernet file is read
+    assert "error: --archs 1: must be >= 2" in lines  # a flag, before its supernet file is read
     assert "error: --ema 1.5: must be in (0, 1)" in lines  # before its arch file is read
     assert "error: --run-dir pyproject.toml/sn: cannot write there (Not a directory)" in lines
     assert "error: --img-size 33 with --patch-size 2: the input side must be a multiple of the stem's patch" in lines
@@ -117,20 +117,20 @@ def test_help_of_every_command_needs_no_heavy_import():
 
 
 def test_the_probe_sees_a_heavy_import():  # the probe itself: a test that cannot fail would be no test
-    result, _ = run_in_fresh_interpreter([["search", "--budget", "4.5GB"]], preamble="import nas.data")
+    result, _ = run_in_fresh_interpreter([["search", "--budget", "4.5GB"]], preamble="import nas.data.datasets")
     assert result["codes"] == [2]
     assert "torch" in result["heavy"]
 
 
 def test_flags_that_contradict_a_supernet_are_refused_before_any_heavy_import(tmp_path):
-    """The supernet's job, space and settings are read without torch (``nas.jobs.supernet_record``); these took 5-9 s
+    """The supernet's job, space and settings are read without torch (``nas.runs.record.read_supernet_record``); these took 5-9 s
     before, the supernet loaded by torch first (docs/BENCHMARKS.md)."""
     import torch
 
-    from nas import checkpoint as ckpt
+    from nas.runs import checkpoint as ckpt
     from tests.cli.test_check_ranking_cli import BUDGET
-    from tests.nas.test_retrain import ARCH
-    from tests.nas.test_supernet_train import TINY_SPACE, save_untrained_supernet
+    from tests.nas.train.test_retrain import ARCH
+    from tests.nas.train.test_supernet import TINY_SPACE, save_untrained_supernet
 
     save_untrained_supernet(tmp_path / "supernet.pt")
     ckpt.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "model.pt")

@@ -7,7 +7,7 @@ import torch
 
 from searchspace import save_arch_file
 from tests.conftest import run_launch
-from tests.nas.test_retrain import ARCH
+from tests.nas.train.test_retrain import ARCH
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

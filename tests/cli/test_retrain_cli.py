@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nas import checkpoint as ckpt
+from nas.runs import checkpoint as ckpt
 from nas.hub import load_model
 from searchspace import DEPLOYMENT, arch_cost, save_arch_file
 from tests.conftest import run_launch
-from tests.nas.test_retrain import ARCH
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.train.test_retrain import ARCH
+from tests.nas.train.test_supernet import TINY_SPACE
 
 FAST = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--warmup-epochs", "0"]
 

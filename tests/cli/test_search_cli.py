@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import FINETUNE_STEPS
-from nas.raysession import auth_token
+from nas.settings import FINETUNE_STEPS
+from nas.cluster.session import auth_token
 from tests.conftest import ROOT, run_launch
-from tests.nas.test_supernet_train import TINY_SPACE
+from tests.nas.train.test_supernet import TINY_SPACE
 
 SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--recalib-batches", "2",
                   "--warmup-epochs", "0"]

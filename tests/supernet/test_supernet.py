@@ -90,6 +90,21 @@ def test_path_samplers_are_seeded_and_resumable(name):
     assert [other.paths() for _ in range(5)] != [make_path_sampler(name, space, 7).paths() for _ in range(5)]
 
 
+@pytest.mark.parametrize("budget", [None, 4.5e9, 2.5e9])
+def test_a_path_budget_filters_without_changing_the_draws(budget):
+    """The random paths are the space's draws from the seeded RNG, those over the budget skipped: the RNG is asked
+    exactly as before the budget was an object, so a supernet trained again draws the same paths."""
+    space = SearchSpace.default()
+    rng, expected = random.Random(7), []
+    while len(expected) < 50:
+        arch = space.sample(rng)
+        if budget is None or arch_cost(arch, DEPLOYMENT).flops <= budget:
+            expected.append(arch)
+    sampler = make_path_sampler("spos", space, 7, budget)
+    assert [sampler.paths()[0] for _ in range(50)] == expected
+    assert sampler.rng.getstate() == rng.getstate() and sampler.max_flops == budget
+
+
 def test_sandwich_trains_the_largest_and_the_smallest():
     space = SearchSpace.default()
     paths = make_path_sampler("sandwich", space, 0).paths()

@@ -1,0 +1,96 @@
+"""Two changes to Ray Tune's behaviour that the search relies on, each applied only where it is asked for.
+
+Ray is pinned to 2.60.*; ``tests/nas/search/test_driver.py`` checks that what these wrap still exists.
+"""
+from __future__ import annotations
+
+import contextlib
+
+
+def _trial_table(controller) -> tuple | None:
+    """What a saved experiment state must reflect: each trial's id, status and reported iterations (a Ray Train
+    trial's checkpoint comes with a report). None if ``controller`` is not Tune's (a caller of the manager's own)."""
+    get_trials = getattr(controller, "get_trials", None)
+    if get_trials is None:
+        return None
+    # run_metadata's plain dict: the last_result property may block on the actor's default result
+    return tuple((t.trial_id, t.status, t.run_metadata.last_result.get("training_iteration")) for t in get_trials())
+
+
+def save_tune_state_on_trial_events() -> None:
+    """Make Ray Tune save its experiment state when a trial changed, and only after its previous copy finished.
+
+    Tune saves the experiment state (trial table, searcher state, each through temp files) into its driver staging
+    folder and then copies that folder to the run folder in a background thread without waiting; the next save
+    can start while the last copy runs. A temp file renamed mid-copy printed a FileNotFoundError traceback, and a
+    state file rewritten mid-copy can reach the run folder half-written, which a resume would read (issue #11).
+    So each save first waits for the last copy.
+
+    The search saves after every trial event (TUNE_GLOBAL_CHECKPOINT_S=0: a killed search loses no finished trial),
+    but Tune's loop offers a save at every step, about ten a second, trial event or not: each pickled the Optuna
+    study and copied the folder, a quarter of a core on a 2-core machine, taken from the trials. A save now happens
+    only when a trial was added, started, reported or ended since the last one (or when Tune forces one: at the end,
+    on Ctrl-C). Ray is pinned to 2.60.*; ``tests/nas/test_search.py`` checks what this wraps still exists.
+    """
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    original = _ExperimentCheckpointManager.sync_up_experiment_state
+    if getattr(original, "_saves_on_trial_events", False):
+        return
+
+    def sync_up_experiment_state(self, save_fn, force: bool = False, wait: bool = False):
+        table = _trial_table(getattr(save_fn, "__self__", None))
+        if not force and table is not None and table == getattr(self, "_saved_trial_table", None):
+            return None
+
+        def save_after_last_sync() -> None:
+            try:
+                self._storage.syncer.wait()
+            except Exception:  # a failed copy is retried by the sync after this save; Tune logs it
+                pass
+            save_fn()
+            self._saved_trial_table = table  # (Tune's own throttle may skip a save: then this is not reached)
+
+        return original(self, save_after_last_sync, force=force, wait=wait)
+
+    sync_up_experiment_state._saves_on_trial_events = True
+    _ExperimentCheckpointManager.sync_up_experiment_state = sync_up_experiment_state
+
+
+@contextlib.contextmanager
+def reuse_idle_trial_actors():
+    """Within this block, Ray Tune keeps every finished trial's actor until the next trial takes it (or the
+    experiment ends), instead of at most one.
+
+    Why: with the search's reproducible order, a free slot may wait for an older trial before the sampler can
+    suggest the next arch. Tune then holds no trial to hand a finished actor to and keeps only one idle actor:
+    the next one to finish was stopped, and a new process started for the next trial, which imports torch and
+    timm again (about 10 s of CPU on a 2-core machine, taken from the running trial). In the default search that
+    was a quarter of its trials. Every trial of a search needs the same resources, so an idle actor never holds
+    what another trial could use. Ray is pinned to 2.60.*; ``tests/nas/test_search.py`` checks the actors are
+    reused.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.utils.object_cache import _ObjectCache
+
+    class IdleActors(_ObjectCache):
+        def cache_object(self, key, obj) -> bool:
+            self._cached_objects[key].append(obj)
+            self._num_cached_objects += 1
+            return True
+
+        def flush_cached_objects(self, force_all: bool = False):
+            if force_all:  # the experiment is over (or nothing more will come): stop them all
+                yield from super().flush_cached_objects(force_all=True)
+
+    original = TuneController.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._actor_cache = IdleActors(may_keep_one=True)
+
+    TuneController.__init__ = __init__
+    try:
+        yield
+    finally:
+        TuneController.__init__ = original

@@ -1,0 +1,235 @@
+"""Does the supernet rank archs as training them alone would? ``launch.py check-ranking``.
+
+K archs are trained stand-alone (the ``retrain`` recipe, N seeds each, as parallel Ray Tune trials) and their
+mean test top-1 is compared with the top-1 the supernet gives them (inherited weights, BatchNorm recalibrated,
+validation split, as the search sees it): Kendall tau-b and Spearman rho with bootstrap intervals over the archs,
+and how far the truth itself can be trusted: how well the seeds agree with each other, and the noise ceiling (the
+tau a perfect predictor could expect against a mean of this many seeds, ``nas.ranking.stats.noise_ceiling_tau``). A tau
+near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
+
+Which archs, by a stated rule: ``nas.ranking.arch_sets.band_archs`` draws the space uniformly (seeded), keeps the
+distinct archs within the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles
+of those. Or a file (``nas.ranking.arch_sets.read_archs_file``).
+
+Stand-alone runs are cached beside the supernet (``<supernet dir>/ranking/standalone/<recipe>/<arch>-seed<s>/``),
+so a second check, or one with more archs or seeds, trains only what is new; an interrupted run resumes from its
+last epoch. The last check is ``<supernet dir>/ranking/ranking.json`` (also .csv and .png); ``search`` prints it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from itertools import combinations
+from pathlib import Path
+
+from ray.tune import Callback
+
+from nas.data.datasets import build_data
+from nas.errors import UserError
+from nas.ranking.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
+from nas.runs import checkpoint as ckpt
+from nas.runs.files import write_csv_atomic
+from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
+from nas.runs.migrate import migrate
+from nas.runs.record import SupernetRecord
+from nas.settings import RankingConfig, RetrainJob, TrainConfig
+from nas.train.evaluate import evaluate_arch
+from nas.train.parallel import retrain_in_parallel
+from nas.train.supernet import load_supernet, load_supernet_state
+from searchspace import DEPLOYMENT, Arch, arch_cost, atomic_path, write_json_atomic
+
+
+def _trial_lines(total: int):
+    class StandaloneLines(Callback):
+        def __init__(self) -> None:
+            self.done, self.start = 0, time.perf_counter()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done += 1
+            r = trial.last_result or {}
+            print(f"[{self.done:>3}/{total}] {trial.config['member']}: validation top-1 "
+                  f"{r.get('val_top1', float('nan')):.4f} after {r.get('epoch', '?')} epochs "
+                  f"({time.perf_counter() - self.start:.0f}s)", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.done += 1
+            print(f"[{self.done:>3}/{total}] {trial.config['member']}: failed (recorded)", flush=True)
+
+    return StandaloneLines()
+
+
+def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, *,
+                  address: str | None = None, rule: str = "", report_dir: str | Path | None = None,
+                  state: dict | None = None) -> dict:
+    """Train ``archs`` stand-alone (cached), evaluate them with inherited weights, write the report; returns it.
+
+    The report goes to ``report_dir`` (default: the supernet's ranking folder, where ``search`` looks for the last
+    check); the stand-alone cache is always the supernet's."""
+    supernet_path = Path(supernet_path)
+    state = state if state is not None else load_supernet_state(supernet_path)
+    if cfg.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
+    record = SupernetRecord.from_state(state, supernet_path)
+    job = record.job
+    for arch in archs:
+        record.space.validate(arch)
+    out = ranking_dir(supernet_path).resolve()
+    template = RetrainJob({}, job.data, train, job.model)
+    cache = out / "standalone" / template.recipe_key()
+
+    jobs, cached = {}, 0
+    for arch in archs:
+        for s in range(cfg.seeds):
+            name = f"{arch.key()}-seed{s}"
+            if (cache / name / MODEL).exists():
+                cached += 1
+                continue
+            jobs[name] = RetrainJob(arch.to_dict(), job.data, TrainConfig(**{**train.to_dict(), "seed": s}),
+                                    job.model)
+    total = len(archs) * cfg.seeds
+    print(f"{len(archs)} archs x {cfg.seeds} seeds: {cached} stand-alone runs cached in {cache}, {len(jobs)} to "
+          f"train ({train.epochs} epochs each, {cfg.cpus_per_trial:g} CPUs a trial)", flush=True)
+    errors = []
+    if jobs:
+        errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
+                                     name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
+                                     callbacks=[_trial_lines(len(jobs))])
+    if errors:
+        raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
+
+    supernet = load_supernet(supernet_path, state=state)
+    data = build_data(job.data)
+    rows = []
+    for arch in archs:
+        runs = [ckpt.load(cache / f"{arch.key()}-seed{s}" / MODEL) for s in range(cfg.seeds)]
+        inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                                  finetune_steps=cfg.finetune_steps, recipe=job.train)
+        # The weights as the supernet left them, too: does the fine-tuning help on this supernet and data?
+        as_is = (evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)
+                 if cfg.finetune_steps else inherited)
+        cost = arch_cost(arch, DEPLOYMENT)
+        rows.append({"arch": arch.key(), "flops": cost.flops, "params": cost.params,
+                     "inherited_top1": inherited["top1"], "inherited_val_loss": inherited["loss"],
+                     "inherited_train_loss": inherited.get("train_loss"),
+                     "inherited_top1_no_finetune": as_is["top1"],
+                     "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
+                     "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
+                     "standalone_top1_per_seed": [r["test_top1"] for r in runs], "stages": arch.to_dict()["stages"]})
+    summary = summarize(rows, cfg.seed)
+    summary.update({
+        "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
+        "config": cfg.to_dict(), "recipe": train.to_dict(), "data": job.data.to_dict(),
+        "splits": {"inherited_top1": "validation split (the search's objective), supernet weights"
+                                     + (f" fine-tuned alone for {cfg.finetune_steps} steps on the train split"
+                                        if cfg.finetune_steps else "") + ", BN recalibrated",
+                   "inherited_val_loss": "the same evaluation's cross-entropy",
+                   "inherited_train_loss": "the mean training loss of the fine-tuning steps (train split)",
+                   "inherited_top1_no_finetune": "validation split, supernet weights as they are, BN recalibrated",
+                   "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",
+                   "standalone_val_top1": "validation split, the same runs"},
+        "archs": rows})
+    out = Path(report_dir) if report_dir is not None else out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / RANKING_SUMMARY, summary)
+    write_csv_atomic(out / "ranking.csv", [{k: v for k, v in r.items() if k != "stages"} for r in rows],
+                     ("arch", "flops", "params", "inherited_top1", "inherited_val_loss", "inherited_train_loss",
+                      "inherited_top1_no_finetune", "standalone_top1", "standalone_val_top1",
+                      "standalone_top1_per_seed"))
+    plot_ranking(out / "ranking.png", rows, summary)
+    return summary
+
+
+def summarize(rows: list[dict], seed: int) -> dict:
+    inherited = [r["inherited_top1"] for r in rows]
+    truth = [r["standalone_top1"] for r in rows]
+    per_seed = list(zip(*(r["standalone_top1_per_seed"] for r in rows)))
+    seed_taus = [kendall_tau(a, b) for a, b in combinations(per_seed, 2)]
+    return {
+        "num_archs": len(rows), "num_seeds": len(per_seed),
+        "kendall_tau": kendall_tau(inherited, truth),
+        "kendall_tau_ci95": bootstrap_interval(kendall_tau, inherited, truth, seed=seed),
+        "spearman_rho": spearman_rho(inherited, truth),
+        "spearman_rho_ci95": bootstrap_interval(spearman_rho, inherited, truth, seed=seed),
+        # How well one training seed ranks like another: a ceiling on what the truth can confirm.
+        "seed_to_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
+        # What a perfect predictor could expect against this truth (nan/None with one seed).
+        "noise_ceiling_tau": _finite_or_none(noise_ceiling_tau([r["standalone_top1_per_seed"] for r in rows],
+                                                               seed=seed)),
+        "neg_flops_tau": kendall_tau([-r["flops"] for r in rows], truth),
+        # The same inherited evaluation scored by its loss (finer than top-1 on a small split): rank agreement of
+        # minus the loss, for comparison; the search optimises top-1.
+        "neg_val_loss_tau": kendall_tau([-r["inherited_val_loss"] for r in rows], truth),
+        # ... and by the validation loss plus the fine-tuning's mean training loss (how fast the arch fit alone);
+        # None without fine-tuning. docs/BENCHMARKS.md compares the three on the default task.
+        "neg_val_train_loss_tau": (None if any(r["inherited_train_loss"] is None for r in rows) else kendall_tau(
+            [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in rows], truth)),
+        # Inherited top-1 without the fine-tuning steps (the same as kendall_tau when there are none).
+        "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value  # JSON has no nan
+
+
+def describe(summary: dict) -> str:
+    lo, hi = summary["kendall_tau_ci95"]
+    rlo, rhi = summary["spearman_rho_ci95"]
+    seeds, ceiling = summary.get("seed_to_seed_tau"), summary.get("noise_ceiling_tau")
+    return (f"Kendall tau {summary['kendall_tau']:.3f} [95% {lo:.2f}, {hi:.2f}], Spearman rho "
+            f"{summary['spearman_rho']:.3f} [{rlo:.2f}, {rhi:.2f}] on {summary['num_archs']} archs x "
+            f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else "")
+            + (f"; noise ceiling {ceiling:.2f}" if ceiling is not None else "")
+            + (f" (each arch fine-tuned {_checked_steps(summary)} steps from its inherited weights)"
+               if _checked_steps(summary) else " (inherited weights as they are)"))
+
+
+def _checked_steps(summary: dict) -> int:
+    return int(summary["config"]["finetune_steps"])
+
+
+def last_check(supernet_path: str | Path, finetune_steps: int | None = None) -> str:
+    """One line on the supernet's last ranking check, for ``search`` to print beside its front (and a warning
+    if the check evaluated the archs with another number of fine-tuning steps than ``finetune_steps``)."""
+    path = ranking_dir(supernet_path) / RANKING_SUMMARY
+    if not path.exists():
+        return (f"supernet ranking: never checked (python launch.py check-ranking --supernet {supernet_path} trains "
+                f"archs alone and compares)")
+    try:
+        summary = migrate("ranking summary", json.loads(path.read_text()))
+        line = f"supernet ranking, checked {summary['checked']}: {describe(summary)} ({path})"
+        if finetune_steps is not None and finetune_steps != _checked_steps(summary):
+            line += (f"\nwarning: that check fine-tuned each arch {_checked_steps(summary)} steps, this search "
+                     f"{finetune_steps}: its figures describe another evaluation (check-ranking --finetune-steps "
+                     f"{finetune_steps})")
+        return line
+    except (ValueError, KeyError, TypeError):
+        return f"supernet ranking: {path} is unreadable; run check-ranking again"
+
+
+def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    xs = [100 * r["inherited_top1"] for r in rows]
+    ys = [100 * r["standalone_top1"] for r in rows]
+    points = ax.scatter(xs, ys, c=[r["flops"] / 1e9 for r in rows], cmap="viridis", s=40)
+    fig.colorbar(points, ax=ax, label="GFLOPs (224x224)")
+    for r, x, y in zip(rows, xs, ys):
+        spread = [100 * v for v in r["standalone_top1_per_seed"]]
+        ax.plot([x, x], [min(spread), max(spread)], c="0.75", lw=1, zorder=0)
+        ax.annotate(r["arch"], (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("inherited top-1 (%), validation split: what the search sees")
+    ax.set_ylabel("stand-alone top-1 (%), test split, mean of seeds (bar: range)")
+    ax.set_title(describe(summary), fontsize=8)
+    ax.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+__all__ = ["check_ranking", "last_check", "describe", "summarize"]

@@ -1,0 +1,151 @@
+"""The search's driver: one Ray Tune experiment whose trials Optuna proposes (``OptunaSearch``), three objectives.
+
+Objectives: top-1 (max; supernet weights inherited, fine-tuned alone for ``finetune_steps`` steps of the
+supernet's recipe, BatchNorm recalibrated, validation split), FLOPs (min; deployment setting, exact analytic count)
+and latency (min; LUT prediction or measurement on this device). Hard budgets: an over-budget arch is rejected by
+``BudgetGuard`` before Ray ever starts a trial for it: Optuna is told it is infeasible (so its sampler learns), the
+rejection is logged, and nothing is evaluated. A trial's work lives in ``nas.search.trial``; the Optuna search
+space is declarative (no computation in a define-by-run function).
+
+Reproducibility: by default results are told to the sampler in suggestion order (``BudgetGuard``'s
+``ordered_concurrency``), so the same seed, supernet and flags give the same trials in the same order
+whichever trial finishes first; measured latencies (``--latency measure``) still vary from run to run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from nas.cluster.session import check_fits_local_ray, ensure_ray
+from nas.cluster.tune_patches import reuse_idle_trial_actors, save_tune_state_on_trial_events
+from nas.errors import UserError, first_line
+from nas.runs.layout import SUGGESTIONS, suggestions_file
+from nas.runs.migrate import migrate
+from nas.search.constraints import BudgetConstraint
+from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
+from nas.search.params import arch_from_params, tune_search_space
+from nas.search.samplers import make_optuna_sampler
+from nas.search.trial import TrialContext, evaluate_trial
+from searchspace import DEPLOYMENT, Arch, arch_cost
+
+
+def _trial_reporter():
+    class TrialLines(tune.Callback):
+        """One line per finished trial: what a person watching the terminal wants."""
+
+        def __init__(self, total: int) -> None:
+            self.total, self.done, self.start = total, 0, time.perf_counter()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            # restored trials count too; this one is not marked terminated yet when Tune calls back
+            self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+            r = trial.last_result or {}
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9) * 60
+            print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}  "
+                  f"{r.get('flops', 0) / 1e9:6.2f} GFLOPs  {r.get('latency_ms', float('nan')):7.1f} ms  "
+                  f"({rate:.1f} trials/min)", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+            print(f"[{self.done:>3}/{self.total}] trial {trial.trial_id} failed (recorded; the search goes on)",
+                  flush=True)
+
+    return TrialLines
+
+
+def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, address: str | None = None,
+               trainable=evaluate_trial) -> tuple[list[dict], bool]:
+    """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection,
+    and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later)."""
+    # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
+    # state is still being copied to the run folder.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    save_tune_state_on_trial_events()
+    cfg = ctx.config
+    space = ctx.space
+    ensure_ray(address)
+    if not address:
+        check_fits_local_ray(cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
+    storage = (run_dir / "ray").resolve()
+    name = "tune"
+    trainable = tune.with_parameters(trainable, ctx=ctx)
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    trainable = tune.with_resources(trainable, resources)
+    experiment = storage / name
+    if resume:
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise UserError(f"{run_dir}: no interrupted search to resume here")
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        constraint = BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
+        optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
+                                     sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials),
+                                     seed=cfg.seed)
+        guard = BudgetGuard(optuna_search, constraint, run_dir / SUGGESTIONS,
+                            ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
+        searcher = ConcurrencyLimiter(guard, max_concurrent=cfg.max_concurrent)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_search_space(space),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials, reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                      callbacks=[_trial_reporter()(cfg.trials)],
+                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+        )
+    with reuse_idle_trial_actors():
+        results = tuner.fit()
+    rows = []
+    for result in results:
+        if not result.config:  # interrupted as it started: nothing ran or was saved; resume runs it
+            continue
+        m = result.metrics or {}
+        trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
+        arch = arch_from_params(result.config, space.num_stages)
+        if result.error is not None or "top1" not in m:
+            # no error and no result: the trial was running when the search was interrupted
+            state = "error" if result.error is not None else "interrupted"
+            cost = arch_cost(arch, DEPLOYMENT)
+            rows.append({"trial": trial_id, "arch": arch.key(), "top1": None, "flops": cost.flops,
+                         "params": cost.params, "latency_ms": None, "state": state,
+                         "error": first_line(result.error) if result.error else "",
+                         "stages": arch.to_dict()["stages"]})
+            continue
+        rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
+                     "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
+                     "stages": arch.to_dict()["stages"]})
+    finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
+    log = suggestions_file(run_dir)
+    suggested: dict[str, int] = {}  # Ray trial id -> its probe number
+    if log.exists():
+        seen = set()
+        for line in log.read_text().splitlines():
+            rec = migrate("suggestion", json.loads(line))
+            if rec["state"] == "suggested":
+                suggested[rec["trial"]] = probe_number(rec["probe"])
+                continue
+            if rec["probe"] in seen:
+                continue
+            seen.add(rec["probe"])
+            arch = Arch.from_dict(rec["arch"])
+            rows.append({"trial": rec["probe"], "arch": arch.key(), "top1": None, "flops": rec["flops"],
+                         "params": arch_cost(arch, DEPLOYMENT).params, "latency_ms": rec["latency_ms"],
+                         "state": rec["state"], "error": "", "stages": rec["arch"]["stages"]})
+    # Suggestion order, rejections included (runs from before the order was logged: by trial id, after the rest).
+    rows.sort(key=lambda r: (suggested.get(r["trial"], probe_number(str(r["trial"]))), str(r["trial"])))
+    return rows, finished
+
+
+def probe_number(probe: str) -> float:
+    """The suggestion count in a probe id ``<trial id>~<n>``; infinity for anything else."""
+    head, _, tail = probe.rpartition("~")
+    return int(tail) if head and tail.isdigit() else math.inf
+
+

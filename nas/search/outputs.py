@@ -1,0 +1,132 @@
+"""Search outputs: trials.csv, pareto.json, pareto.png, best.json, and the terminal summary.
+
+The Pareto front and its hypervolume come from Optuna (``Study.best_trials``, ``compute_hypervolume``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+
+from nas.runs.files import write_csv_atomic
+from searchspace import Arch, Budget, Cost, atomic_path, save_arch_file, write_json_atomic
+
+CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "error", "stages")
+
+
+def feasible_rows(rows: Sequence[dict], budget: Budget) -> list[dict]:
+    """Completed, evaluated and within every budget (a defence in depth: over-budget archs never run)."""
+    return [r for r in rows if r["state"] == "completed" and r["top1"] is not None
+            and budget.admits(Cost(r["flops"], r["params"]), latency_s=r["latency_ms"] / 1e3)]
+
+
+def pareto_front(rows: Sequence[dict]) -> list[dict]:
+    """Non-dominated rows for (top-1 max, FLOPs min, latency min), by Optuna."""
+    if not rows:
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.add_trials([optuna.trial.create_trial(values=[r["top1"], r["flops"], r["latency_ms"]],
+                                                user_attrs={"row": i}, params={}, distributions={})
+                      for i, r in enumerate(rows)])
+    front = [rows[t.user_attrs["row"]] for t in study.best_trials]
+    return sorted(front, key=lambda r: (r["flops"], -r["top1"]))
+
+
+def hypervolume(rows: Sequence[dict], budget_flops: float, latency_ref_ms: float) -> float:
+    """Hypervolume of the rows' front in (1 - top1, FLOPs / budget, latency / ref), reference (1, 1, 1):
+    the fraction of the budget box the front dominates. Higher is better."""
+    if not rows:
+        return 0.0
+    points = np.array([[1.0 - r["top1"], r["flops"] / budget_flops, r["latency_ms"] / latency_ref_ms] for r in rows])
+    points = points[(points < 1.0).all(axis=1)]
+    return float(compute_hypervolume(points, np.ones(3))) if len(points) else 0.0
+
+
+def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
+    write_csv_atomic(path, [{**r, "stages": json.dumps(r["stages"])} for r in rows], CSV_FIELDS)
+
+
+def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
+               latency_budget_ms: float | None, title: str, weights: str) -> None:
+    """pareto.png: top-1 against FLOPs and against latency; ``weights`` says which weights gave the top-1."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    evaluated = [r for r in rows if r["top1"] is not None and r["state"] == "completed"]
+    for ax, key, scale, label, budget in ((axes[0], "flops", 1e-9, "GFLOPs (224x224, batch 1)", budget_flops * 1e-9),
+                                          (axes[1], "latency_ms", 1.0, "latency (ms)", latency_budget_ms)):
+        ax.scatter([r[key] * scale for r in evaluated], [100 * r["top1"] for r in evaluated], s=18, c="0.65",
+                   label=f"evaluated ({len(evaluated)})")
+        pts = sorted(front, key=lambda r: r[key])
+        ax.scatter([r[key] * scale for r in pts], [100 * r["top1"] for r in pts], s=42, c="tab:red", zorder=3,
+                   label=f"Pareto front ({len(front)})")
+        if key == "flops":  # the 2-D front of this projection, as a step line
+            best, xs, ys = -1.0, [], []
+            for r in pts:
+                if r["top1"] > best:
+                    best = r["top1"]
+                    xs.append(r[key] * scale)
+                    ys.append(100 * best)
+            ax.step(xs, ys, where="post", c="tab:red", lw=1)
+        if budget is not None:
+            ax.axvline(budget, ls="--", c="k", lw=1, label="budget")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"top-1 (%), validation\n{weights}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def format_table(rows: Sequence[dict], limit: int = 12) -> str:
+    lines = [f"{'arch':<34} {'top-1':>7} {'GFLOPs':>7} {'params':>8} {'latency':>9}"]
+    for r in rows[:limit]:
+        lines.append(f"{r['arch']:<34} {100 * r['top1']:6.2f}% {r['flops'] / 1e9:7.2f} {r['params'] / 1e6:7.2f}M "
+                     f"{r['latency_ms']:7.1f}ms")
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more in pareto.json")
+    return "\n".join(lines)
+
+
+def metrics_of(row: dict) -> dict[str, Any]:
+    return {k: row[k] for k in ("top1", "flops", "params", "latency_ms")}
+
+
+def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget: Budget, results_root: Path, title: str,
+                         extra: dict | None = None, search_info: dict | None = None) -> dict:
+    """Write every output; returns the summary (front, best, hypervolume)."""
+    budget_flops = budget.flops
+    latency_budget_ms = None if budget.latency_s is None else budget.latency_s * 1e3
+    write_trials_csv(run_dir / "trials.csv", rows)
+    feasible = feasible_rows(rows, budget)
+    front = pareto_front(feasible)
+    latency_ref = latency_budget_ms or max([r["latency_ms"] for r in feasible] or [1.0]) * 1.1
+    hv = hypervolume(front, budget_flops, latency_ref)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    summary = {"budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms, "counts": counts,
+               "hypervolume": hv, "hypervolume_reference": {"top1": 0.0, "flops": budget_flops,
+                                                             "latency_ms": latency_ref},
+               "front": [{"arch": r["arch"], "stages": r["stages"], **metrics_of(r)} for r in front], **(extra or {})}
+    write_json_atomic(run_dir / "pareto.json", summary)
+    plot_front(run_dir / "pareto.png", rows, front, budget_flops, latency_budget_ms, title,
+               weights=(extra or {}).get("top1_weights", "inherited weights"))
+    best = max(feasible, key=lambda r: (r["top1"], -r["flops"]), default=None)
+    if best is not None:
+        arch = Arch.from_dict({"stages": best["stages"]})
+        info = {"name": best["arch"], "metrics": metrics_of(best), "search": {"run": str(run_dir),
+                "budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms, **(search_info or {})}}
+        save_arch_file(run_dir / "best.json", arch, **info)
+        save_arch_file(results_root / "best.json", arch, **info)
+    summary["best"] = best
+    return summary

@@ -1,0 +1,88 @@
+"""One trial: an arch's costs, then (within every budget) its top-1 with inherited weights."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ray import tune
+
+from nas.data.datasets import build_data
+from nas.data.splits import DataBundle
+from nas.latency.table import LatencyTable
+from nas.latency.timing import device_lock, measure_latency
+from nas.runs.record import SupernetRecord
+from nas.settings import DataConfig, SearchConfig, TrainConfig
+from nas.search.params import arch_from_params
+from nas.train.evaluate import evaluate_arch
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost
+from supernet import MixerNet
+
+
+@dataclass
+class TrialContext:
+    """What every trial needs; reaches the workers once through ``tune.with_parameters``."""
+    supernet_state: dict[str, torch.Tensor]
+    settings: NetSettings
+    space: SearchSpace
+    data: DataConfig
+    config: SearchConfig
+    latency_table: LatencyTable | None = None  # None with ``--latency measure``
+    fingerprint: str = ""
+    recipe: TrainConfig | None = None     # the supernet's recipe: what fine-tuning an arch follows
+
+    @classmethod
+    def from_supernet(cls, state: dict, config: SearchConfig, *, data: DataConfig | None = None,
+                      latency_table: LatencyTable | None = None, fingerprint: str = "") -> "TrialContext":
+        """From a supernet checkpoint's content: its weights, network, space and recipe, and its data unless
+        ``data`` is given."""
+        record = SupernetRecord.from_state(state)
+        return cls(state["model"], record.settings, record.space, data or record.job.data, config, latency_table,
+                   fingerprint, record.job.train)
+
+
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _worker_supernet(ctx: TrialContext) -> tuple[MixerNet, DataBundle]:
+    """Build the supernet once per worker process (Ray reuses trial actors)."""
+    key = f"supernet:{ctx.fingerprint}"
+    if key not in _WORKER_CACHE:
+        net = MixerNet(ctx.space, ctx.settings)
+        net.load_state_dict(ctx.supernet_state)
+        _WORKER_CACHE.clear()
+        _WORKER_CACHE[key] = net.eval()
+        _WORKER_CACHE["data"] = build_data(ctx.data)
+    return _WORKER_CACHE[key], _WORKER_CACHE["data"]
+
+
+def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[str, Any]:
+    """Evaluate one arch: costs first, top-1 only if within every budget."""
+    cost = arch_cost(arch, DEPLOYMENT)
+    cfg = ctx.config
+    measuring = cfg.latency == "measure"
+    if measuring:
+        net = MixerNet.from_arch(arch, DEPLOYMENT)
+        with device_lock(device, exclusive=True):  # no other trial's kernels on this device while timing
+            latency = measure_latency(net, DEPLOYMENT, batch_size=cfg.latency_batch, device=device)
+        del net
+    else:
+        latency = ctx.latency_table.predict(arch)
+    metrics = {"flops": cost.flops, "params": cost.params, "latency_ms": latency * 1e3, "arch": arch.key()}
+    if not cfg.budget.admits(cost, latency_s=latency):  # the FLOPs were screened before: only a measured latency
+        return {**metrics, "top1": 0.0, "feasible": 0, "state": "over_latency_budget"}
+    supernet, data = _worker_supernet(ctx)
+    with (device_lock(device, exclusive=False) if measuring else contextlib.nullcontext()):
+        supernet = supernet.to(device)
+        top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                             device=device, finetune_steps=cfg.finetune_steps, recipe=ctx.recipe)["top1"]
+    return {**metrics, "top1": top1, "feasible": 1, "state": "completed"}
+
+
+def evaluate_trial(config: dict, ctx: TrialContext) -> None:
+    """The Ray Tune function trainable: one arch, one report."""
+    torch.set_num_threads(max(1, int(ctx.config.cpus_per_trial)))
+    device = torch.device("cuda" if ctx.config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+    arch = arch_from_params(config, ctx.space.num_stages)
+    tune.report(trial_metrics(arch, ctx, device))

@@ -1,0 +1,378 @@
+"""The typed settings of a run: data, training recipe, network, and the jobs built from them.
+
+Plain dataclasses, no torch: ``launch.py`` builds its parser and refuses a bad flag from these alone, so a typo
+costs a second, not the ten it takes to import torch and timm. Every numeric field that a flag sets carries its
+range (:func:`bounded`); a record out of range cannot be made, whether a flag, a test or a saved file made it.
+Settings travel as these records everywhere; they become dicts only when written to a file (``to_dict``) and
+come back through ``from_dict`` (old files pass :func:`nas.runs.migrate.migrate` first).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from nas.errors import UserError
+from searchspace import Budget, NetSettings, SearchSpace, format_flops
+
+DATASETS = ("mnist-cluttered", "mnist", "cifar10", "cifar100", "imagefolder")
+DEFAULT_DATASET = "mnist-cluttered"  # embedded, and the archs within a budget really differ on it (docs/DATA.md)
+EMBEDDED_DATASETS = ("mnist-cluttered", "mnist")  # shipped with a dependency: no folder to read
+
+# Names of the choices a module elsewhere implements; each is checked against its implementation in the tests.
+PATH_SAMPLERS = ("spos", "sandwich")            # supernet.SAMPLERS: which paths a supernet training step runs
+SEARCH_SAMPLERS = ("tpe", "nsga2", "random")    # Optuna samplers of nas.search.samplers
+AMP_MODES = ("bf16", "fp16")                    # nas.train.steps.AMP_DTYPES
+LATENCY_METHODS = ("lut", "measure")            # predicted from a table of blocks, or timed per arch
+INITS = ("scratch", "supernet")                 # where a retrain's weights start
+ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the conversion fails for these nets
+
+# Steps an arch trains alone from its inherited weights before the search evaluates it (``nas.train.finetune``).
+# About one epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.
+FINETUNE_STEPS = 48
+DRAWS = 4000  # uniform draws of the space that a ranking check's archs are taken from
+DEFAULT_BUDGET = "4.5GFLOPs"  # Swin-T's cost
+
+
+# --- ranges ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric setting takes: at least ``low`` (above it if ``low_open``), at most ``high`` (below it
+    if ``high_open``), and finite (argparse reads "nan" and "inf" as floats)."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Bound(0, low_open=True)
+NON_NEGATIVE = Bound(0)
+AT_LEAST_ONE = Bound(1)
+FRACTION = Bound(0, 1, high_open=True)
+
+
+def bounded(default, flag: str, bound: Bound):
+    """A dataclass field whose value (unless None: "the default") must lie in ``bound``; ``flag`` names it in the
+    refusal, as the user typed it."""
+    return field(default=default, metadata={"flag": flag, "bound": bound})
+
+
+def check_bounds(record) -> None:
+    """Raise UserError for the first bounded field of ``record`` outside its range: ``--lr -1: must be > 0``."""
+    for f in fields(record):
+        bound = f.metadata.get("bound")
+        value = getattr(record, f.name)
+        if bound is not None and value is not None and not bound.admits(value):
+            raise UserError(f"{f.metadata['flag']} {value:g}: must be {bound}")
+
+
+def flag_of(record_type, name: str) -> str:
+    """The flag that sets field ``name`` of ``record_type``."""
+    return record_type.__dataclass_fields__[name].metadata["flag"]
+
+
+def default_img_size(dataset: str) -> int:
+    return 224 if dataset == "imagefolder" else 32
+
+
+# --- data, recipe, network ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = DEFAULT_DATASET
+    root: str | None = None        # required for cifar10/cifar100/imagefolder; unused for mnist
+    img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
+    augment: bool = True           # training-split augmentation on/off
+    train_subset: int | None = None  # use only this many training images (a fixed choice): quick runs
+
+    # The data flags a user may give on the command line, by field.
+    FLAGS = {"dataset": "--dataset", "root": "--data-root", "img_size": "--img-size", "augment": "--no-augment",
+             "train_subset": "--train-subset"}
+
+    @property
+    def side(self) -> int:
+        """The input side the images are resized to: img_size, else the dataset's default."""
+        return default_img_size(self.dataset) if self.img_size is None else self.img_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataConfig":
+        return cls(**d)
+
+    def root_dir(self) -> Path:
+        """The folder a CIFAR or image-folder dataset is read from; a missing one raises UserError."""
+        if self.root is None or str(self.root).strip() == "":
+            raise UserError(f"dataset {self.dataset!r} needs a root folder (root is not set)")
+        path = Path(self.root).expanduser()
+        if not path.is_dir():
+            raise UserError(f"{self.dataset} root {str(path)!r}: no such directory")
+        return path
+
+    def check_folder(self) -> None:
+        """Refuse a dataset whose folder is missing from its settings alone: the commands call this before torch
+        is imported, so a wrong --data-root costs a fraction of a second, not the seconds of loading."""
+        if self.dataset not in EMBEDDED_DATASETS:
+            self.root_dir()
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = bounded(10, "--epochs", AT_LEAST_ONE)
+    batch_size: int = bounded(128, "--batch-size", AT_LEAST_ONE)
+    lr: float = bounded(2e-3, "--lr", POSITIVE)
+    min_lr: float = 1e-5
+    warmup_epochs: int = bounded(1, "--warmup-epochs", NON_NEGATIVE)
+    weight_decay: float = bounded(0.05, "--weight-decay", NON_NEGATIVE)
+    label_smoothing: float = bounded(0.1, "--label-smoothing", FRACTION)
+    # Without these ranges a negative --clip-grad flipped every gradient and an --ema above 1 trained on nonsense.
+    clip_grad: float | None = bounded(5.0, "--clip-grad", NON_NEGATIVE)
+    mixup: float = bounded(0.0, "--mixup", NON_NEGATIVE)      # Mixup alpha (0: off)
+    cutmix: float = bounded(0.0, "--cutmix", NON_NEGATIVE)    # CutMix alpha (0: off)
+    ema_decay: float | None = bounded(None, "--ema", Bound(0, 1, low_open=True, high_open=True))
+    amp: bool | str = False       # False, "bf16" (autocast, no scaler) or "fp16" (autocast + grad scaling, CUDA)
+    # BatchNorm recalibration batches before each evaluation of a sub-network (0: the running statistics as they are)
+    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.amp not in AMP_MODES and self.amp is not False:
+            raise UserError(f"--amp {self.amp}: choose bf16 or fp16")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**d)
+
+
+@dataclass
+class ModelOptions:
+    """Width and patch of the trained network; None picks by input size (small images: C=16, patch 2)."""
+    embed_dim: int | None = bounded(None, "--embed-dim", AT_LEAST_ONE)
+    patch_size: int | None = bounded(None, "--patch-size", AT_LEAST_ONE)
+    drop_path_rate: float = bounded(0.0, "--drop-path", FRACTION)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    def resolve(self, img_size: int) -> tuple[int, int]:
+        """(embed_dim, patch_size) for inputs of side ``img_size``; a patch that does not tile it raises UserError
+        (the commands call this before torch is imported)."""
+        small = img_size <= 64
+        embed_dim, patch_size = self.embed_dim or (16 if small else 96), self.patch_size or (2 if small else 4)
+        if img_size % patch_size:
+            raise UserError(f"--img-size {img_size} with --patch-size {patch_size}: the input side must be a "
+                            f"multiple of the stem's patch")
+        return embed_dim, patch_size
+
+    def settings(self, data) -> NetSettings:
+        """The network for ``data`` (a ``nas.data.DataBundle``: its input side, channels and classes)."""
+        embed_dim, patch_size = self.resolve(data.img_size)
+        return NetSettings(img_size=data.img_size, in_chans=data.in_chans, num_classes=data.num_classes,
+                           embed_dim=embed_dim, patch_size=patch_size, drop_path_rate=self.drop_path_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelOptions":
+        return cls(**d)
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+
+# Settings that only change how a supernet is evaluated, not its weights: they never pick another supernet.
+EVAL_ONLY_TRAIN_FIELDS = ("recalib_batches", "eval_batch_size")
+
+
+@dataclass
+class SupernetJob:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    path_sampler: str = "spos"
+    space: SearchSpace = field(default_factory=SearchSpace.default)
+    path_budget_flops: float | None = None  # train only paths within this many FLOPs (deployment setting)
+    # The sandwich's largest path teaches the others each step (BigNAS / OFA in-place distillation)
+    inplace_distill: bool = False
+
+    def __post_init__(self) -> None:
+        if self.path_sampler not in PATH_SAMPLERS:
+            raise UserError(f"path sampler {self.path_sampler!r}: choose from {', '.join(PATH_SAMPLERS)}")
+        if self.inplace_distill and self.path_sampler != "sandwich":
+            raise UserError(f"in-place distillation needs the sandwich sampler (its largest path is the teacher), "
+                            f"not {self.path_sampler!r}")
+
+    @property
+    def path_budget(self) -> Budget:
+        return Budget(flops=self.path_budget_flops)
+
+    def to_dict(self) -> dict:
+        d = {"data": self.data.to_dict(), "train": self.train.to_dict(), "model": self.model.to_dict(),
+             "path_sampler": self.path_sampler, "space": self.space.to_dict(),
+             "path_budget_flops": self.path_budget_flops}
+        if self.inplace_distill:  # off: left out, so the supernets trained before it existed keep their names
+            d["inplace_distill"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SupernetJob":
+        return cls(DataConfig.from_dict(d["data"]), TrainConfig.from_dict(d["train"]),
+                   ModelOptions.from_dict(d["model"]), d["path_sampler"],
+                   SearchSpace.from_dict(d["space"], source="supernet job space"), d.get("path_budget_flops"),
+                   d.get("inplace_distill", False))
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the trained weights (not how many workers ran it, nor the
+        evaluation-only settings)."""
+        d = self.to_dict()
+        for name in EVAL_ONLY_TRAIN_FIELDS:
+            d["train"].pop(name, None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+    def default_run_dir(self, results: Path) -> Path:
+        band = "" if self.path_budget_flops is None else f"-under{format_flops(self.path_budget_flops)}"
+        return results / "supernet" / f"{self.data.dataset}-{self.path_sampler}{band}-{self.fingerprint()}"
+
+
+@dataclass
+class RetrainJob:
+    arch: dict
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    init: str = "scratch"
+    supernet: str | None = None   # supernet.pt, for init == "supernet"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise UserError(f"--init {self.init}: choose from {', '.join(INITS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RetrainJob":
+        return cls(d["arch"], DataConfig.from_dict(d["data"]), TrainConfig.from_dict(d["train"]),
+                   ModelOptions.from_dict(d["model"]), d["init"], d["supernet"])
+
+    def recipe_key(self) -> str:
+        """Hash of what a stand-alone run's result depends on, besides its arch and seed."""
+        d = self.to_dict()
+        d.pop("arch")
+        d["train"].pop("seed")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one Ray trial holds: CPUs and (a fraction of, or whole) GPUs."""
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Regression: issue #11 -- ``--cpus-per-trial 0`` ended in "Cannot initialize a ResourceRequest with an
+        # empty head"; Ray's own errors for these are tracebacks.
+        if not (math.isfinite(self.cpus) and math.isfinite(self.gpus)) or self.cpus < 0 or self.gpus < 0:
+            raise UserError(f"--cpus-per-trial and --gpus-per-trial cannot be negative (got {self.cpus:g} and "
+                            f"{self.gpus:g})")
+        if self.cpus == 0 and self.gpus == 0:
+            raise UserError("--cpus-per-trial 0 with no GPU gives a trial no resources: give it CPUs (e.g. 1) or GPUs")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise UserError(f"--gpus-per-trial {self.gpus:g}: above 1 it must be a whole number "
+                            f"(Ray shares only fractions of one GPU)")
+
+
+@dataclass
+class SearchConfig:
+    budget_flops: float
+    latency_budget_s: float | None = None
+    sampler: str = "tpe"
+    trials: int = bounded(32, "--trials", AT_LEAST_ONE)
+    seed: int = 0
+    latency: str = "lut"           # lut | measure
+    latency_batch: int = bounded(1, "--latency-batch", AT_LEAST_ONE)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = bounded(2, "--max-concurrent", AT_LEAST_ONE)
+    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
+    # steps each arch trains alone from its inherited weights before evaluation
+    finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
+    ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.sampler not in SEARCH_SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r} (choose from {', '.join(SEARCH_SAMPLERS)})")
+        if self.latency not in LATENCY_METHODS:
+            raise UserError(f"--latency {self.latency}: choose from {', '.join(LATENCY_METHODS)}")
+        TrialResources(self.cpus_per_trial, self.gpus_per_trial)
+
+    @property
+    def budget(self) -> Budget:
+        """The hard limits of the search, asked by every place that decides "over budget"."""
+        return Budget(flops=self.budget_flops, latency_s=self.latency_budget_s)
+
+    @property
+    def resources(self) -> TrialResources:
+        return TrialResources(self.cpus_per_trial, self.gpus_per_trial)
+
+    @property
+    def top1_weights(self) -> str:
+        """What the weights an arch is scored with are, in the words the output files use."""
+        if self.finetune_steps:
+            return f"inherited, then {self.finetune_steps} fine-tuning steps alone on the train split"
+        return "inherited as they are"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        return cls(**d)
+
+
+@dataclass
+class RankingConfig:
+    budget_flops: float | None = None  # the band the archs are drawn from (None: not yet resolved)
+    archs: int = bounded(16, "--archs", Bound(2))   # K, when the archs are drawn: a ranking compares at least two
+    seeds: int = bounded(3, "--seeds", AT_LEAST_ONE)  # stand-alone training seeds per arch
+    seed: int = 0              # the arch draw, BatchNorm recalibration and the bootstrap
+    draws: int = DRAWS         # uniform draws of the space the K are taken from
+    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
+    # as the search evaluates: steps alone from the inherited weights
+    finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
+    cpus_per_trial: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        TrialResources(self.cpus_per_trial)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+__all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
+           "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "DRAWS", "DEFAULT_BUDGET", "Bound",
+           "bounded", "check_bounds", "flag_of", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
+           "EVAL_ONLY_TRAIN_FIELDS", "SupernetJob", "RetrainJob", "TrialResources", "SearchConfig", "RankingConfig"]

@@ -1,0 +1,200 @@
+"""Supernet training: progress, metrics, atomic checkpoints, exact resume, Ray Train DDP, the command."""
+import csv
+import json
+
+import pytest
+import torch
+
+from nas.runs import checkpoint as ckpt
+from nas.settings import DataConfig, TrainConfig
+from nas.settings import SupernetJob
+from nas.train.steps import WorkerContext
+from nas.train.supernet import load_supernet, train_supernet, train_supernet_worker
+from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs
+from supernet import MixerNet
+from supernet.sampler import make_path_sampler
+from tests.conftest import run_launch
+
+# A space small enough that an epoch on the 3,000 training digits takes seconds on one core.
+TINY_SPACE = {"stages": [
+    {"mixers": ["dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1]},
+    {"mixers": ["dwconv", "dynamic_dwconv"], "kernels": [3], "depths": [1], "pools": [2]},
+    {"mixers": ["dwconv", "dynamic_dwconv", "window_attention"], "kernels": [3], "depths": [1, 2], "pools": [2]},
+    {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [2]}]}
+
+
+TINY_DATA = DataConfig("mnist", train_subset=1000)  # plain digits: a tiny run learns them in 2 epochs
+
+
+def tiny_job(epochs: int, sampler: str = "spos", **fields) -> SupernetJob:
+    return SupernetJob(data=TINY_DATA, train=TrainConfig(epochs=epochs, batch_size=50, recalib_batches=2,
+                                                         warmup_epochs=0, lr=3e-3),
+                       path_sampler=sampler, space=SearchSpace.from_dict(TINY_SPACE), **fields)
+
+
+def save_untrained_supernet(path) -> None:
+    """A supernet.pt of ``tiny_job`` as train_supernet writes it, untrained: for what reads only its record."""
+    settings = NetSettings(img_size=32, in_chans=1, num_classes=10, embed_dim=16, patch_size=2)
+    net = MixerNet(SearchSpace.from_dict(TINY_SPACE), settings)
+    ckpt.save_atomic({"model": net.state_dict(), "space": TINY_SPACE, "settings": settings.to_dict(),
+                      "job": tiny_job(1).to_dict(), "history": []}, path)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_learns_and_writes_its_files(tmp_path):
+    final = train_supernet(tiny_job(2), tmp_path, progress=False)
+    assert final == tmp_path / "supernet.pt"
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[-1]["train_loss"]) < 2.0  # chance is ln(10) = 2.30
+    assert float(rows[-1]["val_top1_largest"]) > 0.3 and float(rows[-1]["val_top1_smallest"]) > 0.3
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["job"]["path_sampler"] == "spos" and config["job"]["train"]["seed"] == 0
+    state = ckpt.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "path_sampler"} <= state.keys()
+    assert not list(tmp_path.glob(".*.tmp"))
+    net = load_supernet(final)
+    assert net.space == SearchSpace.from_dict(TINY_SPACE)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = tmp_path / "straight"
+    train_supernet(tiny_job(2), straight, progress=False)
+
+    def interrupt(metrics, checkpoint_path):  # Ctrl-C right after the first epoch's checkpoint
+        raise KeyboardInterrupt
+
+    split = tmp_path / "split"
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet_worker(tiny_job(2), split, resume=False, context=WorkerContext(), progress=False,
+                              on_epoch_end=interrupt)
+    assert ckpt.load(split / "checkpoint.pt")["epoch"] == 1 and not (split / "supernet.pt").exists()
+    train_supernet(tiny_job(2), split, resume=True, progress=False)
+    a, b = ckpt.load(straight / "checkpoint.pt"), ckpt.load(split / "checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert states_equal(a["model"], b["model"])
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from nas.errors import UserError
+    train_supernet(tiny_job(1), tmp_path, progress=False)
+    with pytest.raises(UserError, match="different settings"):
+        train_supernet(tiny_job(1, "sandwich"), tmp_path, resume=True, progress=False)
+
+
+def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_path, monkeypatch):
+    # regression: issue #11 item 7 -- this test used to check only that a sampler state was saved
+    trained, set_active = [], MixerNet.set_active
+
+    def recording(self, arch):
+        trained.append(arch.key())
+        return set_active(self, arch)
+
+    monkeypatch.setattr(MixerNet, "set_active", recording)
+    train_supernet(tiny_job(1, "sandwich"), tmp_path, progress=False)
+    largest, smallest = (a.key() for a in make_path_sampler("sandwich", SearchSpace.from_dict(TINY_SPACE), 0).paths()[:2])
+    steps = 1000 // 50
+    assert trained.count(largest) == steps and trained.count(smallest) == steps
+    assert len(trained) == 3 * steps  # and one random path a step
+    assert ckpt.load(tmp_path / "checkpoint.pt")["path_sampler"] is not None
+
+
+def test_inplace_distillation_teaches_the_other_paths_the_largest_paths_predictions(tmp_path, monkeypatch):
+    import timm.loss
+
+    from nas.train import trainer as engine
+    outputs, soft_targets = [], []
+    forward, soft_forward = MixerNet.forward, timm.loss.SoftTargetCrossEntropy.forward
+
+    def recording_forward(self, x):
+        out = forward(self, x)
+        outputs.append(out.detach().clone())
+        return out
+
+    def recording_soft(self, x, target):
+        soft_targets.append(target.clone())
+        return soft_forward(self, x, target)
+
+    monkeypatch.setattr(MixerNet, "forward", recording_forward)
+    monkeypatch.setattr(engine.SoftTargetCrossEntropy, "forward", recording_soft)
+    job = tiny_job(1, "sandwich", inplace_distill=True)
+    train_supernet(job, tmp_path, progress=False)
+    steps = 1000 // 50
+    train_outputs = outputs[:3 * steps]  # then the per-epoch validation's forwards
+    assert len(soft_targets) == 2 * steps  # the smallest and the random path, every step
+    for step in range(steps):
+        teacher = train_outputs[3 * step].float().softmax(dim=-1)  # the largest path comes first
+        assert torch.allclose(soft_targets[2 * step], teacher) and torch.allclose(soft_targets[2 * step + 1], teacher)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["job"]["inplace_distill"] is True
+    assert SupernetJob.from_dict(config["job"]) == job
+
+
+def test_inplace_distillation_is_off_by_default_and_needs_the_sandwich():
+    from nas.errors import UserError
+    # off, the field is left out of the job's record, so earlier supernets keep their fingerprints and folders
+    assert "inplace_distill" not in tiny_job(1).to_dict()
+    assert tiny_job(1, "sandwich", inplace_distill=True).fingerprint() != tiny_job(1, "sandwich").fingerprint()
+    with pytest.raises(UserError, match="needs the sandwich sampler"):
+        tiny_job(1, "spos", inplace_distill=True)
+
+
+def test_ray_train_with_two_cpu_workers(tmp_path):
+    final = train_supernet(tiny_job(1), tmp_path, num_workers=2)
+    assert final.exists()
+    state = ckpt.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["history"][0]["images_per_s"] > 0
+    # Ray Train kept the reported checkpoint in the run folder's storage too, in the same format
+    reported = list((tmp_path / "ray").rglob("checkpoint.pt"))
+    assert reported and states_equal(ckpt.load(reported[0])["model"], state["model"])
+
+
+def test_supernet_command(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    args = ["supernet", "--space", str(space), "--epochs", "1", "--batch-size", "50", "--train-subset", "1000",
+            "--run-dir", str(tmp_path / "run"), "--recalib-batches", "2"]
+    done = run_launch(*args)
+    assert done.returncode == 0, done.stderr
+    assert "supernet trained" in done.stdout and "epoch 1 | loss" in done.stdout
+    assert (tmp_path / "run" / "supernet.pt").exists()
+    # resume of a finished run is a no-op that still succeeds
+    again = run_launch(*args, "--resume")
+    assert again.returncode == 0 and "resumed from" in again.stdout
+
+
+def test_supernet_command_sandwich_with_inplace_distillation_under_a_path_budget(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    cheapest, dearest = (arch_cost(a, DEPLOYMENT).flops for a in extreme_archs(SearchSpace.from_dict(TINY_SPACE),
+                                                                              DEPLOYMENT))
+    budget = (cheapest + dearest) / 2
+    done = run_launch("supernet", "--space", str(space), "--epochs", "1", "--batch-size", "50", "--train-subset",
+                      "1000", "--recalib-batches", "2", "--run-dir", str(tmp_path / "run"), "--path-sampler",
+                      "sandwich", "--inplace-distill", "--path-budget", f"{budget:.0f}")
+    assert done.returncode == 0, done.stderr
+    job = json.loads((tmp_path / "run" / "config.json").read_text())["job"]
+    assert job["path_sampler"] == "sandwich" and job["inplace_distill"] is True
+    assert job["path_budget_flops"] == pytest.approx(budget, rel=1e-6)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert float(rows[-1]["train_loss"]) < 2.3  # chance is ln(10) = 2.30
+    assert (tmp_path / "run" / "supernet.pt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar10", "--data-root", "/no/such/dir"], "/no/such/dir"),
+    (["--dataset", "imagefolder"], "root"),
+    (["--epochs", "0"], "--epochs"),
+    (["--space", "/no/space.json"], "/no/space.json: no such file"),
+    (["--inplace-distill"], "in-place distillation needs the sandwich sampler"),
+    (["--path-sampler", "sandwich", "--path-budget", "1MFLOPs"], "below the cheapest arch"),
+])
+def test_supernet_command_bad_input(tmp_path, args, message):
+    done = run_launch("supernet", "--run-dir", str(tmp_path / "run"), *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
