@@ -25,9 +25,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
+from nas.data.datasets import build_data  # noqa: E402
 from nas.runs import checkpoint as ckpt  # noqa: E402
 from nas.settings import DataConfig, TrainConfig  # noqa: E402
-from nas.data.datasets import build_data  # noqa: E402
 from nas.train.evaluate import evaluate  # noqa: E402
 from nas.train.trainer import Trainer
 from searchspace import SMALL, Arch, StageChoice  # noqa: E402

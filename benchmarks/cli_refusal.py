@@ -27,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import checkout_order, reference_checkout, run, write_rows
-
 from nas.errors import UserError
 from nas.runs.record import read_supernet_record as supernet_record
-from searchspace import SearchSpace, save_arch_file
+from searchspace import save_arch_file
 
 # One refusal per command, each found by its own check (not by argparse); then two missing folders, a file that is
 # no supernet, two missing dataset folders and a path budget no arch meets.
@@ -54,9 +53,9 @@ def supernet_lines(supernet: Path, folder: Path) -> list[list[str]]:
     supernet``; the arch and space files written to ``folder``, where they run), a budget below its space's
     cheapest arch (``check-ranking``)."""
     record = supernet_record(supernet)
-    (folder / "space.json").write_text(json.dumps(record["space"]))
-    save_arch_file(folder / "arch.json", SearchSpace.from_dict(record["space"]).sample(random.Random(0)))
-    subset = str((record["job"]["data"]["train_subset"] or 0) + 1)  # unset means all the images: any number differs
+    (folder / "space.json").write_text(json.dumps(record.space.to_dict()))
+    save_arch_file(folder / "arch.json", record.space.sample(random.Random(0)))
+    subset = str((record.job.data.train_subset or 0) + 1)  # unset means all the images: any number differs
     file = str(supernet.resolve())  # the commands run in ``folder``
     return [["search", "--space", "space.json", "--supernet", file, "--train-subset", subset],
             ["retrain", "--arch", "arch.json", "--space", "space.json", "--init", "supernet", "--supernet", file,

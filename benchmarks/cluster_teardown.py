@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import checkout_order, run, write_rows
-
 from nas.errors import UserError
 from tests.cli.test_cluster_cli import RayHead
 from tests.cli.test_search_cli import SUPERNET_FLAGS

@@ -19,15 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_common import run, write_rows
 from supernet_seeds import read_result_rows
 
-from nas.settings import FINETUNE_STEPS
+from bench_common import run, write_rows
 from nas.data.datasets import build_data
-from nas.train.evaluate import evaluate_arch
 from nas.errors import UserError
-from nas.settings import SupernetJob
 from nas.ranking.stats import kendall_tau
+from nas.settings import FINETUNE_STEPS, SupernetJob
+from nas.train.evaluate import evaluate_arch
 from nas.train.supernet import load_supernet, load_supernet_state
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file

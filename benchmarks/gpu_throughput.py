@@ -43,14 +43,14 @@ from PIL import Image  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.settings import DataConfig, TrainConfig  # noqa: E402
 from nas.data.datasets import build_data  # noqa: E402
 from nas.data.loaders import make_loader
-from nas.train.steps import WorkerContext  # noqa: E402
-from nas.train.trainer import Trainer
+from nas.data.tensors import InMemoryImages  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.settings import ModelOptions  # noqa: E402
-from nas.data.tensors import InMemoryImages  # noqa: E402
+from nas.settings import DataConfig, TrainConfig  # noqa: E402
+from nas.train.steps import WorkerContext  # noqa: E402
+from nas.train.trainer import Trainer
 from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, parse_flops  # noqa: E402
 from supernet import MixerNet, make_path_sampler  # noqa: E402
 

@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import checkout_order, reference_checkout, run, write_rows
-
 from nas.errors import UserError
 
 MODULES = {

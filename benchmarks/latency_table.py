@@ -3,7 +3,7 @@
 Builds (or loads from results/latency) the table of measured component latencies at DEPLOYMENT
 (224x224x3, C = 96, 1000 classes) on a device (CPU by default), then measures seeded random archs of the
 space as whole standalone networks and compares. Both sides are timed the same way: eagerly on CPU, by
-replaying a captured CUDA graph on CUDA (``nas.latency.timing_method``; the output records it). Writes the
+replaying a captured CUDA graph on CUDA (``nas.latency.timing.timing_method``; the output records it). Writes the
 rows to results/benchmarks/.
 
 The reference, in the same run: the measurement against itself. Every arch is measured twice, in two passes
@@ -27,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch
+
 from bench_common import write_rows
-
 from nas.latency.table import load_or_build_table, table_path
-
 from nas.latency.timing import device_tag, measure_latency, timing_method
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from supernet import MixerNet

@@ -37,14 +37,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_common import run, write_rows
 from supernet_seeds import SCORES, average_over_supernets, read_result_rows, read_truth, score_taus
 
+from bench_common import run, write_rows
 from nas.data.datasets import build_data
-from nas.train.finetune import finetune
 from nas.errors import UserError
-from nas.settings import SupernetJob
 from nas.ranking.stats import kendall_tau
+from nas.settings import SupernetJob
+from nas.train.finetune import finetune
 from nas.train.supernet import load_supernet_state
 from searchspace import Arch, SearchSpace
 from supernet import MixerNet

@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import reference_checkout, run, write_rows  # noqa: E402
-
 from nas.errors import UserError  # noqa: E402
 
 COMPARED = ("arch", "state", "top1")

@@ -1,6 +1,6 @@
 """Ray Tune overhead of the search: trials per minute of ``run_search`` vs an in-process Optuna loop.
 
-Both sides evaluate archs with the same function (``nas.search.trial_metrics``), the same TrialContext
+Both sides evaluate archs with the same function (``nas.search.trial.trial_metrics``), the same TrialContext
 (supernet weights, data, LUT latency, budget), the same Optuna sampler, seed and trial count, and the
 same budget rule as ``BudgetGuard`` (an over-budget suggestion is told to Optuna as infeasible and never
 evaluated; an arch already evaluated is told its known result and does not count as a trial). The
@@ -36,23 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch
-from bench_common import run
 
-from nas.runs import checkpoint as ckpt
+from bench_common import run
 from nas.errors import UserError
+from nas.runs import checkpoint as ckpt
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import OBJECTIVES
 from nas.search.params import arch_from_params, param_name, stage_fields
 from nas.search.samplers import make_optuna_sampler
-from nas.search.trial import trial_metrics, TrialContext
+from nas.search.trial import TrialContext, trial_metrics
 from nas.settings import SearchConfig
-from searchspace import (
-    DEPLOYMENT,
-    SearchSpace,
-    arch_cost,
-    parse_flops,
-    write_json_atomic,
-)
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, parse_flops, write_json_atomic
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 

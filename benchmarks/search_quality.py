@@ -2,10 +2,10 @@
 
 Every sampler gets the same trial budget, seeds, FLOPs budget, LUT latency and trained supernet. The
 search runs as the in-process Optuna ask/tell loop of ``search_overhead.py`` (same evaluation as a Ray
-trial, ``nas.search.trial_metrics``; same rule as ``BudgetGuard``: over-budget suggestions are told to
+trial, ``nas.search.trial.trial_metrics``; same rule as ``BudgetGuard``: over-budget suggestions are told to
 Optuna as infeasible and never evaluated, repeats are told their known result), or with ``--runner ray``
-through ``nas.search.run_search`` itself. The hypervolume is ``nas.report.hypervolume`` of the Pareto
-front (``nas.report.pareto_front``) of the feasible rows (``nas.report.feasible_rows``), with one
+through ``nas.search.driver.run_search`` itself. The hypervolume is ``nas.search.outputs.hypervolume`` of the Pareto
+front (``nas.search.outputs.pareto_front``) of the feasible rows (``nas.search.outputs.feasible_rows``), with one
 reference point for every run: top-1 0, FLOPs = the budget, latency = ``--latency-ref-ms`` (default:
 1.1 x the largest LUT latency of any arch within the budget among ``--ref-samples`` seeded random archs
 of the space, so it depends on nothing the samplers did).
@@ -24,29 +24,14 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import torch
-from bench_common import run
-from search_overhead import (
-    ROOT,
-    command_line,
-    default_supernet_path,
-    load_inputs,
-    machine,
-    make_context,
-    run_inprocess,
-)
+from search_overhead import ROOT, command_line, default_supernet_path, load_inputs, machine, make_context, run_inprocess
 
+from bench_common import run
 from nas.errors import UserError
 from nas.search.outputs import feasible_rows, hypervolume, pareto_front
 from nas.search.trial import trial_metrics
 from nas.settings import SearchConfig
-from searchspace import (
-    DEPLOYMENT,
-    Budget,
-    SearchSpace,
-    arch_cost,
-    parse_flops,
-    write_json_atomic,
-)
+from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost, parse_flops, write_json_atomic
 
 
 def latency_reference_ms(space: SearchSpace, table, budget_flops: float, samples: int, seed: int = 0) -> float:

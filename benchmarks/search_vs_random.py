@@ -5,7 +5,7 @@
 Rule: the search's best arch (``--best``, a best.json written by ``launch.py search``) and ``--random`` archs drawn
 uniformly from the supernet's space by ``random.Random(--seed)``, kept if within the search's FLOPs budget and
 distinct. Each is trained alone with the retrain recipe (``--epochs`` etc., the defaults of ``launch.py retrain``),
-``--seeds`` seeds, as parallel Ray Tune trials through ``nas.ranking.check_ranking``, so the runs share the
+``--seeds`` seeds, as parallel Ray Tune trials through ``nas.ranking.check.check_ranking``, so the runs share the
 supernet's stand-alone cache with ``launch.py check-ranking``. Reported: the best arch's mean test top-1, the random
 archs' median of their means, and the seed-to-seed spread (the mean over the archs of max - min across seeds).
 The search wins if best - median > spread.
@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.settings import TrainConfig  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.ranking.check import check_ranking  # noqa: E402
+from nas.settings import TrainConfig  # noqa: E402
 from nas.settings import RankingConfig
 from nas.train.supernet import load_supernet_state  # noqa: E402
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, parse_flops  # noqa: E402

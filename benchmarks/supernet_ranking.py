@@ -33,16 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch
-from bench_common import write_rows
 
-from nas.runs import checkpoint as ckpt
-from nas.settings import DataConfig, TrainConfig
+from bench_common import write_rows
 from nas.data.datasets import build_data
-from nas.train.evaluate import evaluate, evaluate_arch
-from nas.train.trainer import Trainer
-from nas.settings import ModelOptions, SupernetJob
+from nas.runs import checkpoint as ckpt
 from nas.runs.layout import SUPERNET as FINAL
+from nas.settings import DataConfig, ModelOptions, SupernetJob, TrainConfig
+from nas.train.evaluate import evaluate, evaluate_arch
 from nas.train.supernet import load_supernet, train_supernet
+from nas.train.trainer import Trainer
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, write_json_atomic
 from supernet import SAMPLERS, MixerNet
 

@@ -39,17 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import run, write_rows
 from finetune_variants import check_finetune_variants, evaluate_arch_variant
-
 from nas.data.datasets import build_data
 from nas.errors import UserError
-from nas.settings import FINETUNE_STEPS, SupernetJob
 from nas.ranking.stats import kendall_tau, noise_ceiling_tau
 from nas.runs.layout import SUPERNET as FINAL
+from nas.settings import FINETUNE_STEPS, SupernetJob
 from nas.train.supernet import load_supernet, load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from searchspace.arch import read_json_file
 from supernet.sampler import SAMPLERS
-
 
 # The scores a supernet could rank archs by, each from one evaluate_arch row; None where a row lacks it (the
 # fine-tuning's training loss needs fine-tuning).

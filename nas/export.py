@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.settings import ONNX_MIN_OPSET
 from nas.errors import UserError
 from nas.hub import load_model
+from nas.settings import ONNX_MIN_OPSET
 from searchspace import atomic_path
 
 

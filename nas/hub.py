@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from nas.runs import checkpoint as ckpt
 from nas.errors import UserError
+from nas.runs import checkpoint as ckpt
 from nas.runs.layout import MODEL, model_file
 from searchspace import Arch, NetSettings
 from supernet import MixerNet

@@ -5,7 +5,8 @@ from .budget import (Budget, check_budget_covers_cheapest, format_flops, format_
 from .cost import Cost, arch_cost, stage_resolutions
 from .errors import SpaceError
 from .extremes import dearest_arch_within, extreme_archs
-from .mixers import MIXERS as MIXER_SPECS, MixerSpec, mixer_spec
+from .mixers import MIXERS as MIXER_SPECS
+from .mixers import MixerSpec, mixer_spec
 from .settings import DEPLOYMENT, SMALL, NetSettings
 from .space import KNOWN_MIXERS, SearchSpace, StageSpace
 

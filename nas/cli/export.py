@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.settings import ONNX_MIN_OPSET
 from nas.errors import UserError
 from nas.runs.layout import model_file
+from nas.settings import ONNX_MIN_OPSET
 
 from .common import check_writable_dir
 

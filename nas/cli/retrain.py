@@ -15,8 +15,8 @@ from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, 
 from searchspace.arch import read_json_file
 
 from .common import add_space_argument, check_writable_dir, load_space
-from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config,
-                         inherit_data_config, inherit_model_settings, model_options, train_config)
+from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, inherit_data_config,
+                         inherit_model_settings, model_options, train_config)
 
 HELP = "retrain a searched arch (or the top-K of a Pareto front) from scratch and evaluate it"
 
@@ -149,8 +149,6 @@ def _run_front(args: argparse.Namespace, train) -> int:
     base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
     check_writable_dir(base, "--run-dir" if args.run_dir else "the run folder")
     from nas.ranking.front import retrain_front  # after the checks: a bad flag is refused before torch and Ray
-
-
 
     template = RetrainJob({}, data, train, model, args.init, supernet)
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)

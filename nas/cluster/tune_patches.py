@@ -30,7 +30,7 @@ def save_tune_state_on_trial_events() -> None:
     but Tune's loop offers a save at every step, about ten a second, trial event or not: each pickled the Optuna
     study and copied the folder, a quarter of a core on a 2-core machine, taken from the trials. A save now happens
     only when a trial was added, started, reported or ended since the last one (or when Tune forces one: at the end,
-    on Ctrl-C). Ray is pinned to 2.60.*; ``tests/nas/test_search.py`` checks what this wraps still exists.
+    on Ctrl-C). Ray is pinned to 2.60.*; ``tests/nas/search/test_driver.py`` checks what this wraps still exists.
     """
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
@@ -67,7 +67,7 @@ def reuse_idle_trial_actors():
     the next one to finish was stopped, and a new process started for the next trial, which imports torch and
     timm again (about 10 s of CPU on a 2-core machine, taken from the running trial). In the default search that
     was a quarter of its trials. Every trial of a search needs the same resources, so an idle actor never holds
-    what another trial could use. Ray is pinned to 2.60.*; ``tests/nas/test_search.py`` checks the actors are
+    what another trial could use. Ray is pinned to 2.60.*; ``tests/nas/search/test_driver.py`` checks the actors are
     reused.
     """
     from ray.tune.execution.tune_controller import TuneController

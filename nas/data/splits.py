@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch.utils.data import Dataset
 
-
 VAL_FRACTION = 0.1         # validation carved from the training data (mnist: 1,000 of 4,000, see below)
 
 

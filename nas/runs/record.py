@@ -86,4 +86,7 @@ def read_supernet_record(path: str | Path) -> SupernetRecord:
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or not all(k in obj and _plain(obj[k]) for k in SUPERNET_RECORD):
         raise UserError(f"{path}: not a supernet checkpoint")
-    return SupernetRecord.from_state(obj, path)
+    try:
+        return SupernetRecord.from_state(obj, path)
+    except (KeyError, TypeError, ValueError) as e:  # the keys are there, their content is not a supernet's
+        raise UserError(f"{path}: not a supernet checkpoint ({type(e).__name__}: {e})") from None

@@ -7,7 +7,6 @@ from searchspace import Arch, SearchSpace, StageChoice
 from searchspace.arch import DEFAULT_POOL_OP
 from searchspace.space import StageSpace
 
-
 FIELDS = ("mixer", "kernel", "depth", "pool")
 
 

@@ -13,8 +13,8 @@ from nas.data.splits import DataBundle
 from nas.latency.table import LatencyTable
 from nas.latency.timing import device_lock, measure_latency
 from nas.runs.record import SupernetRecord
-from nas.settings import DataConfig, SearchConfig, TrainConfig
 from nas.search.params import arch_from_params
+from nas.settings import DataConfig, SearchConfig, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost
 from supernet import MixerNet

@@ -12,7 +12,6 @@ from torch import nn
 
 from nas.errors import UserError
 
-
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # keys: nas.settings.AMP_MODES
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nas.data.datasets import build_data
-from nas.train.finetune import finetune
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau
+from nas.train.finetune import finetune
 from nas.train.supernet import load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from supernet import MixerNet

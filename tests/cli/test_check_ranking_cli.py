@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from nas.settings import FINETUNE_STEPS
 from nas.ranking.stats import kendall_tau, noise_ceiling_tau
+from nas.settings import FINETUNE_STEPS
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
 from tests.conftest import run_launch
@@ -91,7 +91,7 @@ def test_check_ranking_bad_input(work):
     for args, message in ((["--archs-file", "archs.json"], "archs.json: arch 2: stage 1: field 'kernel': 9"),
                           (["--seeds", "0"], "--seeds"),
                           (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
-                          (["--archs", "1"], "at least 2 archs"),
+                          (["--archs", "1"], "--archs 1: must be >= 2"),
                           (["--budget", "4.5GB"], "4.5GB"),
                           (["--budget", "4.5"], "did you mean 4.5GFLOPs?"),
                           (["--finetune-steps", "-2"], "--finetune-steps -2")):

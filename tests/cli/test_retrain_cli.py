@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nas.runs import checkpoint as ckpt
 from nas.hub import load_model
+from nas.runs import checkpoint as ckpt
 from searchspace import DEPLOYMENT, arch_cost, save_arch_file
 from tests.conftest import run_launch
 from tests.nas.train.test_retrain import ARCH

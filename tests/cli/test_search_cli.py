@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.settings import FINETUNE_STEPS
 from nas.cluster.session import auth_token
+from nas.settings import FINETUNE_STEPS
 from tests.conftest import ROOT, run_launch
 from tests.nas.train.test_supernet import TINY_SPACE
 

@@ -5,13 +5,14 @@ import json
 
 import optuna
 import pytest
+from ray import cloudpickle
 
+from nas.errors import UserError
 from nas.runs.migrate import migrate
+from nas.search.samplers import make_optuna_sampler
 from nas.settings import (AMP_MODES, PATH_SAMPLERS, SEARCH_SAMPLERS, Bound, DataConfig, ModelOptions, RetrainJob,
                           SearchConfig, SupernetJob, TrainConfig, TrialResources)
 from nas.train.steps import AMP_DTYPES
-from nas.errors import UserError
-from nas.search.samplers import make_optuna_sampler
 from searchspace import SearchSpace
 from supernet import SAMPLERS, PathSampler, make_path_sampler
 
@@ -22,9 +23,12 @@ def test_path_samplers_are_the_supernets():
         assert isinstance(make_path_sampler(name, SearchSpace.default(), seed=0), PathSampler)
 
 
-def test_search_samplers_are_optuna_samplers():
+def test_search_samplers_are_optuna_samplers_that_ray_can_save():
     for name in SEARCH_SAMPLERS:
-        assert isinstance(make_optuna_sampler(name, seed=0, trials=8), optuna.samplers.BaseSampler)
+        sampler = make_optuna_sampler(name, seed=0, trials=8)
+        assert isinstance(sampler, optuna.samplers.BaseSampler)
+        # Tune pickles the searcher, sampler included, into every saved state (Optuna 5.1's NSGA-II could not be)
+        assert type(cloudpickle.loads(cloudpickle.dumps(sampler))) is type(sampler)
     with pytest.raises(UserError, match="cmaes"):
         make_optuna_sampler("cmaes", seed=0, trials=8)
 

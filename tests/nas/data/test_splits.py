@@ -4,8 +4,8 @@ import hashlib
 import numpy as np
 import torch
 
+from nas.data.datasets import MNIST_MEAN, MNIST_STD, build_data
 from nas.settings import DataConfig, TrainConfig
-from nas.data.datasets import build_data, MNIST_MEAN, MNIST_STD
 from nas.train.evaluate import evaluate_arch, recalibrate_bn
 from nas.train.trainer import Trainer
 from searchspace import SearchSpace

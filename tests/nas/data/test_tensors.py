@@ -8,10 +8,10 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from nas.settings import DataConfig
 from nas.data.datasets import build_data
 from nas.data.loaders import make_loader
-from nas.data.tensors import crop_boxes, CropFlip, DeviceBatchLoader, InMemoryImages, resized_crop
+from nas.data.tensors import CropFlip, DeviceBatchLoader, InMemoryImages, crop_boxes, resized_crop
+from nas.settings import DataConfig
 
 
 def _timm_box(height, width, scale, ratio, area_u, aspect_u, pos_u):

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from nas.latency.table import arch_components, LatencyTable, load_or_build_table, table_path
-
+from nas.latency.table import LatencyTable, arch_components, load_or_build_table, table_path
 from nas.latency.timing import device_tag, measure_latency
 from searchspace import SMALL, Arch, SearchSpace, SpaceError
 from supernet import MixerNet

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from nas.ranking.arch_sets import band_archs, read_archs_file
 from nas.errors import UserError
+from nas.ranking.arch_sets import band_archs, read_archs_file
 from searchspace import DEPLOYMENT, Budget, SearchSpace, SpaceError, arch_cost, extreme_archs
 
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.runs import checkpoint as ckpt
 from nas.errors import UserError
+from nas.runs import checkpoint as ckpt
+from nas.runs.layout import CHECKPOINT
+from nas.runs.layout import SUPERNET as FINAL
 from nas.runs.layout import checkpoint_file
 from nas.runs.record import SUPERNET_RECORD, SupernetRecord
 from nas.runs.record import read_supernet_record as supernet_record
 from nas.settings import ModelOptions
-from nas.runs.layout import CHECKPOINT, SUPERNET as FINAL
 from nas.train.supernet import train_supernet
 from tests.conftest import ROOT
 from tests.nas.train.test_supernet import tiny_job

@@ -5,13 +5,13 @@ import os
 
 import pytest
 
-from nas.search.outputs import hypervolume, pareto_front
+from nas.runs import checkpoint as ckpt
 from nas.search.driver import run_search
+from nas.search.outputs import hypervolume, pareto_front
 from nas.search.params import arch_from_params, tune_search_space
-from nas.search.trial import evaluate_trial, TrialContext
+from nas.search.trial import TrialContext, evaluate_trial
 from nas.settings import SearchConfig
 from nas.train.supernet import train_supernet
-from nas.runs import checkpoint as ckpt
 from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost
 from tests.nas.train.test_supernet import tiny_job
 
@@ -95,11 +95,8 @@ def test_measured_latency_rejections_and_violations_reach_the_sampler(sampler, t
     from ray.tune.search.optuna import OptunaSearch
 
     from nas.search.constraints import BudgetConstraint
-
-    from nas.search.guard import BudgetGuard, MODES, OBJECTIVES
-
+    from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
     from nas.search.params import tune_search_space
-
     from nas.search.samplers import make_optuna_sampler
     from searchspace import SearchSpace
 
@@ -176,7 +173,6 @@ def tune_state_saving(tmp_path):
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
     from nas.cluster.session import ensure_ray
-
     from nas.cluster.tune_patches import save_tune_state_on_trial_events
 
     ensure_ray(announce=False)  # Tune's staging folder lives in the Ray session's folder

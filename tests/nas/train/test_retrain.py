@@ -3,12 +3,11 @@ import pytest
 import timm
 import torch
 
-from nas.runs import checkpoint as ckpt
-from nas.settings import TrainConfig
-from nas.train.steps import WorkerContext
 from nas.hub import load_model
-from nas.settings import RetrainJob
+from nas.runs import checkpoint as ckpt
+from nas.settings import RetrainJob, TrainConfig
 from nas.train.retrain import build_network, retrain, retrain_worker
+from nas.train.steps import WorkerContext
 from searchspace import Arch, SearchSpace, StageChoice
 from supernet import MixerNet
 from tests.conftest import TINY

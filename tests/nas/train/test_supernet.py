@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from nas.runs import checkpoint as ckpt
-from nas.settings import DataConfig, TrainConfig
-from nas.settings import SupernetJob
+from nas.settings import DataConfig, SupernetJob, TrainConfig
 from nas.train.steps import WorkerContext
 from nas.train.supernet import load_supernet, train_supernet, train_supernet_worker
 from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs
@@ -136,6 +135,7 @@ def test_inplace_distillation_teaches_the_other_paths_the_largest_paths_predicti
 
 def test_inplace_distillation_is_off_by_default_and_needs_the_sandwich():
     from nas.errors import UserError
+
     # off, the field is left out of the job's record, so earlier supernets keep their fingerprints and folders
     assert "inplace_distill" not in tiny_job(1).to_dict()
     assert tiny_job(1, "sandwich", inplace_distill=True).fingerprint() != tiny_job(1, "sandwich").fingerprint()

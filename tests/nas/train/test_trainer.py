@@ -8,15 +8,15 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from nas.settings import TrainConfig
 from nas.data.datasets import build_data
 from nas.data.loaders import make_loader
+from nas.errors import UserError
+from nas.runs.migrate import migrate
+from nas.settings import TrainConfig
 from nas.train.evaluate import evaluate, evaluate_arch, recalibrate_bn
 from nas.train.finetune import finetune
 from nas.train.steps import hard_label_loss
 from nas.train.trainer import Trainer
-from nas.errors import UserError
-from nas.runs.migrate import migrate
 from searchspace import SearchSpace
 from supernet import MixerNet
 from tests.conftest import TINY
@@ -210,8 +210,8 @@ def test_epoch_loss_is_the_mean_over_images_of_each_step(tmp_path):
 
 
 def test_the_local_device_is_cuda_only_where_torch_sees_it():
-    from nas.train.steps import local_device
     from nas.errors import UserError
+    from nas.train.steps import local_device
 
     assert local_device(False) == torch.device("cpu")
     if torch.cuda.is_available():
