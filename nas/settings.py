@@ -32,6 +32,8 @@ ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the 
 # Steps an arch trains alone from its inherited weights before the search evaluates it (``nas.train.finetune``).
 # About one epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.
 FINETUNE_STEPS = 48
+# Times a trial whose process died (or that raised) is started again before it counts as an error.
+MAX_FAILURES = 2
 DRAWS = 4000  # uniform draws of the space that a ranking check's archs are taken from
 DEFAULT_BUDGET = "4.5GFLOPs"  # Swin-T's cost
 
@@ -319,6 +321,7 @@ class SearchConfig:
     # steps each arch trains alone from its inherited weights before evaluation
     finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
+    max_failures: int = bounded(MAX_FAILURES, "--max-failures", NON_NEGATIVE)  # retries of a failed trial
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -363,6 +366,7 @@ class RankingConfig:
     # as the search evaluates: steps alone from the inherited weights
     finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
     cpus_per_trial: float = 1.0
+    max_failures: int = bounded(MAX_FAILURES, "--max-failures", NON_NEGATIVE)  # retries of a stand-alone run
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -373,6 +377,6 @@ class RankingConfig:
 
 
 __all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
-           "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "DRAWS", "DEFAULT_BUDGET", "Bound",
+           "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
            "bounded", "check_bounds", "flag_of", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
            "EVAL_ONLY_TRAIN_FIELDS", "SupernetJob", "RetrainJob", "TrialResources", "SearchConfig", "RankingConfig"]

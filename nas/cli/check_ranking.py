@@ -13,7 +13,7 @@ from nas.settings import DEFAULT_BUDGET, DRAWS, RankingConfig, TrainConfig
 from searchspace import Budget, format_flops
 from searchspace.arch import read_json_file
 
-from .common import add_address_argument, add_finetune_argument, check_writable_dir
+from .common import add_address_argument, add_finetune_argument, add_max_failures_argument, check_writable_dir
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
     parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches (0: none)")
     add_finetune_argument(parser)
+    add_max_failures_argument(parser)
     add_address_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
     g.add_argument("--epochs", type=int, default=10)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     cfg = RankingConfig(archs=args.archs, seeds=args.seeds, seed=args.seed, draws=DRAWS,
                         recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
-                        cpus_per_trial=args.cpus_per_trial)
+                        cpus_per_trial=args.cpus_per_trial, max_failures=args.max_failures)
     given = Budget.parse(flops=args.budget) if args.budget else None
     supernet = Path(args.supernet) if args.supernet else _default_supernet()
     record = read_supernet_record(supernet)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.settings import AT_LEAST_ONE, FINETUNE_STEPS
+from nas.settings import AT_LEAST_ONE, FINETUNE_STEPS, MAX_FAILURES, NON_NEGATIVE
 from searchspace import SearchSpace
 from searchspace.space import BUILTIN_SPACES
 
@@ -45,6 +45,20 @@ def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         help=f"steps each arch trains alone from its inherited weights before it is evaluated "
                              f"(default {FINETUNE_STEPS}, about an epoch of the default data; 0: the inherited "
                              f"weights as they are)")
+
+
+def add_max_failures_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--max-failures``: how often a Ray trial or a Ray Train run that failed (its process died, its node was lost)
+    starts again."""
+    parser.add_argument("--max-failures", type=int, default=MAX_FAILURES,
+                        help=f"times a Ray trial or Ray Train run whose process or node died (or that failed) starts "
+                             f"again, from its last epoch where it has one (default {MAX_FAILURES})")
+
+
+def check_max_failures(count: int) -> None:
+    """``--max-failures`` where no settings record holds it (a training run's, ``retrain --pareto``)."""
+    if not NON_NEGATIVE.admits(count):
+        raise UserError(f"--max-failures {count:g}: must be {NON_NEGATIVE}")
 
 
 def check_num_workers(count: int) -> None:

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
           flush=True)
     m = retrain(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                address=args.address)
+                address=args.address, max_failures=args.max_failures)
     print(f"\n{m['name']}: test top-1 {100 * m['test_top1']:.2f}% ({m['weights']} weights; validation "
           f"{100 * m['val_top1']:.2f}%, best validation epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
           f"{format_flops(m['flops_deployment'])} FLOPs / {m['params_deployment'] / 1e6:.2f}M params / "
@@ -154,7 +154,7 @@ def _run_front(args: argparse.Namespace, train) -> int:
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
     weights = migrate("pareto", pareto)["top1_weights"]
     rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address,
-                         estimate_weights=weights)
+                         estimate_weights=weights, max_failures=args.max_failures)
     summary = json.loads((base / "front_retrained.json").read_text())
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}   (estimated: validation, "
           f"supernet weights {weights}; retrained: test split)")

@@ -81,7 +81,8 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
                         trials=args.trials, seed=args.seed, latency=args.latency, latency_batch=args.latency_batch,
                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         max_concurrent=args.max_concurrent, recalib_batches=args.recalib_batches,
-                        ordered=not args.completion_order, finetune_steps=args.finetune_steps)
+                        ordered=not args.completion_order, finetune_steps=args.finetune_steps,
+                        max_failures=args.max_failures)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             if not supernet_path.exists():
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
-                               address=args.address)
+                               address=args.address, max_failures=args.max_failures)
 
     state = load_supernet_state(supernet_path)
     record = SupernetRecord.from_state(state, supernet_path)

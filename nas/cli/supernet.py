@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()
     final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                           address=args.address)
+                           address=args.address, max_failures=args.max_failures)
     print(f"supernet trained in {time.perf_counter() - start:.0f}s: {final} (metrics: {run_dir / 'metrics.csv'})")
     return 0

@@ -12,7 +12,7 @@ from nas.errors import UserError
 from nas.settings import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, ModelOptions, TrainConfig, flag_of
 from searchspace import NetSettings
 
-from .common import add_address_argument, check_num_workers
+from .common import add_address_argument, add_max_failures_argument, check_max_failures, check_num_workers
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
     g.add_argument("--num-workers", type=int, default=1,
                    help="DDP workers under Ray Train (1: train in this process)")
     g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
+    add_max_failures_argument(g)
     g.add_argument("--amp", choices=(*AMP_MODES, "off"), default=None,
                    help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "
                         "on CPU), fp16 (autocast + gradient scaling; CUDA only), off (the default on CPU)")
@@ -119,6 +120,7 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
 def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
     """The recipe the flags describe (its ranges checked by TrainConfig), and the run's worker count."""
     check_num_workers(args.num_workers)
+    check_max_failures(args.max_failures)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                        clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 from nas.errors import UserError
+from nas.runs.layout import CHECKPOINT
+from nas.settings import MAX_FAILURES
+from searchspace import atomic_path
 
 
 def _worker_loop(config: dict) -> None:
@@ -49,19 +53,39 @@ def _worker_loop(config: dict) -> None:
             shutil.copy2(checkpoint_path, Path(tmp) / checkpoint_path.name)
             ray.train.report(numeric, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
+    resume = config["resume"] or _restarted(Path(config["run_dir"]), config["started"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
-    config["worker"](config["job"], Path(config["run_dir"]), resume=config["resume"], context=ctx,
+    config["worker"](config["job"], Path(config["run_dir"]), resume=resume, context=ctx,
                      progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
 
 
+def _restarted(run_dir: Path, started: float) -> bool:
+    """Whether this worker group was started again after a worker died, with a checkpoint to continue from: Ray
+    Train's last reported one (copied into the run folder, where the trainer reads it, in case this node had none),
+    else the run folder's own when this run wrote it (a worker that died right after its report may have died
+    before Ray registered the checkpoint)."""
+    import ray.train
+
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            with atomic_path(run_dir / CHECKPOINT) as tmp:
+                shutil.copy2(Path(folder) / CHECKPOINT, tmp)
+        return True
+    path = run_dir / CHECKPOINT
+    return path.exists() and path.stat().st_mtime >= started
+
+
 def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, resume: bool, num_workers: int,
-                  use_gpu: bool, address: str | None = None, find_unused_parameters: bool = False) -> None:
+                  use_gpu: bool, address: str | None = None, find_unused_parameters: bool = False,
+                  max_failures: int = MAX_FAILURES) -> None:
     """Run ``worker(job, run_dir, resume=, context=, progress=, wrap_model=, sampler_factory=, on_epoch_end=)``
     as ``num_workers`` DDP workers under Ray Train's TorchTrainer.
 
     ``worker`` is a module-level function (it travels to the workers by reference). ``find_unused_parameters``:
     a supernet step trains one path, so the other paths' parameters get no gradient; a standalone network uses
-    every parameter, and DDP's search for unused ones would only cost time.
+    every parameter, and DDP's search for unused ones would only cost time. A worker that dies (its process, its
+    node) makes Ray Train start the group again, at most ``max_failures`` times, from the last epoch's checkpoint.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -79,13 +103,14 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"worker": worker, "job": job, "run_dir": str(run_dir), "resume": resume,
+                           "started": time.time(),  # a checkpoint written since: a restart continues from it
                            "find_unused_parameters": find_unused_parameters,
                            "threads_per_worker": max(1, int(cpus // num_workers))},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir / "ray"),
-                             failure_config=FailureConfig(max_failures=0)),
+                             failure_config=FailureConfig(max_failures=max_failures)),
     )
     result = trainer.fit()
     if result.error:

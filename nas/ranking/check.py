@@ -93,7 +93,7 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     if jobs:
         errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
                                      name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
-                                     callbacks=[_trial_lines(len(jobs))])
+                                     callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures)
     if errors:
         raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
 

@@ -98,7 +98,7 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials, reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                       callbacks=[_trial_reporter()(cfg.trials)],
-                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures, fail_fast=False)),
         )
     with reuse_idle_trial_actors():
         results = tuner.fit()

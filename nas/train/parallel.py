@@ -11,7 +11,7 @@ from nas.cluster.session import check_fits_local_ray, ensure_ray
 from nas.cluster.tune_patches import save_tune_state_on_trial_events
 from nas.errors import first_line
 from nas.runs.layout import CHECKPOINT, RUN_CONFIG
-from nas.settings import RetrainJob
+from nas.settings import MAX_FAILURES, RetrainJob
 from nas.train.retrain import check_same_job, retrain_worker
 from nas.train.steps import WorkerContext
 from searchspace import write_json_atomic
@@ -32,9 +32,11 @@ def _retrain_trial(config: dict, jobs: dict[str, RetrainJob], base_dir: str) -> 
 
 
 def retrain_in_parallel(jobs: dict[str, RetrainJob], base_dir: Path, *, cpus_per_trial: float = 1.0,
-                        address: str | None = None, name: str = "retrain", callbacks=()) -> list[str]:
+                        address: str | None = None, name: str = "retrain", callbacks=(),
+                        max_failures: int = MAX_FAILURES) -> list[str]:
     """Retrain every job (name -> job) into ``base_dir/name`` as parallel Ray Tune trials; returns the first line
-    of each failed trial's error."""
+    of each failed trial's error. A trial that fails starts again (at most ``max_failures`` times) from its last
+    epoch's checkpoint."""
     save_tune_state_on_trial_events()
 
     # A trial resumes whatever checkpoint its folder holds: only if it was started with the same job (issue #11).
@@ -54,5 +56,5 @@ def retrain_in_parallel(jobs: dict[str, RetrainJob], base_dir: Path, *, cpus_per
                        tune_config=tune.TuneConfig(reuse_actors=True),
                        run_config=tune.RunConfig(name=name, storage_path=str(Path(base_dir).resolve() / "ray"),
                                                  verbose=0, callbacks=list(callbacks),
-                                                 failure_config=tune.FailureConfig(max_failures=0)))
+                                                 failure_config=tune.FailureConfig(max_failures=max_failures)))
     return [first_line(r.error) for r in tuner.fit() if r.error is not None]

@@ -23,7 +23,7 @@ from nas.latency import timing
 from nas.runs import checkpoint as ckpt
 from nas.runs.layout import MODEL, RUN_CONFIG
 from nas.runs.migrate import migrate
-from nas.settings import RetrainJob
+from nas.settings import MAX_FAILURES, RetrainJob
 from nas.train.evaluate import evaluate
 from nas.train.steps import WorkerContext, local_device
 from nas.train.supernet import load_supernet
@@ -80,8 +80,10 @@ def check_same_job(run_dir: Path, job_dict: dict) -> None:
 
 
 def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
-            progress: bool = True, address: str | None = None, measure_latency: bool = True) -> dict:
-    """Train ``job`` in ``run_dir`` (in this process or with Ray Train); returns metrics.json's content."""
+            progress: bool = True, address: str | None = None, measure_latency: bool = True,
+            max_failures: int = MAX_FAILURES) -> dict:
+    """Train ``job`` in ``run_dir`` (in this process or with Ray Train, where a worker that dies makes the run start
+    again from its last epoch, at most ``max_failures`` times); returns metrics.json's content."""
     run_dir = Path(run_dir)
     arch = Arch.from_dict(job.arch)
     build_data(job.data)  # a missing dataset fails before anything is written
@@ -99,7 +101,7 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     start = time.perf_counter()
     if distributed:
         run_ray_train(retrain_worker, job, run_dir, resume=resume, num_workers=num_workers,
-                      use_gpu=use_gpu, address=address)
+                      use_gpu=use_gpu, address=address, max_failures=max_failures)
     else:
         retrain_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
     wall = time.perf_counter() - start

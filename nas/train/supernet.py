@@ -19,7 +19,7 @@ from nas.errors import UserError
 from nas.runs import checkpoint as ckpt
 from nas.runs.layout import CHECKPOINT, RUN_CONFIG, SUPERNET
 from nas.runs.record import SUPERNET_RECORD, SupernetRecord
-from nas.settings import SupernetJob
+from nas.settings import MAX_FAILURES, SupernetJob
 from nas.train.steps import WorkerContext, local_device, unwrap
 from nas.train.trainer import Trainer
 from searchspace import DEPLOYMENT, NetSettings, SearchSpace, dearest_arch_within, extreme_archs, write_json_atomic
@@ -60,8 +60,10 @@ def monitor_archs(space: SearchSpace, path_budget_flops: float | None) -> dict:
 
 
 def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num_workers: int = 0,
-                   use_gpu: bool = False, progress: bool = True, address: str | None = None) -> Path:
-    """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt."""
+                   use_gpu: bool = False, progress: bool = True, address: str | None = None,
+                   max_failures: int = MAX_FAILURES) -> Path:
+    """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt. Under Ray Train a
+    worker that dies makes the run start again from its last epoch, at most ``max_failures`` times."""
     data = build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
     distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
     device = None if distributed else local_device(use_gpu)  # no GPU here: refused before anything is written
@@ -77,7 +79,7 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
                                     "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     if distributed:  # each worker process builds its own data
         run_ray_train(train_supernet_worker, job, run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
-                      address=address, find_unused_parameters=True)
+                      address=address, find_unused_parameters=True, max_failures=max_failures)
     else:
         train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress,
                               data=data)

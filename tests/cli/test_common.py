@@ -45,6 +45,9 @@ def test_the_defaults_of_every_command_make_valid_settings(argv):
     (["search", "--trials", "0"], "--trials 0: must be >= 1"),
     (["check-ranking", "--seeds", "0"], "--seeds 0: must be >= 1"),
     (["check-ranking", "--archs", "1"], "--archs 1: must be >= 2"),
+    (["search", "--max-failures", "-1"], "--max-failures -1: must be >= 0"),
+    (["check-ranking", "--max-failures", "-2"], "--max-failures -2: must be >= 0"),
+    (["retrain", "--pareto", "p.json", "--max-failures", "-1"], "--max-failures -1: must be >= 0"),
 ])
 def test_a_value_out_of_range_exits_2_naming_flag_value_and_range(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing is written: a refusal comes before any work

@@ -1,10 +1,14 @@
 """Supernet training: progress, metrics, atomic checkpoints, exact resume, Ray Train DDP, the command."""
 import csv
 import json
+import os
+import signal
+from pathlib import Path
 
 import pytest
 import torch
 
+from nas.cluster.train import run_ray_train
 from nas.runs import checkpoint as ckpt
 from nas.settings import DataConfig, SupernetJob, TrainConfig
 from nas.train.steps import WorkerContext
@@ -151,6 +155,39 @@ def test_ray_train_with_two_cpu_workers(tmp_path):
     # Ray Train kept the reported checkpoint in the run folder's storage too, in the same format
     reported = list((tmp_path / "ray").rglob("checkpoint.pt"))
     assert reported and states_equal(ckpt.load(reported[0])["model"], state["model"])
+
+
+def dies_after_the_first_epoch(job, run_dir, **kwargs):
+    """``train_supernet_worker``, whose rank-1 process is killed (SIGKILL, as when its node is lost) once, right
+    after it reported the first epoch; rank 0 logs every epoch it trains to ``epochs.log``."""
+    report, marker = kwargs["on_epoch_end"], Path(run_dir) / "killed"
+
+    def on_epoch_end(metrics, checkpoint_path):
+        report(metrics, checkpoint_path)
+        if kwargs["context"].rank == 0:
+            with open(Path(run_dir) / "epochs.log", "a") as log:
+                log.write(f"{metrics['epoch']}\n")
+        if kwargs["context"].rank == 1 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return train_supernet_worker(job, run_dir, **{**kwargs, "on_epoch_end": on_epoch_end})
+
+
+def test_a_ray_train_worker_that_dies_restarts_from_the_last_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
+    # issue #44 items 2-3: Ray Train starts the group again (max_failures) from the first epoch's checkpoint
+    job = tiny_job(2)
+    run_ray_train(train_supernet_worker, job, tmp_path / "straight", resume=False, num_workers=2, use_gpu=False,
+                  find_unused_parameters=True, max_failures=0)
+    run_ray_train(dies_after_the_first_epoch, job, tmp_path / "killed", resume=False, num_workers=2, use_gpu=False,
+                  find_unused_parameters=True, max_failures=1)
+    assert (tmp_path / "killed" / "killed").exists()  # the worker did die
+    # and the group went on from the first epoch's checkpoint: no epoch was trained twice
+    assert (tmp_path / "killed" / "epochs.log").read_text().split() == ["1", "2"]
+    straight, killed = (ckpt.load(tmp_path / run / "supernet.pt") for run in ("straight", "killed"))
+    assert [r["epoch"] for r in killed["history"]] == [1, 2]  # the first epoch was not trained again
+    for name, weight in straight["model"].items():
+        torch.testing.assert_close(killed["model"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_supernet_command(tmp_path):
