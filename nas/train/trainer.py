@@ -184,7 +184,13 @@ class Trainer:
                 bar.set_postfix(loss=f"{mean_loss:.3f}",
                                 img_s=f"{seen * self.ctx.world_size / (time.perf_counter() - start):.0f}")
         bar.close()
-        mean_loss = self._read_loss(total_loss, seen, epoch, step)  # also waits for the device: honest timing
+        if self.ctx.world_size > 1 and torch.distributed.is_initialized():
+            # the epoch's loss over every worker's images (each worker saw as many), not rank 0's share alone
+            torch.distributed.all_reduce(total_loss)
+            seen_everywhere = seen * self.ctx.world_size
+        else:
+            seen_everywhere = seen
+        mean_loss = self._read_loss(total_loss, seen_everywhere, epoch, step)  # also waits for the device
         elapsed = time.perf_counter() - start
         return {"train_loss": mean_loss, "images_per_s": seen * self.ctx.world_size / elapsed,
                 "epoch_time_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
