@@ -10,14 +10,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 VAL_FRACTION = 0.1         # validation carved from the training data (mnist: 1,000 of 4,000, see below)
-
-
 MNIST_VAL = 1000           # a larger validation split than 10%: the search's signal is only as good as it
-
-
 VAL_MAX = 10_000           # cap for large datasets (an ImageNet-sized train/ gives 10,000)
-
-
 SPLIT_SEED = 0             # the splits are fixed: never a run's seed
 
 

@@ -8,8 +8,6 @@ from searchspace.arch import DEFAULT_POOL_OP
 from searchspace.space import StageSpace
 
 FIELDS = ("mixer", "kernel", "depth", "pool")
-
-
 POOL_OP = "pool_op"  # a parameter only for stages whose space offers a pool op other than patch merging
 
 

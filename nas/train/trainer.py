@@ -42,11 +42,6 @@ from supernet import PathSampler
 HOST_READ_EVERY = 8  # training steps between reads of the loss on the host (see Trainer.train_epoch)
 
 
-# --- evaluation ---------------------------------------------------------------------------------
-
-
-# --- training -----------------------------------------------------------------------------------
-
 class Trainer:
     """Trains ``model`` (a MixerNet, possibly DDP-wrapped) on ``data`` for ``cfg.epochs`` epochs.
 
