@@ -74,13 +74,18 @@ def bounded(default, flag: str, bound: Bound):
     return field(default=default, metadata={"flag": flag, "bound": bound})
 
 
+def check_value(flag: str, value: float, bound: Bound) -> None:
+    """UserError when ``value`` lies outside ``bound``, naming the flag: ``--lr -1: must be > 0``."""
+    if not bound.admits(value):
+        raise UserError(f"{flag} {value:g}: must be {bound}")
+
+
 def check_bounds(record) -> None:
-    """Raise UserError for the first bounded field of ``record`` outside its range: ``--lr -1: must be > 0``."""
+    """Raise UserError for the first bounded field of ``record`` outside its range (None: the default, unchecked)."""
     for f in fields(record):
-        bound = f.metadata.get("bound")
         value = getattr(record, f.name)
-        if bound is not None and value is not None and not bound.admits(value):
-            raise UserError(f"{f.metadata['flag']} {value:g}: must be {bound}")
+        if "bound" in f.metadata and value is not None:
+            check_value(f.metadata["flag"], value, f.metadata["bound"])
 
 
 def flag_of(record_type, name: str) -> str:
@@ -94,8 +99,19 @@ def default_img_size(dataset: str) -> int:
 
 # --- data, recipe, network ------------------------------------------------------------------------
 
+class Record:
+    """A settings record as a file holds it: ``to_dict`` a plain dict, ``from_dict`` back (ranges checked again)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Record):
     dataset: str = DEFAULT_DATASET
     root: str | None = None        # required for cifar10/cifar100/imagefolder; unused for mnist
     img_size: int | None = None    # None -> 32 for mnist and cifar, 224 for imagefolder
@@ -110,13 +126,6 @@ class DataConfig:
     def side(self) -> int:
         """The input side the images are resized to: img_size, else the dataset's default."""
         return default_img_size(self.dataset) if self.img_size is None else self.img_size
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataConfig":
-        return cls(**d)
 
     def root_dir(self) -> Path:
         """The folder a CIFAR or image-folder dataset is read from; a missing one raises UserError."""
@@ -135,7 +144,7 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Record):
     epochs: int = bounded(10, "--epochs", AT_LEAST_ONE)
     batch_size: int = bounded(128, "--batch-size", AT_LEAST_ONE)
     lr: float = bounded(2e-3, "--lr", POSITIVE)
@@ -159,16 +168,10 @@ class TrainConfig:
         if self.amp not in AMP_MODES and self.amp is not False:
             raise UserError(f"--amp {self.amp}: choose bf16 or fp16")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return cls(**d)
 
 
 @dataclass
-class ModelOptions:
+class ModelOptions(Record):
     """Width and patch of the trained network; None picks by input size (small images: C=16, patch 2)."""
     embed_dim: int | None = bounded(None, "--embed-dim", AT_LEAST_ONE)
     patch_size: int | None = bounded(None, "--patch-size", AT_LEAST_ONE)
@@ -193,12 +196,6 @@ class ModelOptions:
         return NetSettings(img_size=data.img_size, in_chans=data.in_chans, num_classes=data.num_classes,
                            embed_dim=embed_dim, patch_size=patch_size, drop_path_rate=self.drop_path_rate)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelOptions":
-        return cls(**d)
 
 
 # --- jobs ------------------------------------------------------------------------------------------
@@ -258,7 +255,7 @@ class SupernetJob:
 
 
 @dataclass
-class RetrainJob:
+class RetrainJob(Record):
     arch: dict
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -269,9 +266,6 @@ class RetrainJob:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise UserError(f"--init {self.init}: choose from {', '.join(INITS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RetrainJob":
@@ -306,7 +300,7 @@ class TrialResources:
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(Record):
     budget_flops: float
     latency_budget_s: float | None = None
     sampler: str = "tpe"
@@ -347,16 +341,10 @@ class SearchConfig:
             return f"inherited, then {self.finetune_steps} fine-tuning steps alone on the train split"
         return "inherited as they are"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
-        return cls(**d)
 
 
 @dataclass
-class RankingConfig:
+class RankingConfig(Record):
     budget_flops: float | None = None  # the band the archs are drawn from (None: not yet resolved)
     archs: int = bounded(16, "--archs", Bound(2))   # K, when the archs are drawn: a ranking compares at least two
     seeds: int = bounded(3, "--seeds", AT_LEAST_ONE)  # stand-alone training seeds per arch
@@ -372,11 +360,9 @@ class RankingConfig:
         check_bounds(self)
         TrialResources(self.cpus_per_trial)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 __all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
            "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
-           "bounded", "check_bounds", "flag_of", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
+           "bounded", "check_value", "check_bounds", "flag_of", "Record", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
            "EVAL_ONLY_TRAIN_FIELDS", "SupernetJob", "RetrainJob", "TrialResources", "SearchConfig", "RankingConfig"]

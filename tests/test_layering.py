@@ -18,20 +18,13 @@ NAS_LAYOUT = {"cli", "cluster", "data", "latency", "ranking", "runs", "search", 
 
 
 def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    """Every import of a module, also those inside its functions."""
+    return imported_modules_of(ast.walk(ast.parse(path.read_text())))
 
 
 def top_level_imports(path: Path) -> set[str]:
     """The imports a module runs when it is imported (not those inside its functions)."""
-    tree = ast.parse(path.read_text())
-    return imported_modules_of(tree.body)
+    return imported_modules_of(ast.parse(path.read_text()).body)
 
 
 def imported_modules_of(nodes) -> set[str]:

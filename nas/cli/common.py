@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.settings import AT_LEAST_ONE, FINETUNE_STEPS, MAX_FAILURES, NON_NEGATIVE
+from nas.settings import FINETUNE_STEPS, MAX_FAILURES
 from searchspace import SearchSpace
 from searchspace.space import BUILTIN_SPACES
 
@@ -53,18 +53,6 @@ def add_max_failures_argument(parser: argparse.ArgumentParser | argparse._Argume
     parser.add_argument("--max-failures", type=int, default=MAX_FAILURES,
                         help=f"times a Ray trial or Ray Train run whose process or node died (or that failed) starts "
                              f"again, from its last epoch where it has one (default {MAX_FAILURES})")
-
-
-def check_max_failures(count: int) -> None:
-    """``--max-failures`` where no settings record holds it (a training run's, ``retrain --pareto``)."""
-    if not NON_NEGATIVE.admits(count):
-        raise UserError(f"--max-failures {count:g}: must be {NON_NEGATIVE}")
-
-
-def check_num_workers(count: int) -> None:
-    """``--num-workers``: how many processes a training run takes, a setting of the command, not of the job."""
-    if not AT_LEAST_ONE.admits(count):
-        raise UserError(f"--num-workers {count:g}: must be {AT_LEAST_ONE}")
 
 
 def check_writable_dir(path: str | Path, what: str) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 
 from nas.errors import UserError
-from nas.settings import AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, ModelOptions, TrainConfig, flag_of
+from nas.settings import (AMP_MODES, AT_LEAST_ONE, DATASETS, DEFAULT_DATASET, NON_NEGATIVE, DataConfig, ModelOptions,
+                          TrainConfig, check_value, flag_of)
 from searchspace import NetSettings
 
-from .common import add_address_argument, add_max_failures_argument, check_max_failures, check_num_workers
+from .common import add_address_argument, add_max_failures_argument
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,8 +120,8 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
 
 def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
     """The recipe the flags describe (its ranges checked by TrainConfig), and the run's worker count."""
-    check_num_workers(args.num_workers)
-    check_max_failures(args.max_failures)
+    check_value("--num-workers", args.num_workers, AT_LEAST_ONE)  # settings of the run, not of the recipe
+    check_value("--max-failures", args.max_failures, NON_NEGATIVE)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                        clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,
