@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import checkout_order, run, write_rows
 from nas.errors import UserError
-from tests.cli.test_cluster_cli import RayHead
 from tests.cli.test_search_cli import SUPERNET_FLAGS
 from tests.conftest import run_launch
 from tests.nas.train.test_supernet import TINY_SPACE
+from tests.ray_cluster import RayHead
 
 DRAIN = {"this": False, "reference": True}  # the reference fixture left Ray's drain on SIGTERM as it is
 

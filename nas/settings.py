@@ -32,8 +32,10 @@ ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the 
 # Steps an arch trains alone from its inherited weights before the search evaluates it (``nas.train.finetune``).
 # About one epoch of the default task (3,000 images, batch 64); chosen in docs/BENCHMARKS.md.
 FINETUNE_STEPS = 48
-# Times a trial whose process died (or that raised) is started again before it counts as an error.
-MAX_FAILURES = 2
+# Times a trial whose process died (or that raised) is started again before it counts as an error. A lost node can
+# cost a trial two: Ray Tune may hear of the lost process and of a second attempt handed a process on that node
+# before Ray marked it dead (tests/cli/test_two_nodes.py); three leaves one for anything else.
+MAX_FAILURES = 3
 DRAWS = 4000  # uniform draws of the space that a ranking check's archs are taken from
 DEFAULT_BUDGET = "4.5GFLOPs"  # Swin-T's cost
 

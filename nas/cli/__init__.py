@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_storage(value: str | None):
+    """``--storage`` checked: a URI opens and takes a file, a folder given can be written."""
+    from nas.runs.storage import Storage
+
+    from .common import check_writable_dir
+
+    storage = Storage.parse(value)
+    if storage.given and not storage.uri:
+        check_writable_dir(storage.root, "--storage")
+    return storage
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -45,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if address:  # before any work: a wrong address must not cost a supernet
                 prepare_cluster_connection(address)
             args = argparse.Namespace(**{**vars(args), "address": address})
+        if hasattr(args, "storage"):  # before any work too: a storage that cannot be written must not cost a run
+            args = argparse.Namespace(**{**vars(args), "storage": open_storage(args.storage)})
         return int(args._run(args) or 0)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

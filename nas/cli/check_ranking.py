@@ -7,13 +7,15 @@ from pathlib import Path
 
 from nas.errors import UserError
 from nas.ranking.arch_sets import band_archs, read_archs_file
-from nas.runs.layout import RESULTS, ranking_dir
+from nas.runs.layout import ranking_dir
 from nas.runs.record import read_supernet_record
+from nas.runs.storage import Storage
 from nas.settings import DEFAULT_BUDGET, DRAWS, RankingConfig, TrainConfig
 from searchspace import Budget, format_flops
 from searchspace.arch import read_json_file
 
-from .common import add_address_argument, add_finetune_argument, add_max_failures_argument, check_writable_dir
+from .common import (add_address_argument, add_finetune_argument, add_max_failures_argument, add_storage_argument,
+                     check_writable_dir)
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
 
@@ -35,20 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_finetune_argument(parser)
     add_max_failures_argument(parser)
     add_address_argument(parser)
+    add_storage_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--lr", type=float, default=2e-3)
 
 
-def _default_supernet() -> Path:
-    best = RESULTS / "best.json"
+def _default_supernet(storage: Storage) -> Path:
+    best = storage.file_path("best.json") if storage.given else storage.root / "best.json"
     if not best.exists():
         raise UserError(f"no --supernet given and no {best} (run a search first, or pass --supernet FILE)")
     supernet = (read_json_file(best).get("search") or {}).get("supernet")
     if not supernet:
         raise UserError(f"{best} names no supernet: pass --supernet FILE")
-    return Path(supernet)
+    return storage.localize(supernet)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                         recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
                         cpus_per_trial=args.cpus_per_trial, max_failures=args.max_failures)
     given = Budget.parse(flops=args.budget) if args.budget else None
-    supernet = Path(args.supernet) if args.supernet else _default_supernet()
+    storage = args.storage
+    supernet = storage.file_path(args.supernet) if args.supernet else _default_supernet(storage)
     record = read_supernet_record(supernet)
     if given is not None:
         budget = given
@@ -81,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from nas.train.supernet import load_supernet_state
 
     state = load_supernet_state(supernet)
-    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state)
+    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state,
+                            storage=storage)
+    storage.push(ranking_dir(supernet))
 
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "
           f"mean of {cfg.seeds} seeds)")

@@ -39,6 +39,14 @@ def add_address_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
                              "else a Ray of this command's own, even where `ray start` runs a cluster on this machine")
 
 
+def add_storage_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--storage", default=None, metavar="PATH|URI",
+                        help="where runs live and Ray keeps their state and checkpoints: a folder (on a cluster, one "
+                             "every node mounts) or a URI pyarrow opens (s3://bucket/prefix, gs://..., file:///path), "
+                             "mirrored in ~/.cache/mixernas; a relative --run-dir/--search-dir/--arch is then a name "
+                             "under it (default: results/)")
+
+
 def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--finetune-steps``: how ``search`` and ``check-ranking`` score an arch (the same default in both)."""
     parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,

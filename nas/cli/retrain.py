@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.runs.layout import RESULTS, RUN_CONFIG
+from nas.runs.layout import RUN_CONFIG
 from nas.runs.migrate import migrate
 from nas.runs.record import read_supernet_record
 from nas.settings import DataConfig, ModelOptions, RetrainJob, TrialResources
@@ -97,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
     if args.pareto:
         return _run_front(args, train)
 
-    arch, extra = load_arch_file(args.arch)
+    storage = args.storage
+    arch_path = storage.file_path(args.arch)
+    arch, extra = load_arch_file(arch_path)
     info = _search_info(extra)
+    if info.get("run"):  # recorded by a driver that may have mirrored the same URI storage elsewhere
+        info["run"] = str(storage.localize(info["run"]))
     search_config = _search_config(info.get("run"))  # read once: space, supernet, data settings
     _space_of(args, search_config, info.get("run")).validate(arch, source=args.arch)
     cost = arch_cost(arch, DEPLOYMENT)
@@ -106,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(budget, (int, float)) and cost.flops > budget:
         print(f"warning: {args.arch}: {format_flops(cost.flops)} FLOPs is over the {format_flops(budget)} budget "
               f"it was searched under; retraining it anyway", file=sys.stderr)
-    supernet = args.supernet or info.get("supernet") or search_config.get("supernet")
+    supernet = (str(storage.file_path(args.supernet)) if args.supernet else
+                info.get("supernet") or search_config.get("supernet"))
     if args.init == "supernet" and not supernet:
         raise UserError(f"--init supernet: {args.arch} names no search run; pass --supernet FILE")
+    if args.init == "supernet" and not args.supernet:
+        supernet = str(storage.localize(supernet))
     data, model = _inherit_settings(args, info, search_config, supernet)
-    run_dir = Path(args.run_dir) if args.run_dir else (
-        Path(info["run"]) / "retrain" if info.get("run") else RESULTS / f"retrain-{arch.key()}")
+    run_dir = storage.run_path(args.run_dir, Path(info["run"]) / "retrain" if info.get("run")
+                               else storage.root / f"retrain-{arch.key()}")
+    if args.resume:
+        storage.pull(run_dir)
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
     from nas.train.retrain import retrain  # after the checks: a bad flag is refused before torch is imported
 
@@ -119,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
           flush=True)
     m = retrain(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                address=args.address, max_failures=args.max_failures)
+                address=args.address, max_failures=args.max_failures, storage=storage)
     print(f"\n{m['name']}: test top-1 {100 * m['test_top1']:.2f}% ({m['weights']} weights; validation "
           f"{100 * m['val_top1']:.2f}%, best validation epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
           f"{format_flops(m['flops_deployment'])} FLOPs / {m['params_deployment'] / 1e6:.2f}M params / "
@@ -129,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_front(args: argparse.Namespace, train) -> int:
-    path = Path(args.pareto)
+    storage = args.storage
+    path = storage.file_path(args.pareto)
     pareto = read_json_file(path)
     front = pareto.get("front") if isinstance(pareto, dict) else None
     if not isinstance(front, list) or not front:
@@ -144,9 +154,11 @@ def _run_front(args: argparse.Namespace, train) -> int:
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
                        source=f"{path} member {i + 1}")
-    supernet = args.supernet or pareto.get("supernet")
+    supernet = str(storage.file_path(args.supernet)) if args.supernet else pareto.get("supernet")
+    if supernet and args.init == "supernet" and not args.supernet:
+        supernet = str(storage.localize(supernet))
     data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
-    base = Path(args.run_dir) if args.run_dir else path.parent / f"retrain-top{len(members)}"
+    base = storage.run_path(args.run_dir, path.parent / f"retrain-top{len(members)}")
     check_writable_dir(base, "--run-dir" if args.run_dir else "the run folder")
     from nas.ranking.front import retrain_front  # after the checks: a bad flag is refused before torch and Ray
 
@@ -154,7 +166,8 @@ def _run_front(args: argparse.Namespace, train) -> int:
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
     weights = migrate("pareto", pareto)["top1_weights"]
     rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address,
-                         estimate_weights=weights, max_failures=args.max_failures)
+                         estimate_weights=weights, max_failures=args.max_failures, storage=storage)
+    storage.push(base)
     summary = json.loads((base / "front_retrained.json").read_text())
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}   (estimated: validation, "
           f"supernet weights {weights}; retrained: test split)")

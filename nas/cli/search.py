@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.runs.layout import RESULTS, RUN_CONFIG, SUPERNET, latest_search
+from nas.runs.layout import RUN_CONFIG, SUPERNET
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord, read_supernet_record
 from nas.settings import DEFAULT_BUDGET, LATENCY_METHODS, SEARCH_SAMPLERS, DataConfig, SearchConfig
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "seed, supernet and flags give the same trials; a slot may wait for a slower trial)")
     g.add_argument("--supernet", metavar="FILE", default=None,
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
-    g.add_argument("--search-dir", default=None, help="run folder (default: results/search-<time>; "
-                   "with --resume: the latest results/search-*)")
+    g.add_argument("--search-dir", default=None, help="run folder (default: <storage>/search-<time>; "
+                   "with --resume: the latest <storage>/search-*)")
     g.add_argument("--seed", type=int, default=0, help="search seed: the sampler and the BatchNorm recalibration "
                    "batches (the supernet's own training seed is --supernet-seed)")
     add_finetune_argument(g)
@@ -51,13 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _search_dir(args: argparse.Namespace) -> Path:
-    """The run folder: one holding a search to resume, or one where no search ran (checked before any training)."""
+    """The run folder: one holding a search to resume (under a URI storage, fetched from it), or one where no search
+    ran (checked before any training)."""
+    storage = args.storage
     if args.resume:
-        search_dir = Path(args.search_dir) if args.search_dir else latest_search(RESULTS)
+        if args.search_dir:
+            search_dir = storage.run_path(args.search_dir, storage.root)
+            storage.pull(search_dir)
+        else:
+            search_dir = storage.latest_run("search-*", RUN_CONFIG)
+            if search_dir is None:
+                raise UserError(f"{storage.describe()}: no search to resume (pass --search-dir)")
         if not (search_dir / RUN_CONFIG).exists():
             raise UserError(f"{search_dir}: no search to resume (no config.json)")
     else:
-        search_dir = Path(args.search_dir) if args.search_dir else RESULTS / time.strftime("search-%Y%m%d-%H%M%S")
+        search_dir = storage.run_path(args.search_dir, storage.root / time.strftime("search-%Y%m%d-%H%M%S"))
         if (search_dir / RUN_CONFIG).exists():
             raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
     return search_dir
@@ -86,21 +94,24 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    storage = args.storage
+    results = storage.root  # best.json, the latency cache, a supernet the search trains
     search_dir = _search_dir(args)
     if args.resume:
         saved = migrate("search config", json.loads((search_dir / RUN_CONFIG).read_text()))
         config = SearchConfig.from_dict(saved["search"])
-        supernet_path = Path(saved["supernet"])
+        supernet_path = storage.localize(saved["supernet"])
         data_cfg = DataConfig.from_dict(saved["data"])
     else:
         config = _config_from_args(args)
         space = load_space(args.space)
         config.budget.check_covers_cheapest(space, f"budget {args.budget}")
     check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
-    check_writable_dir(RESULTS, "the results folder")  # best.json, the latency cache, a supernet the search trains
+    check_writable_dir(results, "the results folder")
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
     if args.supernet and not args.resume:  # its settings read without torch: a flag contradicting them costs no imports
-        _supernet_data(args, space, read_supernet_record(args.supernet), args.supernet)
+        supernet_path = storage.file_path(args.supernet)
+        _supernet_data(args, space, read_supernet_record(supernet_path), supernet_path)
     elif not args.resume:
         job = supernet_cmd.job_from_args(args, space, path_budget=None if args.train_all_paths else config.budget)
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
@@ -118,15 +129,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
             check_trial_fits_here(config.cpus_per_trial, config.gpus_per_trial, torch.cuda.device_count())
-        if args.supernet:  # its data settings are the search's: a flag that says otherwise is an error
-            supernet_path = Path(args.supernet)
-        else:
-            supernet_dir = job.default_run_dir(RESULTS)
+        if not args.supernet:  # (a --supernet's data settings are the search's: checked above)
+            supernet_dir = job.default_run_dir(results)
             supernet_path = supernet_dir / SUPERNET
+            storage.pull(supernet_path)  # under a URI storage: one trained before, perhaps elsewhere
             if not supernet_path.exists():
                 print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
                 train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
-                               address=args.address, max_failures=args.max_failures)
+                               address=args.address, max_failures=args.max_failures, storage=storage)
 
     state = load_supernet_state(supernet_path)
     record = SupernetRecord.from_state(state, supernet_path)
@@ -146,19 +156,22 @@ def run(args: argparse.Namespace) -> int:
     if config.latency == "lut":
         device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
         table = load_or_build_table(record.space, DEPLOYMENT, device=device, batch_size=config.latency_batch,
-                                    cache_dir=RESULTS / "latency")
+                                    cache_dir=storage.pulled(results / "latency"))
+        storage.push(results / "latency")  # a driver that resumes elsewhere predicts with the same table
     ctx = TrialContext.from_supernet(state, config, data=data_cfg, latency_table=table,
                                      fingerprint=str(supernet_path.resolve()))
     start = time.perf_counter()
-    rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address)
+    rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address, storage=storage)
     summary = write_search_outputs(
-        search_dir, rows, budget=config.budget, results_root=RESULTS,
+        search_dir, rows, budget=config.budget, results_root=results,
         title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
               f"{format_flops(config.budget_flops)} FLOPs",
         extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
                "top1_split": "val (carved from the training data; the search never reads the test split)",
                "top1_weights": config.top1_weights},
         search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict()})
+    for done in (search_dir, results / "best.json", results / "latency"):
+        storage.push(done)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
         print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"
@@ -175,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
     # How far to trust those top-1 figures: the supernet's last stand-alone ranking check.
     print(last_check(supernet_path, config.finetune_steps))
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
-    print(f"best: {search_dir / 'best.json'} (also {RESULTS / 'best.json'})")
-    print(f"next: python launch.py retrain --arch {RESULTS / 'best.json'}")
+    print(f"best: {search_dir / 'best.json'} (also {results / 'best.json'})")
+    if storage.uri:
+        print(f"stored at {storage.uri}; next: python launch.py retrain --storage {storage.uri} --arch best.json")
+    else:
+        print(f"next: python launch.py retrain --arch {results / 'best.json'}")
     return 0

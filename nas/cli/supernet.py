@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from nas.runs.layout import RESULTS
 from nas.settings import PATH_SAMPLERS, SupernetJob
 from searchspace import Budget, SearchSpace
 
@@ -30,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed",
                             help="train only the paths within this FLOPs budget at 224x224 (e.g. 4.5GFLOPs: the "
                                  "archs a search under it can pick; default: every path)")
     parser.add_argument("--run-dir", default=None,
-                        help="run folder (default: results/supernet/<dataset>-<sampler>-<config hash>)")
+                        help="run folder (default: <storage>/supernet/<dataset>-<sampler>-<config hash>)")
     add_data_arguments(parser)
     add_model_arguments(parser)
     add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3, seed_flag=seed_flag)
@@ -52,13 +50,16 @@ def job_from_args(args: argparse.Namespace, space: SearchSpace, path_budget: Bud
 
 def run(args: argparse.Namespace) -> int:
     job = job_from_args(args, load_space(args.space))
-    run_dir = Path(args.run_dir) if args.run_dir else job.default_run_dir(RESULTS)
+    storage = args.storage
+    run_dir = storage.run_path(args.run_dir, job.default_run_dir(storage.root))
+    if args.resume:
+        storage.pull(run_dir)  # under a URI storage: what a driver elsewhere left
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
     from nas.train.supernet import train_supernet  # after the checks: a bad flag is refused before torch is imported
 
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()
     final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                           address=args.address, max_failures=args.max_failures)
+                           address=args.address, max_failures=args.max_failures, storage=storage)
     print(f"supernet trained in {time.perf_counter() - start:.0f}s: {final} (metrics: {run_dir / 'metrics.csv'})")
     return 0

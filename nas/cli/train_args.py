@@ -13,7 +13,7 @@ from nas.settings import (AMP_MODES, AT_LEAST_ONE, DATASETS, DEFAULT_DATASET, NO
                           TrainConfig, check_value, flag_of)
 from searchspace import NetSettings
 
-from .common import add_address_argument, add_max_failures_argument
+from .common import add_address_argument, add_max_failures_argument, add_storage_argument
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +58,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_s
                    help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "
                         "on CPU), fp16 (autocast + gradient scaling; CUDA only), off (the default on CPU)")
     add_address_argument(g)
+    add_storage_argument(g)
 
 
 def _given(args: argparse.Namespace) -> dict:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from nas.errors import UserError
 from nas.runs.layout import CHECKPOINT
+from nas.runs.storage import Storage
 from nas.settings import MAX_FAILURES
 from searchspace import atomic_path
 
@@ -52,11 +53,17 @@ def _worker_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy2(checkpoint_path, Path(tmp) / checkpoint_path.name)
             ray.train.report(numeric, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        storage.push(run_dir)  # rank 0 (the one with a checkpoint), wherever it runs: a URI storage has the epoch
 
-    resume = config["resume"] or _restarted(Path(config["run_dir"]), config["started"])
+    storage = config["storage"]
+    run_dir = storage.here(config["run_dir"])  # under a URI storage: this node's mirror of the run folder
+    storage.pull(run_dir)  # ... as the URI has it (a resumed run's checkpoint, from wherever it was written)
+    resume = config["resume"] or _restarted(run_dir, config["started"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
-    config["worker"](config["job"], Path(config["run_dir"]), resume=resume, context=ctx,
+    config["worker"](config["job"], run_dir, resume=resume, context=ctx,
                      progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
+    if ctx.rank == 0:
+        storage.push(run_dir)  # the final weights, written by rank 0 on its node
 
 
 def _restarted(run_dir: Path, started: float) -> bool:
@@ -78,7 +85,7 @@ def _restarted(run_dir: Path, started: float) -> bool:
 
 def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, resume: bool, num_workers: int,
                   use_gpu: bool, address: str | None = None, find_unused_parameters: bool = False,
-                  max_failures: int = MAX_FAILURES) -> None:
+                  max_failures: int = MAX_FAILURES, storage: Storage | None = None) -> None:
     """Run ``worker(job, run_dir, resume=, context=, progress=, wrap_model=, sampler_factory=, on_epoch_end=)``
     as ``num_workers`` DDP workers under Ray Train's TorchTrainer.
 
@@ -86,6 +93,9 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
     a supernet step trains one path, so the other paths' parameters get no gradient; a standalone network uses
     every parameter, and DDP's search for unused ones would only cost time. A worker that dies (its process, its
     node) makes Ray Train start the group again, at most ``max_failures`` times, from the last epoch's checkpoint.
+    ``storage``: where Ray Train keeps its state and reported checkpoints (default: ``run_dir/ray``); under a URI
+    storage, rank 0 pushes the run folder there every epoch and this process fetches it at the end, so a worker on
+    a node without the driver's disk still hands back its files.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -100,18 +110,21 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
     if not address:  # the local Ray holds what it holds: workers it cannot place would wait forever
         check_fits_local_ray(cpus=0, gpus=num_workers if use_gpu else 0, gpus_flag="--gpu")
     run_dir = Path(run_dir).resolve()
+    storage = storage or Storage(run_dir.parent)
+    storage_path, storage_filesystem = storage.ray_storage(run_dir)
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"worker": worker, "job": job, "run_dir": str(run_dir), "resume": resume,
+        train_loop_config={"worker": worker, "job": job, "run_dir": str(run_dir), "resume": resume, "storage": storage,
                            "started": time.time(),  # a checkpoint written since: a restart continues from it
                            "find_unused_parameters": find_unused_parameters,
                            "threads_per_worker": max(1, int(cpus // num_workers))},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir / "ray"),
+        run_config=RunConfig(name=run_dir.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
     result = trainer.fit()
+    storage.pull(run_dir)
     if result.error:
         raise result.error

@@ -1,4 +1,4 @@
-"""Two changes to Ray Tune's behaviour that the search relies on, each applied only where it is asked for.
+"""Three changes to Ray Tune's behaviour that the search relies on, each applied only where it is asked for.
 
 Ray is pinned to 2.60.*; ``tests/nas/search/test_driver.py`` checks that what these wrap still exists.
 """
@@ -55,6 +55,39 @@ def save_tune_state_on_trial_events() -> None:
 
     sync_up_experiment_state._saves_on_trial_events = True
     _ExperimentCheckpointManager.sync_up_experiment_state = sync_up_experiment_state
+
+
+def retry_trials_that_lost_their_actor_before_running() -> None:
+    """Make Ray Tune retry (within FailureConfig's max_failures) a trial that failed before it ran, and stop its
+    idle trial actors whenever a trial fails.
+
+    Why: when a node is lost, Tune retries its running trials, but the retry may be handed an idle actor (kept for
+    reuse) that lived on that node, or placed there before Ray has marked the node dead. That attempt fails while the
+    trial is still PENDING, and Tune retries only RUNNING trials: the trial ended as an error, one of the requested
+    trials lost (seen in ``tests/cli/test_two_nodes.py``). Now a PENDING trial's failure counts as any other against
+    max_failures, and no actor kept from before the failure is reused (the next trials start their own; a failure is
+    rare, so the few seconds of imports it costs are too). Idempotent; Ray is pinned to 2.60.*.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    original = TuneController._process_trial_failure
+    if getattr(original, "_retries_pending", False):
+        return
+
+    def _process_trial_failure(self, trial, exception):
+        self._cleanup_cached_actors(force_all=True)
+        if trial.status == Trial.PENDING:
+            # As Tune does for a trial whose actor failed as it was created (_actor_failed): count it as running,
+            # out of the staged ones (a trial handed an idle actor is not staged), so the handling below recovers it
+            self._resetting_trials.discard(trial)
+            self._set_trial_status(trial, Trial.RUNNING)
+            if trial in self._staged_trials:
+                self._unstage_trial_with_resources(trial)
+        return original(self, trial, exception)
+
+    _process_trial_failure._retries_pending = True
+    TuneController._process_trial_failure = _process_trial_failure
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from nas.runs.files import write_csv_atomic
 from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord
+from nas.runs.storage import Storage
 from nas.settings import RankingConfig, RetrainJob, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from nas.train.parallel import retrain_in_parallel
@@ -62,7 +63,7 @@ def _trial_lines(total: int):
 
 def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, *,
                   address: str | None = None, rule: str = "", report_dir: str | Path | None = None,
-                  state: dict | None = None) -> dict:
+                  state: dict | None = None, storage: Storage | None = None) -> dict:
     """Train ``archs`` stand-alone (cached), evaluate them with inherited weights, write the report; returns it.
 
     The report goes to ``report_dir`` (default: the supernet's ranking folder, where ``search`` looks for the last
@@ -76,6 +77,8 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     out = ranking_dir(supernet_path).resolve()
     template = RetrainJob({}, job.data, train, job.model)
     cache = out / "standalone" / template.recipe_key()
+    if storage is not None:
+        storage.pull(cache)  # under a URI storage: the runs a check elsewhere trained
 
     jobs, cached = {}, 0
     for arch in archs:
@@ -93,7 +96,8 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     if jobs:
         errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
                                      name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
-                                     callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures)
+                                     callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures,
+                                     storage=storage)
     if errors:
         raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
 

@@ -9,13 +9,15 @@ from nas.ranking.stats import kendall_tau
 from nas.runs import checkpoint as ckpt
 from nas.runs.files import write_csv_atomic
 from nas.runs.layout import MODEL
+from nas.runs.storage import Storage
 from nas.settings import MAX_FAILURES, RetrainJob
 from nas.train.parallel import retrain_in_parallel
 from searchspace import Arch, atomic_path, write_json_atomic
 
 
 def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path, *, cpus_per_trial: float = 1.0,
-                  address: str | None = None, estimate_weights: str, max_failures: int = MAX_FAILURES) -> list[dict]:
+                  address: str | None = None, estimate_weights: str, max_failures: int = MAX_FAILURES,
+                  storage: Storage | None = None) -> list[dict]:
     """Retrain ``members`` (front entries: stages + top1 + flops) in parallel; returns comparison rows.
     ``estimate_weights`` says which weights the members' top1 was measured with (a search's ``top1_weights``)."""
     base_dir = Path(base_dir).resolve()
@@ -27,7 +29,7 @@ def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path,
         jobs[arch.key()] = job
     start = time.perf_counter()
     errors = retrain_in_parallel(jobs, base_dir, cpus_per_trial=cpus_per_trial, address=address,
-                                 name="retrain-front", max_failures=max_failures)
+                                 name="retrain-front", max_failures=max_failures, storage=storage)
     rows = []
     for m in members:
         key = Arch.from_dict({"stages": m["stages"]}).key()

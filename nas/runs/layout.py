@@ -51,11 +51,3 @@ def suggestions_file(search_dir: Path) -> Path:
     path = Path(search_dir) / SUGGESTIONS
     old = Path(search_dir) / OLD_SUGGESTIONS
     return old if not path.exists() and old.exists() else path
-
-
-def latest_search(results: Path = RESULTS) -> Path:
-    """The newest search folder under ``results`` (one with a config.json); UserError if there is none."""
-    runs = sorted(p for p in Path(results).glob("search-*") if (p / RUN_CONFIG).exists())
-    if not runs:
-        raise UserError(f"{results}: no search to resume (pass --search-dir)")
-    return runs[-1]

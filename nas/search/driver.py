@@ -24,10 +24,12 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from nas.cluster.session import check_fits_local_ray, ensure_ray
-from nas.cluster.tune_patches import reuse_idle_trial_actors, save_tune_state_on_trial_events
+from nas.cluster.tune_patches import (retry_trials_that_lost_their_actor_before_running, reuse_idle_trial_actors,
+                                      save_tune_state_on_trial_events)
 from nas.errors import UserError, first_line
 from nas.runs.layout import SUGGESTIONS, suggestions_file
 from nas.runs.migrate import migrate
+from nas.runs.storage import Storage
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
 from nas.search.params import arch_from_params, tune_search_space
@@ -52,6 +54,11 @@ def _trial_reporter():
                   f"{r.get('flops', 0) / 1e9:6.2f} GFLOPs  {r.get('latency_ms', float('nan')):7.1f} ms  "
                   f"({rate:.1f} trials/min)", flush=True)
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            # Tune counts this failure before it calls back; FailureConfig(max_failures) allows that many retries
+            print(f"[{self.done:>3}/{self.total}] trial {trial.trial_id} failed (its process or node was lost?): "
+                  f"running it again, retry {trial.num_failures}", flush=True)
+
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
             print(f"[{self.done:>3}/{self.total}] trial {trial.trial_id} failed (recorded; the search goes on)",
@@ -60,30 +67,56 @@ def _trial_reporter():
     return TrialLines
 
 
+def _storage_pusher():
+    class PushRunFolder(tune.Callback):
+        """Under a URI storage: the run folder (suggestions, config) reaches the URI after every trial event, as
+        Tune's own state does, so a driver elsewhere can resume from there."""
+
+        def __init__(self, storage: Storage, run_dir: Path) -> None:
+            self.storage, self.run_dir = storage, run_dir
+
+        def push(self) -> None:
+            # restored from Tune's state by a driver that may mirror the URI elsewhere: its own copy of the folder
+            self.storage.push(self.storage.here(self.run_dir))
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.push()
+
+        on_trial_complete = on_trial_error = on_trial_start
+
+        def on_experiment_end(self, trials, **info):
+            self.push()
+
+    return PushRunFolder
+
+
 def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, address: str | None = None,
-               trainable=evaluate_trial) -> tuple[list[dict], bool]:
+               trainable=evaluate_trial, storage: Storage | None = None) -> tuple[list[dict], bool]:
     """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection,
-    and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later)."""
+    and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later). ``storage``: where
+    Tune keeps its state (default: ``run_dir/ray``); a URI storage gets the run folder after every trial event."""
     # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
     # state is still being copied to the run folder.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     save_tune_state_on_trial_events()
+    retry_trials_that_lost_their_actor_before_running()
     cfg = ctx.config
     space = ctx.space
     ensure_ray(address)
     if not address:
         check_fits_local_ray(cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
-    storage = (run_dir / "ray").resolve()
+    storage = storage or Storage(run_dir)
+    storage_path, storage_filesystem = storage.ray_storage(run_dir)
     name = "tune"
     trainable = tune.with_parameters(trainable, ctx=ctx)
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)
-    experiment = storage / name
+    experiment = f"{storage_path}/{name}"
     if resume:
-        if not tune.Tuner.can_restore(str(experiment)):
+        if not tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem):
             raise UserError(f"{run_dir}: no interrupted search to resume here")
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False, storage_filesystem=storage_filesystem)
     else:
         constraint = BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
         optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
@@ -96,8 +129,9 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
             trainable,
             param_space=tune_search_space(space),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials, reuse_actors=True),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                      callbacks=[_trial_reporter()(cfg.trials)],
+            run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=storage_filesystem,
+                                      verbose=0, callbacks=[_trial_reporter()(cfg.trials),
+                                                            _storage_pusher()(storage, run_dir)],
                                       failure_config=tune.FailureConfig(max_failures=cfg.max_failures, fail_fast=False)),
         )
     with reuse_idle_trial_actors():
@@ -120,7 +154,7 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
             continue
         rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
                      "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
-                     "stages": arch.to_dict()["stages"]})
+                     "node": m.get("node", ""), "stages": arch.to_dict()["stages"]})
     finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
     log = suggestions_file(run_dir)
     suggested: dict[str, int] = {}  # Ray trial id -> its probe number

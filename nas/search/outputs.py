@@ -15,7 +15,8 @@ from optuna._hypervolume import compute_hypervolume
 from nas.runs.files import write_csv_atomic
 from searchspace import Arch, Budget, Cost, atomic_path, save_arch_file, write_json_atomic
 
-CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "error", "stages")
+# node: the Ray node that ran the trial's last attempt (a trial whose node was lost ran again elsewhere)
+CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "node", "error", "stages")
 
 
 def feasible_rows(rows: Sequence[dict], budget: Budget) -> list[dict]:

@@ -5,6 +5,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -85,4 +86,5 @@ def evaluate_trial(config: dict, ctx: TrialContext) -> None:
     torch.set_num_threads(max(1, int(ctx.config.cpus_per_trial)))
     device = torch.device("cuda" if ctx.config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
     arch = arch_from_params(config, ctx.space.num_stages)
-    tune.report(trial_metrics(arch, ctx, device))
+    node = ray.get_runtime_context().get_node_id()  # trials.csv says where each trial ran
+    tune.report({**trial_metrics(arch, ctx, device), "node": node})

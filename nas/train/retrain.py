@@ -23,6 +23,7 @@ from nas.latency import timing
 from nas.runs import checkpoint as ckpt
 from nas.runs.layout import MODEL, RUN_CONFIG
 from nas.runs.migrate import migrate
+from nas.runs.storage import Storage
 from nas.settings import MAX_FAILURES, RetrainJob
 from nas.train.evaluate import evaluate
 from nas.train.steps import WorkerContext, local_device
@@ -81,10 +82,11 @@ def check_same_job(run_dir: Path, job_dict: dict) -> None:
 
 def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
             progress: bool = True, address: str | None = None, measure_latency: bool = True,
-            max_failures: int = MAX_FAILURES) -> dict:
+            max_failures: int = MAX_FAILURES, storage: Storage | None = None) -> dict:
     """Train ``job`` in ``run_dir`` (in this process or with Ray Train, where a worker that dies makes the run start
     again from its last epoch, at most ``max_failures`` times); returns metrics.json's content."""
     run_dir = Path(run_dir)
+    storage = storage or Storage(run_dir)  # where Ray keeps the run's state; a URI the run folder is pushed to
     arch = Arch.from_dict(job.arch)
     build_data(job.data)  # a missing dataset fails before anything is written
     distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
@@ -101,9 +103,10 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     start = time.perf_counter()
     if distributed:
         run_ray_train(retrain_worker, job, run_dir, resume=resume, num_workers=num_workers,
-                      use_gpu=use_gpu, address=address, max_failures=max_failures)
+                      use_gpu=use_gpu, address=address, max_failures=max_failures, storage=storage)
     else:
-        retrain_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress)
+        retrain_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress,
+                       on_epoch_end=lambda metrics, saved: storage.push(run_dir))
     wall = time.perf_counter() - start
     state = ckpt.load(run_dir / MODEL)
     history = state["history"]
@@ -127,5 +130,6 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
         metrics["latency_ms_deployment"] = 1e3 * timing.measure_latency(net, DEPLOYMENT, repeats=5)
         metrics["latency_device"] = timing.device_tag("cpu", 1)
     write_json_atomic(run_dir / "metrics.json", metrics)
+    storage.push(run_dir)
     return metrics
 

@@ -275,3 +275,18 @@ def test_tune_saves_its_state_when_a_trial_changed_not_at_every_step(tune_state_
     assert controller.saves == 4
     manager.sync_up_experiment_state(controller.save_to_dir, force=True)  # Tune forces one at the end and on Ctrl-C
     assert controller.saves == 5
+
+
+def test_the_tune_internals_that_the_lost_node_patch_wraps_still_exist():
+    # Ray is pinned to 2.60.*; what the patch does is tested with a real lost node in tests/cli/test_two_nodes.py
+    from ray.tune.execution.tune_controller import TuneController
+
+    from nas.cluster.tune_patches import retry_trials_that_lost_their_actor_before_running
+
+    for name in ("_process_trial_failure", "_cleanup_cached_actors", "_set_trial_status",
+                 "_unstage_trial_with_resources", "_actor_failed"):
+        assert callable(getattr(TuneController, name, None)), name
+    retry_trials_that_lost_their_actor_before_running()
+    wrapped = TuneController._process_trial_failure
+    retry_trials_that_lost_their_actor_before_running()  # idempotent: wrapped once
+    assert TuneController._process_trial_failure is wrapped and wrapped._retries_pending
