@@ -130,6 +130,14 @@ def test_a_driver_killed_with_kill_9_is_resumed_from_the_storage_by_another_driv
     for line in proc.stdout:
         lines.append(line)
         if sum(l.startswith("[") for l in lines) == 3:
+            # Ray copies Tune's state to the URI in the background: the claim is about what reached the storage,
+            # so wait until its saved state holds these 3 trials (a driver killed before that resumes from an
+            # older state; seen once under load: a state older than the searcher's, and the resume failed)
+            states = tmp_path / "bucket" / "s" / "ray" / "tune"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and max(
+                    (p.read_text().count("TERMINATED") for p in states.glob("experiment_state-*.json")), default=0) < 3:
+                time.sleep(0.2)
             proc.send_signal(signal.SIGKILL)  # no handler runs, nothing is flushed: as when the machine dies
             break
     proc.wait(timeout=60)
