@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_supernet(storage: Storage) -> Path:
-    best = storage.file_path("best.json") if storage.given else storage.root / "best.json"
+    best = storage.pulled(storage.root / "best.json")
     if not best.exists():
         raise UserError(f"no --supernet given and no {best} (run a search first, or pass --supernet FILE)")
     supernet = (read_json_file(best).get("search") or {}).get("supernet")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nas.errors import UserError
 
-RESULTS = Path("results")
+RESULTS = Path("results")     # the storage when --storage is not given (nas.runs.storage)
 MODEL = "model.pt"              # a retrain folder's model file: what nas.hub.load_model reads
 RANKING_DIR = "ranking"         # a supernet's ranking checks, beside it
 SUPERNET = "supernet.pt"        # a supernet run's final weights, settings and space: what a search loads

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from nas.errors import UserError, first_line
+from nas.runs.layout import RESULTS
 
-DEFAULT_STORAGE = "results"
 RAY_FOLDER = "ray"  # a run folder's Ray storage (a local storage only: a URI storage holds it beside the mirror)
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -61,7 +61,7 @@ class Storage:
         """``--storage`` as given (None: the default ``results``), checked: a URI must open and take a file, a
         folder must be writable; else UserError, before any work."""
         if value is None:
-            return cls(DEFAULT_STORAGE)
+            return cls(RESULTS)
         if not value.strip():
             raise UserError("--storage '': expected a folder or a URI such as s3://bucket/prefix")
         if not is_uri(value):
