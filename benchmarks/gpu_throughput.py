@@ -51,17 +51,11 @@ from nas.settings import ModelOptions  # noqa: E402
 from nas.settings import DataConfig, TrainConfig  # noqa: E402
 from nas.train.steps import WorkerContext  # noqa: E402
 from nas.train.trainer import Trainer
-from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, parse_flops  # noqa: E402
+from searchspace import DEPLOYMENT, SearchSpace, parse_flops, published_arch  # noqa: E402
 from supernet import MixerNet, make_path_sampler  # noqa: E402
 
 SECTIONS = ("swin", "dwconv", "supernet", "extended")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def published_arch(mixer: str, kernel: int = 7, pool_op: str = "merge") -> Arch:
-    """Swin-T / DWNet-T / dynamic DWNet-T (I-D-DWNet-T, ...): depths 2-2-6-2, pooling at stages 2-4."""
-    return Arch(tuple(StageChoice(mixer, kernel, depth, pool, pool_op if pool == 2 else "merge")
-                      for depth, pool in ((2, 1), (2, 2), (6, 2), (2, 2))))
 
 
 def device_name(device: torch.device) -> str:

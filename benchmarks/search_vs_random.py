@@ -10,6 +10,11 @@ supernet's stand-alone cache with ``launch.py check-ranking``. Reported: the bes
 archs' median of their means, and the seed-to-seed spread (the mean over the archs of max - min across seeds).
 The search wins if best - median > spread.
 
+``--seed-models`` adds the seed papers' networks as points of the space (Swin-T, DWNet-T and dynamic DWNet-T:
+depths 2-2-6-2, kernel or window 7; ``searchspace.PUBLISHED_MODELS``), trained with the same recipe and seeds, and
+compares the searched arch with the best of them within the budget by the same rule (margin over the seed spread).
+``--random 0 --seed-models`` trains only those.
+
 One draw of five archs can be friendly or not (2026-11-29: +10.6 points on one draw, -0.5 on another), so
 ``--seed 0,1,2`` draws several sets at once: the verdict per draw, and pooled over every distinct random arch of the
 draws, from one Ray run (the runs any draw shares with another, or with an earlier run, are trained once). Writes
@@ -32,12 +37,15 @@ from nas.ranking.check import check_ranking  # noqa: E402
 from nas.settings import TrainConfig  # noqa: E402
 from nas.settings import RankingConfig
 from nas.train.supernet import load_supernet_state  # noqa: E402
-from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, parse_flops  # noqa: E402
+from searchspace import (DEPLOYMENT, PUBLISHED_MODELS, Arch, SearchSpace, arch_cost, format_flops,  # noqa: E402
+                         parse_flops, published_arch)
 from searchspace.arch import load_arch_file, read_json_file  # noqa: E402
 
 
 def random_archs(space: SearchSpace, budget: float, count: int, seed: int, exclude: set[str]) -> list[Arch]:
     rng, archs = random.Random(seed), {}
+    if count == 0:
+        return []
     for _ in range(100_000):
         arch = space.sample(rng)
         if arch.key() not in exclude and arch_cost(arch, DEPLOYMENT).flops <= budget:
@@ -58,13 +66,32 @@ def parse_draws(text: str) -> list[int]:
     return draws
 
 
+def seed_spread(rows: list[dict]) -> float:
+    """The mean over ``rows`` (ranking-report rows) of max - min of their per-seed test top-1."""
+    return statistics.fmean(max(r["standalone_top1_per_seed"]) - min(r["standalone_top1_per_seed"]) for r in rows)
+
+
+def compare_with_seed_models(best: dict, models: dict[str, dict], budget: float) -> dict:
+    """The searched arch against the best seed model within ``budget`` (rows by model name), beside the spread over
+    all of them."""
+    within = {name: r for name, r in models.items() if r["flops"] <= budget}
+    if not within:
+        return {"verdict": "no seed model within the budget"}
+    name, strongest = max(within.items(), key=lambda item: item[1]["standalone_top1"])
+    spread = seed_spread([best, *models.values()])
+    margin = best["standalone_top1"] - strongest["standalone_top1"]
+    return {"best_seed_model": name, "best_seed_model_top1": strongest["standalone_top1"],
+            "best_seed_model_gflops": strongest["flops"] / 1e9, "margin": margin, "seed_spread": spread,
+            "fewer_flops": best["flops"] < strongest["flops"],
+            "verdict": f"search {'beats' if margin > spread else 'does not beat'} the best seed model ({name})"}
+
+
 def compare(best: dict, randoms: list[dict]) -> dict:
     """The rule: the searched arch's mean top-1 against the random archs' median, beside the seed-to-seed spread
     (the mean over all these archs of max - min across seeds). ``best`` and ``randoms`` are rows of the ranking
     report (``standalone_top1``, ``standalone_top1_per_seed``)."""
     median = statistics.median(r["standalone_top1"] for r in randoms)
-    spread = statistics.fmean(max(r["standalone_top1_per_seed"]) - min(r["standalone_top1_per_seed"])
-                              for r in [best, *randoms])
+    spread = seed_spread([best, *randoms])
     margin = best["standalone_top1"] - median
     return {"random_median_top1": median, "margin": margin, "seed_spread": spread,
             "beaten_randoms": sum(best["standalone_top1"] > r["standalone_top1"] for r in randoms),
@@ -77,6 +104,8 @@ def main() -> int:
     p.add_argument("--supernet", default=None, help="default: the one named in --best")
     p.add_argument("--budget", default=None, help="default: the search's budget, from --best")
     p.add_argument("--random", type=int, default=5, help="random archs within the budget")
+    p.add_argument("--seed-models", action="store_true",
+                   help="also train Swin-T, DWNet-T and dynamic DWNet-T as points of the space, and compare with them")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", default="0", help="the random draw, or a comma list of draws (0,1,2): the verdict per "
                    "draw and over all their archs")
@@ -100,23 +129,27 @@ def main() -> int:
     best = space.validate(load_arch_file(args.best)[0], source=args.best)
     drawn = {d: random_archs(space, budget, args.random, d, {best.key()}) for d in draws}
     randoms = list({a.key(): a for archs in drawn.values() for a in archs}.values())  # distinct, in draw order
-    archs = [best, *randoms]
+    models = ({name: space.validate(published_arch(mixer), source=name) for name, mixer in PUBLISHED_MODELS.items()}
+              if args.seed_models else {})
+    archs = list({a.key(): a for a in (best, *randoms, *models.values())}.values())
     rule = (f"the search's best ({args.best}) and {args.random} uniform draws within {format_flops(budget)} FLOPs, "
-            + ", ".join(f"random.Random({d})" for d in draws))
+            + ", ".join(f"random.Random({d})" for d in draws)
+            + (f"; the seed models {', '.join(models)}" if models else ""))
     print(rule, flush=True)
     cfg = RankingConfig(budget_flops=budget, archs=len(archs), seeds=args.seeds, seed=draws[0],
                         cpus_per_trial=args.cpus_per_trial)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    stem = "search_vs_random-seed" + "-".join(map(str, draws))
+    stem = "search_vs_random-seed" + "-".join(map(str, draws)) + ("-models" if models else "")
     report = check_ranking(supernet, archs, cfg, train, rule=rule, report_dir=Path(args.out_dir) / stem,
                            state=state)
 
     rows = {r["arch"]: r for r in report["archs"]}
     best_row = rows[best.key()]
-    per_draw = [{"draw": d, **compare(best_row, [rows[a.key()] for a in drawn[d]])} for d in draws]
-    pooled = compare(best_row, [rows[a.key()] for a in randoms])
+    per_draw = [{"draw": d, **compare(best_row, [rows[a.key()] for a in drawn[d]])} for d in draws] if randoms else []
+    pooled = compare(best_row, [rows[a.key()] for a in randoms]) if randoms else {}
     keys_of = {d: {a.key() for a in drawn[d]} for d in draws}
-    table = [{"role": "searched" if r["arch"] == best.key() else "random",
+    model_of = {a.key(): name for name, a in models.items()}
+    table = [{"role": "searched" if r["arch"] == best.key() else model_of.get(r["arch"], "random"),
               "draws": "/".join(str(d) for d in draws if r["arch"] in keys_of[d]), "arch": r["arch"],
               "gflops": round(r["flops"] / 1e9, 3), "inherited_val_top1": r["inherited_top1"],
               "standalone_test_top1": r["standalone_top1"],
@@ -125,13 +158,20 @@ def main() -> int:
         print(f"{row['role']:<9} {row['draws']:<6} {row['arch']:<34} {row['gflops']:6.2f} GFLOPs  inherited "
               f"{row['inherited_val_top1']:.4f}  alone {row['standalone_test_top1']:.4f} ({row['per_seed']})")
     for name, c in [*((f"draw {c['draw']}", c) for c in per_draw),
-                    *([(f"all {len(randoms)} random archs", pooled)] if len(draws) > 1 else [])]:
+                    *([(f"all {len(randoms)} random archs", pooled)] if len(draws) > 1 and randoms else [])]:
         print(f"{name}: searched {best_row['standalone_top1']:.4f} vs random median {c['random_median_top1']:.4f}: "
               f"margin {c['margin']:+.4f}, seed-to-seed spread {c['seed_spread']:.4f}, beats "
               f"{c['beaten_randoms']} of the random archs -> the {c['verdict']}")
+    against_models = compare_with_seed_models(best_row, {n: rows[a.key()] for n, a in models.items()}, budget)
+    if models:
+        c = against_models
+        print(f"seed models: searched {best_row['standalone_top1']:.4f} ({best_row['flops'] / 1e9:.2f} GFLOPs) vs "
+              f"{c.get('best_seed_model')} {c.get('best_seed_model_top1', float('nan')):.4f} "
+              f"({c.get('best_seed_model_gflops', float('nan')):.2f} GFLOPs): margin {c.get('margin', float('nan')):+.4f}, "
+              f"seed-to-seed spread {c.get('seed_spread', float('nan')):.4f} -> the {c['verdict']}")
     summary = {"rule": rule, "supernet": str(supernet), "budget_flops": budget, "recipe": train.to_dict(),
                "seeds": args.seeds, "searched_top1": best_row["standalone_top1"], **pooled, "draws": per_draw,
-               "kendall_tau_over_these": report["kendall_tau"]}
+               "seed_models": against_models if models else None, "kendall_tau_over_these": report["kendall_tau"]}
     path = write_rows(args.out_dir, stem, summary, table)
     print(f"wrote {path}.json/.csv")
     return 0

@@ -1,5 +1,6 @@
 """Choices and costs of the mixer search space. No tensors, no training."""
-from .arch import Arch, StageChoice, atomic_path, load_arch_file, save_arch_file, write_json_atomic
+from .arch import (PUBLISHED_MODELS, Arch, StageChoice, atomic_path, load_arch_file, published_arch, save_arch_file,
+                   write_json_atomic)
 from .budget import (Budget, check_budget_covers_cheapest, format_flops, format_params, parse_flops, parse_latency,
                      parse_params)
 from .cost import Cost, arch_cost, stage_resolutions
@@ -11,7 +12,7 @@ from .settings import DEPLOYMENT, SMALL, NetSettings
 from .space import KNOWN_MIXERS, SearchSpace, StageSpace
 
 __all__ = [
-    "Arch", "StageChoice", "atomic_path", "load_arch_file", "save_arch_file", "write_json_atomic",
+    "PUBLISHED_MODELS", "Arch", "StageChoice", "atomic_path", "published_arch", "load_arch_file", "save_arch_file", "write_json_atomic",
     "Budget", "check_budget_covers_cheapest", "format_flops", "format_params", "parse_flops", "parse_latency",
     "parse_params",
     "Cost", "arch_cost", "stage_resolutions", "SpaceError", "dearest_arch_within", "extreme_archs",

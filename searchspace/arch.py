@@ -127,6 +127,18 @@ def load_arch_file(path: str | os.PathLike) -> tuple[Arch, dict[str, Any]]:
     return arch, extra
 
 
+# The seed papers' networks as points of the space: the tiny (-T) macro network, depths 2-2-6-2, the map halved
+# before stages 2-4. Swin-T is window attention 7, DWNet-T a static depth-wise conv 7, dynamic DWNet-T a dynamic one.
+PUBLISHED_DEPTHS_POOLS = ((2, 1), (2, 2), (6, 2), (2, 2))
+PUBLISHED_MODELS = {"Swin-T": "window_attention", "DWNet-T": "dwconv", "dynamic DWNet-T": "dynamic_dwconv"}
+
+
+def published_arch(mixer: str, kernel: int = 7, pool_op: str = DEFAULT_POOL_OP) -> Arch:
+    """The -T macro network with ``mixer`` at ``kernel`` in every stage (``PUBLISHED_MODELS`` names the seeds')."""
+    return Arch(tuple(StageChoice(mixer, kernel, depth, pool, pool_op if pool == 2 else DEFAULT_POOL_OP)
+                      for depth, pool in PUBLISHED_DEPTHS_POOLS))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temp path beside ``path`` to write to; renamed onto ``path`` when the block succeeds, removed

@@ -43,6 +43,19 @@ def briefly_trained_supernet(space: SearchSpace, steps: int = 6):
     return net.eval()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The tests' own machine cache (storage mirrors, decoded image folders), never the user's home: also for the
+    launch.py processes they start, which inherit it. A test may still point MIXERNAS_CACHE elsewhere."""
+    previous = os.environ.get("MIXERNAS_CACHE")
+    os.environ["MIXERNAS_CACHE"] = str(tmp_path_factory.mktemp("mixernas-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MIXERNAS_CACHE", None)
+    else:
+        os.environ["MIXERNAS_CACHE"] = previous
+
+
 @pytest.fixture
 def space() -> SearchSpace:
     return SearchSpace.default()

@@ -15,13 +15,14 @@ The splits are a property of the dataset, never of a run's seed: every run, seed
   validation and 3,000 train, both splits stratified by class.
 * ``cifar10`` / ``cifar100``: a local folder in the standard *python* pickle format (read here directly, no md5
   checks). Test = the test batch; validation = 10% of the train batches; train = the rest.
-* ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` read through ``timm.data.create_dataset``.
+* ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` (:mod:`nas.data.folders`).
   Test = ``ROOT/val``; validation = 10% of ``ROOT/train`` (at most 10,000 images); train = the rest.
 
-Digits and CIFAR live in memory as uint8 tensors (:class:`nas.data.tensors.InMemoryImages`) and are served as
-whole batches on the training device, augmented there (timm's random resized crop and flip, batched). Image
-folders use timm's transforms (``timm.data.create_transform``) in DataLoader worker processes. Every bad input
-raises :class:`nas.errors.UserError`.
+Digits, CIFAR and image folders that fit in memory at the run's side (decoded once, cached) live in memory as uint8
+tensors (:class:`nas.data.tensors.InMemoryImages`) and are served as whole batches on the training device, augmented
+there (timm's random resized crop and flip, batched). Larger image folders use timm's transforms
+(``timm.data.create_transform``) in DataLoader worker processes. Every bad input raises
+:class:`nas.errors.UserError`.
 
 Determinism: :func:`make_loader` seeds a ``torch.Generator`` that drives shuffling and the random augmentation.
 In-memory batches draw every random number from it. timm/torchvision augmentations draw from Python's ``random``
@@ -40,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Subset
 
+from nas.data.folders import IN_MEMORY_BYTES, FolderListing, ImageFiles, decoded_images, report_unreadable
+from nas.data.loaders import default_loader_workers
 from nas.data.splits import MNIST_VAL, SPLIT_SEED, DataBundle, stratified_holdout, validation_count
 from nas.data.tensors import CropFlip, InMemoryImages
 from nas.errors import UserError
@@ -55,6 +58,8 @@ MNIST_TEST = 1000          # of the 5,000 embedded digits
 # Mild training augmentation: random-resized-crop area range and aspect range.
 MNIST_SCALE, MNIST_RATIO = (0.7, 1.0), (0.9, 1.0 / 0.9)
 CIFAR_SCALE, CIFAR_RATIO = (0.6, 1.0), (3.0 / 4.0, 4.0 / 3.0)
+IMAGENET_SCALE = (0.08, 1.0)  # timm's (and torchvision's) random-resized-crop default
+SMALL_PHOTO = 64  # photos at up to this side train with CIFAR's crop (CIFAR_SCALE), larger ones with IMAGENET_SCALE
 
 _CIFAR = {  # name: (sub-folder, train files, test file, label key, num classes, mean, std)
     "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
@@ -197,60 +202,74 @@ def _build_cifar(cfg: DataConfig, img_size: int) -> DataBundle:
 
 # ------------------------------------------------------------------------------------------------- imagefolder
 
-def _class_folders(split_dir: Path) -> list[str]:
-    from timm.utils.misc import natural_key
-    return sorted((p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=natural_key)
+def _photo_augment(side: int) -> CropFlip:
+    """Small photos (CIFAR-sized) keep most of the frame, as CIFAR's crop does; larger ones take timm's
+    ImageNet crop (8-100% of the area)."""
+    if side <= SMALL_PHOTO:
+        return CropFlip(CIFAR_SCALE, CIFAR_RATIO, hflip=0.5)
+    return CropFlip(IMAGENET_SCALE, CIFAR_RATIO, hflip=0.5)
 
 
-def _build_imagefolder(cfg: DataConfig, img_size: int) -> DataBundle:
-    from timm.data import create_dataset, create_transform
+def _build_imagefolder(cfg: DataConfig, img_size: int, in_memory: bool | None) -> DataBundle:
+    listing = FolderListing.read(cfg.root_dir())
+    train_idx, val_idx = stratified_holdout(listing.train_labels, validation_count(len(listing.train_labels)))
+    common = dict(num_classes=len(listing.classes), in_chans=3, img_size=img_size, name="imagefolder")
+    if in_memory is None:
+        in_memory = listing.decoded_bytes(img_size) <= IN_MEMORY_BYTES
+    if in_memory:
+        return _imagefolder_in_memory(cfg, listing, img_size, train_idx, val_idx, common)
 
-    root = cfg.root_dir()
-    split_dirs = {}
-    for split in ("train", "val"):
-        split_dirs[split] = root / split
-        if not split_dirs[split].is_dir():
-            raise UserError(f"imagefolder root {str(root)!r}: no {split}/ sub-folder (expected {split}/<class>/...)")
-    classes = _class_folders(split_dirs["train"])
-    if not classes:
-        raise UserError(f"{str(split_dirs['train'])!r}: no class folders")
-    val_classes = _class_folders(split_dirs["val"])
-    if val_classes != classes:
-        missing = sorted(set(classes) - set(val_classes))
-        extra = sorted(set(val_classes) - set(classes))
-        raise UserError(f"{str(split_dirs['val'])!r}: class folders differ from train/ "
-                        f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                        f"extra {extra[:5]}{'...' if len(extra) > 5 else ''})")
-    class_map = {name: i for i, name in enumerate(classes)}
+    from timm.data import create_transform
 
     train_tf = create_transform(img_size, is_training=cfg.augment, interpolation="bilinear",
                                 mean=IMAGENET_MEAN, std=IMAGENET_STD)  # timm's ImageNet defaults when augmenting
     eval_tf = create_transform(img_size, is_training=False, interpolation="bilinear",
                                mean=IMAGENET_MEAN, std=IMAGENET_STD)  # resize to size / 0.875, centre crop
+    # The validation images come from train/ too, with the eval transform: a second dataset over the same files.
+    train_all = ImageFiles(listing.train_files, listing.train_labels, train_tf)
+    val = Subset(ImageFiles(listing.train_files, listing.train_labels, eval_tf), val_idx.tolist())
+    test = ImageFiles(listing.test_files, listing.test_labels, eval_tf)
+    return DataBundle(train=Subset(train_all, train_idx.tolist()), val=val, test=test,
+                      indices={"train": train_idx, "val": val_idx, "test": np.arange(len(test))}, **common)
 
-    def dataset(split, transform):
-        try:
-            return create_dataset("", root=str(split_dirs[split]), split=split, search_split=False,
-                                  class_map=class_map, input_img_mode="RGB", transform=transform)
-        except RuntimeError as exc:  # timm: "Found 0 images in subfolders of ..."
-            raise UserError(f"{str(split_dirs[split])!r}: {str(exc).splitlines()[0]}") from None
 
-    train_all = dataset("train", train_tf)
-    labels = np.array([target for _, target in train_all.reader.samples], dtype=np.int64)
-    train_idx, val_idx = stratified_holdout(labels, validation_count(len(labels)))
-    # The validation images come from train/ too, with the eval transform: a second reader over the same files.
-    val = Subset(dataset("train", eval_tf), val_idx.tolist())
-    test = dataset("val", eval_tf)
-    return DataBundle(train=Subset(train_all, train_idx.tolist()), val=val, test=test, num_classes=len(classes),
-                      in_chans=3, img_size=img_size, name="imagefolder",
-                      indices={"train": train_idx, "val": val_idx, "test": np.arange(len(test))})
+def _imagefolder_in_memory(cfg: DataConfig, listing: FolderListing, img_size: int, train_idx: np.ndarray,
+                           val_idx: np.ndarray, common: dict) -> DataBundle:
+    """The folder decoded once at ``img_size`` and served as device batches. The splits are those of the
+    file-by-file path; a file that cannot be read is left out of its split."""
+    decoded = decoded_images(listing, img_size, workers=default_loader_workers())
+    report_unreadable(decoded, len(listing.train_files) + len(listing.test_files))
+    lost = {path for path, _ in decoded.unreadable}
+    # position of each readable train/ file in the decoded array (-1: unreadable)
+    position = np.full(len(listing.train_files), -1, dtype=np.int64)
+    readable = np.array([p not in lost for p in listing.train_files], dtype=bool)
+    position[readable] = np.arange(int(readable.sum()))
+    images, labels = torch.from_numpy(decoded.images), torch.from_numpy(decoded.labels)
+
+    def split(idx: np.ndarray, augment: CropFlip | None) -> tuple[InMemoryImages, np.ndarray]:
+        idx = idx[position[idx] >= 0]
+        rows = torch.from_numpy(position[idx])
+        return InMemoryImages(images[rows], labels[rows], IMAGENET_MEAN, IMAGENET_STD, augment), idx
+
+    train, train_idx = split(train_idx, _photo_augment(img_size) if cfg.augment else None)
+    val, val_idx = split(val_idx, None)
+    test_readable = np.array([p not in lost for p in listing.test_files], dtype=bool)
+    test = InMemoryImages(images[decoded.n_train:].contiguous(), labels[decoded.n_train:], IMAGENET_MEAN,
+                          IMAGENET_STD)
+    if min(len(train), len(val) or 1, len(test)) == 0:
+        raise UserError(f"{str(listing.root)!r}: no readable images left in a split "
+                        f"({len(train)} train, {len(val)} validation, {len(test)} test)")
+    return DataBundle(train=train, val=val, test=test, indices={"train": train_idx, "val": val_idx,
+                                                                 "test": np.flatnonzero(test_readable)}, **common)
 
 
 # --------------------------------------------------------------------------------------------------- factories
 
-def build_data(cfg: DataConfig) -> DataBundle:
-    """Train, validation and test datasets for ``cfg``; raises UserError on any bad input."""
+def build_data(cfg: DataConfig, *, in_memory: bool | None = None) -> DataBundle:
+    """Train, validation and test datasets for ``cfg``; raises UserError on any bad input.
+
+    ``in_memory`` (image folders only): decode every image once and serve device batches (True), or read the files
+    each epoch (False); None decides by size (:data:`nas.data.folders.IN_MEMORY_BYTES`)."""
     if cfg.dataset not in DATASETS:
         raise UserError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
     img_size = cfg.side
@@ -262,7 +281,7 @@ def build_data(cfg: DataConfig) -> DataBundle:
     elif cfg.dataset in _CIFAR:
         bundle = _build_cifar(cfg, img_size)
     else:
-        bundle = _build_imagefolder(cfg, img_size)
+        bundle = _build_imagefolder(cfg, img_size, in_memory)
     if cfg.train_subset is not None:
         if isinstance(cfg.train_subset, bool) or not isinstance(cfg.train_subset, int) or cfg.train_subset < 1:
             raise UserError(f"train subset must be a positive number of images, got {cfg.train_subset!r}")

@@ -2,6 +2,7 @@
 that refuse a wrong path in one line. No torch: the commands call these before their heavy imports."""
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,11 @@ RUN_CONFIG = "config.json"      # every run's settings, written before any work
 SUGGESTIONS = "suggestions.jsonl"  # a search's suggestions, in order: each became a trial or was rejected
 OLD_SUGGESTIONS = "rejected.jsonl"  # its name before issue #11
 RANKING_SUMMARY = "ranking.json"
+
+
+def cache_root() -> Path:
+    """This machine's cache: storage mirrors and decoded image folders ($MIXERNAS_CACHE, else ~/.cache/mixernas)."""
+    return Path(os.path.abspath(os.environ.get("MIXERNAS_CACHE") or Path.home() / ".cache" / "mixernas"))
 
 
 def ranking_dir(supernet_path: str | Path) -> Path:

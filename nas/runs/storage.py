@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from nas.errors import UserError, first_line
-from nas.runs.layout import RESULTS
+from nas.runs.layout import RESULTS, cache_root
 
 RAY_FOLDER = "ray"  # a run folder's Ray storage (a local storage only: a URI storage holds it beside the mirror)
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -30,7 +30,7 @@ def is_uri(value: str) -> bool:
 
 def mirror_root(uri: str) -> Path:
     """The local folder that mirrors ``uri`` in this process (MIXERNAS_CACHE, else ~/.cache/mixernas)."""
-    cache = Path(os.path.abspath(os.environ.get("MIXERNAS_CACHE") or Path.home() / ".cache" / "mixernas"))
+    cache = cache_root()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", uri.split("?", 1)[0])[-60:].strip("_")
     return cache / "storage" / f"{readable}-{hashlib.sha1(uri.encode()).hexdigest()[:10]}"
 

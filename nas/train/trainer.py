@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from nas.data.folders import take_unreadable
 from nas.data.loaders import make_loader
 from nas.data.splits import DataBundle
 from nas.errors import UserError
@@ -40,6 +42,9 @@ from searchspace import Arch
 from supernet import PathSampler
 
 HOST_READ_EVERY = 8  # training steps between reads of the loss on the host (see Trainer.train_epoch)
+# A run whose first steps say it will take longer than this says so, with the flags that make it smaller: a
+# 224 px image folder on a CPU takes hours an epoch, and a user should not learn that from the progress bar alone.
+SLOW_RUN_S = 3600.0
 
 
 class Trainer:
@@ -146,6 +151,7 @@ class Trainer:
         # and on a GPU a wait at every step keeps Python from queueing the next step's kernels meanwhile.
         total_loss = torch.zeros((), device=self.ctx.device)
         seen, start = 0, time.perf_counter()
+        read_times: list[float] = []
         bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True, mininterval=0.5)
         for step, (x, y) in enumerate(bar):
@@ -176,6 +182,10 @@ class Trainer:
             seen += y.shape[0]
             if (step + 1) % HOST_READ_EVERY == 0 or step + 1 == self.steps_per_epoch:
                 mean_loss = self._read_loss(total_loss, seen, epoch, step)
+                if epoch == self.start_epoch and step + 1 in (HOST_READ_EVERY, 2 * HOST_READ_EVERY):
+                    read_times.append(time.perf_counter())
+                    if len(read_times) == 2:  # timed after the first steps, which warm up
+                        self._warn_if_slow((read_times[1] - read_times[0]) / HOST_READ_EVERY, epoch, step + 1)
                 bar.set_postfix(loss=f"{mean_loss:.3f}",
                                 img_s=f"{seen * self.ctx.world_size / (time.perf_counter() - start):.0f}")
         bar.close()
@@ -189,6 +199,19 @@ class Trainer:
         elapsed = time.perf_counter() - start
         return {"train_loss": mean_loss, "images_per_s": seen * self.ctx.world_size / elapsed,
                 "epoch_time_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _warn_if_slow(self, step_s: float, epoch: int, steps_done: int) -> None:
+        """One line when the run's remaining steps at ``step_s`` seconds each add up to more than SLOW_RUN_S."""
+        remaining = (self.cfg.epochs - epoch) * self.steps_per_epoch - steps_done
+        estimate = remaining * step_s
+        if estimate <= SLOW_RUN_S or not self.progress:
+            return
+        side = self.data.img_size
+        smaller = "--img-size 32" if side > 64 else f"--img-size {max(8, side // 2)}"
+        tqdm.write(f"note: this run will take about {estimate / 3600:.1f} h at this pace ({self.cfg.epochs} epochs x "
+                   f"{self.steps_per_epoch:,} steps of {self.cfg.batch_size} images at {side} px, "
+                   f"{step_s:.2f} s a step); for a smaller one: {smaller}, --train-subset N or "
+                   f"--epochs N", file=sys.stdout)
 
     @staticmethod
     def _read_loss(total_loss: torch.Tensor, seen: int, epoch: int, step: int) -> float:
@@ -225,6 +248,10 @@ class Trainer:
             metrics = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if self.ctx.is_main:
                 metrics.update(self.validate(epoch))
+            unreadable = take_unreadable(self.data.train) + take_unreadable(self.data.val)
+            if unreadable and self.ctx.is_main:
+                print(f"warning: epoch {epoch + 1}: {unreadable:,} reads of unreadable image files, each served "
+                      f"the next readable file instead", flush=True)
             self.history.append(metrics)
             saved = None
             if self.ctx.is_main:

@@ -4,14 +4,15 @@ import sys
 
 import pytest
 
-from benchmarks.search_vs_random import compare, parse_draws, random_archs
+from benchmarks.search_vs_random import compare, compare_with_seed_models, parse_draws, random_archs
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from tests.conftest import ROOT
 
 
-def row(*per_seed: float) -> dict:
-    return {"standalone_top1": sum(per_seed) / len(per_seed), "standalone_top1_per_seed": list(per_seed)}
+def row(*per_seed: float, flops: float = 1e9) -> dict:
+    return {"standalone_top1": sum(per_seed) / len(per_seed), "standalone_top1_per_seed": list(per_seed),
+            "flops": flops}
 
 
 def test_draws_are_seeded_within_the_budget_distinct_and_exclude_the_pick():
@@ -23,6 +24,22 @@ def test_draws_are_seeded_within_the_budget_distinct_and_exclude_the_pick():
     assert {a.key() for a in random_archs(space, 4.5e9, 5, 2, exclude=set())} != {a.key() for a in first}
     without = random_archs(space, 4.5e9, 5, 1, exclude={first[0].key()})
     assert first[0].key() not in {a.key() for a in without}
+
+
+def test_no_random_archs_is_an_empty_draw():
+    assert random_archs(SearchSpace.default(), 4.5e9, 0, 0, exclude=set()) == []
+
+
+def test_the_pick_meets_the_best_seed_model_within_the_budget():
+    models = {"Swin-T": row(0.70, 0.70, flops=4.51e9),  # the strongest, but over a 4.5 GFLOPs budget
+              "DWNet-T": row(0.58, 0.60, flops=3.74e9), "dynamic DWNet-T": row(0.55, 0.56, flops=3.77e9)}
+    c = compare_with_seed_models(row(0.64, 0.66, flops=3.0e9), models, 4.5e9)
+    assert c["best_seed_model"] == "DWNet-T" and c["margin"] == pytest.approx(0.06)
+    assert c["seed_spread"] == pytest.approx((0.02 + 0.0 + 0.02 + 0.01) / 4) and c["fewer_flops"]
+    assert c["verdict"] == "search beats the best seed model (DWNet-T)"
+    lost = compare_with_seed_models(row(0.59, 0.59, flops=3.0e9), models, 4.5e9)  # level with DWNet-T
+    assert lost["verdict"] == "search does not beat the best seed model (DWNet-T)"
+    assert compare_with_seed_models(row(0.6), models, 1e9)["verdict"] == "no seed model within the budget"
 
 
 def test_parse_draws():

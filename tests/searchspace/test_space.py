@@ -164,3 +164,13 @@ def test_bad_space_pool_ops_are_named(stage, message):
         SearchSpace.from_dict({"stages": [{"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [1]},
                                           {**base, **stage}]}, source="s.json")
     assert message in str(err.value)
+
+
+def test_the_seed_models_are_points_of_the_default_space_at_their_published_cost():
+    from searchspace import DEPLOYMENT, PUBLISHED_MODELS, arch_cost, published_arch
+
+    space = SearchSpace.default()
+    keys = {name: space.validate(published_arch(mixer)).key() for name, mixer in PUBLISHED_MODELS.items()}
+    assert keys == {"Swin-T": "wa7x2p1-wa7x2p2-wa7x6p2-wa7x2p2", "DWNet-T": "dw7x2p1-dw7x2p2-dw7x6p2-dw7x2p2",
+                    "dynamic DWNet-T": "dd7x2p1-dd7x2p2-dd7x6p2-dd7x2p2"}
+    assert arch_cost(published_arch("window_attention"), DEPLOYMENT).flops == 4_509_194_496  # timm's Swin-T

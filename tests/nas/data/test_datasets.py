@@ -263,9 +263,9 @@ def test_imagefolder(folder_root):
     assert build_data(DataConfig(dataset="imagefolder", root=str(folder_root), augment=False)).img_size == 224
 
 
-def test_imagefolder_loader_uses_workers_and_pins_for_a_gpu(folder_root):
+def test_imagefolder_read_file_by_file_uses_loader_workers_and_pins_for_a_gpu(folder_root):
     from nas.data.loaders import default_loader_workers
-    bundle = build_data(DataConfig(dataset="imagefolder", root=str(folder_root), img_size=32))
+    bundle = build_data(DataConfig(dataset="imagefolder", root=str(folder_root), img_size=32), in_memory=False)
     loader = make_loader(bundle.train, 2, shuffle=True, seed=0)
     assert loader.num_workers == default_loader_workers() >= 1 and not loader.pin_memory
     assert loader.prefetch_factor == 4

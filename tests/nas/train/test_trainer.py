@@ -219,3 +219,38 @@ def test_the_local_device_is_cuda_only_where_torch_sees_it():
     else:
         with pytest.raises(UserError, match="^--gpu: torch sees no CUDA device"):
             local_device(True)
+
+
+@pytest.mark.parametrize("limit_s, expected_lines", [(0.0, 1), (1e9, 0)])
+def test_a_run_that_will_take_hours_says_so_once_with_the_flags_that_shrink_it(tmp_path, capsys, monkeypatch,
+                                                                                 limit_s, expected_lines):
+    from nas.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "SLOW_RUN_S", limit_s)  # every run is "slow" against a limit of 0 s
+    data = build_data(TINY_DATA)
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=0)  # 20 steps an epoch: timed over steps 9-16
+    Trainer(MixerNet.from_arch(ARCH, TINY), data, cfg, tmp_path).fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "this run will take about" in line]
+    assert len(lines) == expected_lines
+    if lines:
+        assert lines[0].startswith("note: ") and "2 epochs x 20 steps of 50 images at 32 px" in lines[0]
+        assert "--img-size 16" in lines[0] and "--train-subset N" in lines[0] and "--epochs N" in lines[0]
+
+
+def test_unreadable_files_met_in_an_epoch_are_reported_once_at_its_end(tmp_path, capsys):
+    from nas.settings import DataConfig, ModelOptions
+    from tests.image_folders import write_image_folder, write_unreadable
+
+    root = write_image_folder(tmp_path / "photos", {"cat": (10, 1), "dog": (10, 1)})
+    for i in range(2):
+        write_unreadable(root / "train" / "cat" / f"000{i}.png")  # two listed files that cannot be read
+    data = build_data(DataConfig(dataset="imagefolder", root=str(root), img_size=32), in_memory=False)
+    torch.manual_seed(0)
+    net = MixerNet.from_arch(ARCH, ModelOptions().settings(data))
+    Trainer(net, data, TrainConfig(epochs=2, batch_size=6, warmup_epochs=0), tmp_path, progress=False).fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "unreadable" in line]
+    # each epoch reads every training and validation file once (drop_last may skip a broken one in training)
+    assert [line.split(":")[0] for line in lines] == ["warning", "warning"]
+    assert lines[0].startswith("warning: epoch 1: ") and lines[1].startswith("warning: epoch 2: ")
+    assert all("each served the next readable file instead" in line for line in lines)
