@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{format_flops(budget.flops)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
 
     check_writable_dir(ranking_dir(supernet), "the ranking folder")  # beside the supernet: it may be read-only
-    from nas.ranking.check import check_ranking, describe
+    from nas.ranking.check import check_ranking, describe, describe_best_quarter
     from nas.train.supernet import load_supernet_state
 
     state = load_supernet_state(supernet)
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
           + (f"; validation + fine-tuning training loss: tau {summary['neg_val_train_loss_tau']:.3f}"
              f"; without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
              if cfg.finetune_steps else ""))
+    print(describe_best_quarter(summary))
     out = ranking_dir(supernet)
     print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")
     return 0

@@ -28,7 +28,8 @@ from ray.tune import Callback
 
 from nas.data.datasets import build_data
 from nas.errors import UserError
-from nas.ranking.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
+from nas.ranking.stats import (best_fraction_agreement, bootstrap_interval, kendall_tau, noise_ceiling_tau,
+                               spearman_rho)
 from nas.runs import checkpoint as ckpt
 from nas.runs.files import write_csv_atomic
 from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
@@ -169,11 +170,29 @@ def summarize(rows: list[dict], seed: int) -> dict:
             [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in rows], truth)),
         # Inherited top-1 without the fine-tuning steps (the same as kendall_tau when there are none).
         "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
+        # Where a search chooses: the order within the truth's best quarter, and whether its top pick is the best.
+        "best_quarter": _finite_values(best_fraction_agreement(inherited, truth, 0.25)),
     }
 
 
 def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else value  # JSON has no nan
+
+
+def _finite_values(record: dict) -> dict:
+    return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in record.items()}
+
+
+def describe_best_quarter(summary: dict) -> str:
+    """The best quarter's line: where the supernet puts the truth's best archs and what its own pick is worth."""
+    q = summary.get("best_quarter")
+    if not q:
+        return "best quarter: not measured (a check from before it was reported)"
+    tau = "n/a" if q["tau"] is None else f"{q['tau']:.2f}"
+    verdict = ("it picks the truth's best" if q["pick_rank"] == 1 else
+               f"its pick is the truth's #{q['pick_rank']}, {100 * q['pick_regret']:.2f} points below the best")
+    return (f"best quarter ({q['size']} archs by the truth): Kendall tau {tau} within them, {q['shared']} of "
+            f"{q['size']} also in the supernet's best {q['size']}; {verdict}")
 
 
 def describe(summary: dict) -> str:
@@ -234,4 +253,4 @@ def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
     plt.close(fig)
 
 
-__all__ = ["check_ranking", "last_check", "describe", "summarize"]
+__all__ = ["check_ranking", "last_check", "describe", "describe_best_quarter", "summarize"]

@@ -47,6 +47,21 @@ def bootstrap_interval(statistic: Callable[[Sequence[float], Sequence[float]], f
     return float(low), float(high)
 
 
+def best_fraction_agreement(scores: Sequence[float], truth: Sequence[float], fraction: float = 0.25) -> dict:
+    """How well ``scores`` serve a search, which keeps only the top: over the truth's best ``fraction`` of the items
+    (at least 2), Kendall tau of the scores within them (``tau``), how many of them are also among the scores'
+    best as many (``shared``, of ``size``), the truth's rank of the scores' top item (``pick_rank``, 1 = the truth's
+    best) and what choosing it loses against the truth's best (``pick_regret``, in the truth's units)."""
+    order_truth = sorted(range(len(truth)), key=lambda i: -truth[i])
+    order_scores = sorted(range(len(scores)), key=lambda i: -scores[i])
+    size = min(len(truth), max(2, math.ceil(fraction * len(truth))))
+    best = order_truth[:size]
+    pick = order_scores[0]
+    return {"size": size, "tau": kendall_tau([scores[i] for i in best], [truth[i] for i in best]),
+            "shared": len(set(best) & set(order_scores[:size])), "pick_rank": order_truth.index(pick) + 1,
+            "pick_regret": truth[order_truth[0]] - truth[pick]}
+
+
 def noise_ceiling_tau(per_item_seeds: Sequence[Sequence[float]], *, simulations: int = 1000,
                       seed: int = 0) -> float:
     """Kendall tau a perfect predictor could expect against a truth that is the mean of n noisy seeds per item.

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from nas.ranking.stats import kendall_tau, noise_ceiling_tau
+from nas.ranking.stats import best_fraction_agreement, kendall_tau, noise_ceiling_tau
 from nas.settings import FINETUNE_STEPS
 from searchspace import save_arch_file
 from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
@@ -64,6 +64,15 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert all(0 <= v <= 1 for v in as_is)
     assert summary["no_finetune_tau"] == pytest.approx(
         kendall_tau(as_is, [r["standalone_top1"] for r in summary["archs"]]), nan_ok=True)
+    # where a search chooses: the truth's best quarter (2 of 3 archs) and the supernet's pick
+    truth = [r["standalone_top1"] for r in summary["archs"]]
+    quarter = best_fraction_agreement([r["inherited_top1"] for r in summary["archs"]], truth, 0.25)
+    assert summary["best_quarter"]["size"] == 2 and summary["best_quarter"]["shared"] == quarter["shared"]
+    assert summary["best_quarter"]["pick_rank"] == quarter["pick_rank"] in (1, 2, 3)
+    inherited = [r["inherited_top1"] for r in summary["archs"]]
+    pick = inherited.index(max(inherited))
+    assert summary["best_quarter"]["pick_regret"] == pytest.approx(max(truth) - truth[pick])
+    assert "best quarter (2 archs by the truth)" in done.stdout and "supernet's best 2" in done.stdout
     assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert (work / "sn" / "ranking" / "ranking.csv").read_text().count("\n") == 4
     models = list((work / "sn" / "ranking" / "standalone").glob("*/*-seed*/model.pt"))

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from nas.ranking.stats import bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
+from nas.ranking.stats import best_fraction_agreement, bootstrap_interval, kendall_tau, noise_ceiling_tau, spearman_rho
 
 
 def test_kendall_tau_and_spearman_rho():
@@ -58,3 +58,13 @@ def test_noise_ceiling_matches_the_truth_it_models():
     assert abs(np.mean(estimates) - real) < 0.05
     more_seeds = noise_ceiling_tau(expected[:, None] + rng.normal(0, 0.04, (16, 5)), simulations=300)
     assert more_seeds > real - 0.02  # five seeds raise the ceiling
+
+
+def test_best_fraction_agreement_looks_where_a_search_chooses():
+    truth = [8, 7, 6, 5, 4, 3, 2, 1]
+    scores = [5, 6, 1, 2, 9, 3, 4, 0]  # the truth's two best in the wrong order; the top score on the truth's #5
+    got = best_fraction_agreement(scores, truth, 0.25)
+    assert got == {"size": 2, "tau": pytest.approx(-1.0), "shared": 1, "pick_rank": 5, "pick_regret": 4}
+    perfect = best_fraction_agreement(truth, truth, 0.25)
+    assert (perfect["tau"], perfect["shared"], perfect["pick_rank"], perfect["pick_regret"]) == (1.0, 2, 1, 0)
+    assert best_fraction_agreement([1, 2, 3], [3, 2, 1], 0.25)["size"] == 2  # at least two items
