@@ -5,8 +5,8 @@ order alternating between rounds) and keeps the wall time; reported per command 
 their ratio (reference / this). Every run must exit 2 with one line on stderr, in both checkouts.
 
     git worktree add /tmp/ref <commit>          # the reference, e.g. the commit before a change
-    python benchmarks/cli_refusal.py --reference /tmp/ref --rounds 5
-    python benchmarks/cli_refusal.py --reference /tmp/ref --rounds 5 --supernet results/supernet/<run>/supernet.pt
+    python -m benchmarks.cli_refusal --reference /tmp/ref --rounds 5
+    python -m benchmarks.cli_refusal --reference /tmp/ref --rounds 5 --supernet results/supernet/<run>/supernet.pt
 
 With ``--supernet FILE``, three more: flags refused by what a supernet recorded (its data settings, its space's
 cheapest arch), which the commands read from the file.
@@ -23,10 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import checkout_order, reference_checkout, run, write_rows
+from benchmarks.bench_common import ROOT, checkout_order, reference_checkout, run, write_rows
 from nas.errors import UserError
 from nas.runs.record import read_supernet_record as supernet_record
 from searchspace import save_arch_file

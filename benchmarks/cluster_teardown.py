@@ -7,27 +7,19 @@ the cluster test on it (Ray Train, which leaves a detached actor behind), sends 
 exits; then checks that no process the head had started is still alive. Reported: the median of each and their
 ratio (with drain / without).
 
-    python benchmarks/cluster_teardown.py --rounds 3
+    python -m benchmarks.cluster_teardown --rounds 3
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import checkout_order, run, write_rows
+from benchmarks.bench_common import TINY_SUPERNET_FLAGS, checkout_order, run, run_launch, write_rows
+from benchmarks.ray_cluster import RayHead, ray_executable
 from nas.errors import UserError
-from tests.cli.test_search_cli import SUPERNET_FLAGS
-from tests.conftest import run_launch
-from tests.nas.train.test_supernet import TINY_SPACE
-from tests.ray_cluster import RayHead
 
 DRAIN = {"this": False, "reference": True}  # the reference fixture left Ray's drain on SIGTERM as it is
 
@@ -37,8 +29,7 @@ def one_teardown(ray_bin: str, drain_on_sigterm: bool) -> dict:
     try:
         head.wait_until_up()
         with tempfile.TemporaryDirectory(dir="/tmp") as work:
-            (Path(work) / "space.json").write_text(json.dumps(TINY_SPACE))
-            trained = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--run-dir", "sn",
+            trained = run_launch("supernet", "--space", "tiny", *TINY_SUPERNET_FLAGS, "--run-dir", "sn",
                                  "--address", head.address, cwd=Path(work))
             if trained.returncode != 0:
                 raise RuntimeError(f"launch.py supernet failed on the cluster:\n{trained.stderr[-3000:]}")
@@ -56,9 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1:
         raise UserError(f"--rounds {args.rounds}: must be at least 1")
-    ray_bin = shutil.which("ray")
-    if ray_bin is None:
-        raise UserError("the `ray` command is not on PATH (pip install -e .)")
+    ray_bin = ray_executable()
     rows = []
     for round_index in range(args.rounds):
         for which in checkout_order(round_index):

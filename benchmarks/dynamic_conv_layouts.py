@@ -18,28 +18,24 @@ Two measurements, each interleaved A, B, ..., median of ``--repeats`` after ``--
 The layouts compute the same numbers (checked here, largest difference printed). The product keeps ``nchw``
 (docs/BENCHMARKS.md says why); this script swaps the other into the built networks only.
 
-    python benchmarks/dynamic_conv_layouts.py --out results/benchmarks/dynamic_conv_layouts     # CUDA if present
-    python benchmarks/dynamic_conv_layouts.py --device cpu --batch 4 --dtypes fp32
+    python -m benchmarks.dynamic_conv_layouts --out results/benchmarks/dynamic_conv_layouts     # CUDA if present
+    python -m benchmarks.dynamic_conv_layouts --device cpu --batch 4 --dtypes fp32
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks.bench_common import run, write_rows  # noqa: E402
-from benchmarks.gpu_throughput import (  # noqa: E402
-    add_step_arguments, autocast, device_name, make_step, published_arch, resolve_step_arguments, side_by_side)
-from searchspace import DEPLOYMENT  # noqa: E402
-from supernet import MixerNet  # noqa: E402
-from supernet.mixers import DynamicDWConvMixer, per_sample_depthwise  # noqa: E402
+from benchmarks.bench_common import run, write_rows
+from benchmarks.gpu_throughput import (add_step_arguments, autocast, device_name, make_step, published_arch,
+                                       resolve_step_arguments, side_by_side)
+from searchspace import DEPLOYMENT
+from supernet import MixerNet
+from supernet.mixers import DynamicDWConvMixer, per_sample_depthwise
 
 
 def fold_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -1,21 +1,17 @@
 """Where does a search's Pareto front put each operator? Per stage, how many front members use each
 mixer and each stage entry (pool 1, patch merging, max pooling), for one or more ``pareto.json`` files.
 
-    python benchmarks/front_operators.py results/search-A/pareto.json results/search-B/pareto.json
+    python -m benchmarks.front_operators results/search-A/pareto.json results/search-B/pareto.json
 
 Prints a markdown table per file and writes ``results/benchmarks/front_operators.json``.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from searchspace import Arch, format_flops, write_json_atomic  # noqa: E402
-from searchspace.arch import read_json_file  # noqa: E402
+from searchspace import Arch, format_flops, write_json_atomic
+from searchspace.arch import read_json_file
 
 
 def entry_label(pool: int, pool_op: str) -> str:

@@ -18,8 +18,8 @@ Sizes: 224 px at ``--batch`` (default 64 on CUDA, 4 on CPU, where a Swin-T step 
 (GPU name or CPU model and threads) goes into the output. Latency-table error: benchmarks/latency_table.py;
 supernet step vs extracted step: benchmarks/supernet_overhead.py.
 
-    python benchmarks/gpu_throughput.py --out results/benchmarks/gpu_throughput      # CUDA if present
-    python benchmarks/gpu_throughput.py --device cpu --sections dwconv supernet
+    python -m benchmarks.gpu_throughput --out results/benchmarks/gpu_throughput      # CUDA if present
+    python -m benchmarks.gpu_throughput --device cpu --sections dwconv supernet
 """
 from __future__ import annotations
 
@@ -33,26 +33,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import timm
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.optim import create_optimizer_v2
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from timm.optim import create_optimizer_v2  # noqa: E402
-
-from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.data.datasets import build_data  # noqa: E402
+from benchmarks.bench_common import run, write_rows
+from nas.data.datasets import build_data
 from nas.data.loaders import make_loader
-from nas.data.tensors import InMemoryImages  # noqa: E402
-from nas.errors import UserError  # noqa: E402
-from nas.settings import ModelOptions  # noqa: E402
-from nas.settings import DataConfig, TrainConfig  # noqa: E402
-from nas.train.steps import WorkerContext  # noqa: E402
+from nas.data.tensors import InMemoryImages
+from nas.errors import UserError
+from nas.settings import DataConfig, ModelOptions, TrainConfig
+from nas.train.steps import WorkerContext
 from nas.train.trainer import Trainer
-from searchspace import DEPLOYMENT, SearchSpace, parse_flops, published_arch  # noqa: E402
-from supernet import MixerNet, make_path_sampler  # noqa: E402
+from searchspace import DEPLOYMENT, SearchSpace, parse_flops, published_arch
+from supernet import MixerNet, make_path_sampler
 
 SECTIONS = ("swin", "dwconv", "supernet", "extended")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -267,8 +263,7 @@ def main() -> int:
         rows += supernet_epoch(args, device)
     summary = {"device": device_name(device), "command": " ".join(sys.argv), "batch": args.batch,
                "warmup": args.warmup, "repeats": args.repeats}
-    path = write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
-    print(f"outputs: {path}.json, {path}.csv")
+    write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
     return 0
 
 

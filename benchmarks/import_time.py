@@ -7,7 +7,7 @@ checkout (the checkout first on ``sys.path``, the order alternating between roun
 reported per module: the median of each and their ratio (reference / this).
 
     git worktree add /tmp/ref <commit>          # the reference, e.g. the commit before a change
-    python benchmarks/import_time.py --reference /tmp/ref --rounds 5
+    python -m benchmarks.import_time --reference /tmp/ref --rounds 5
 """
 from __future__ import annotations
 
@@ -18,10 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import checkout_order, reference_checkout, run, write_rows
+from benchmarks.bench_common import ROOT, checkout_order, reference_checkout, run, write_rows
 from nas.errors import UserError
 
 MODULES = {

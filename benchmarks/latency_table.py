@@ -10,8 +10,8 @@ The reference, in the same run: the measurement against itself. Every arch is me
 over all of them, and the table's error (against the first pass) is reported beside the second pass's
 difference from the first, the noise floor no prediction checked against one measurement can go under.
 
-    python benchmarks/latency_table.py --archs 20 --seed 0 --batch 1 --max-gflops 12
-    python benchmarks/latency_table.py --device cuda --batch 64 --max-gflops 0
+    python -m benchmarks.latency_table --archs 20 --seed 0 --batch 1 --max-gflops 12
+    python -m benchmarks.latency_table --device cuda --batch 64 --max-gflops 0
 """
 from __future__ import annotations
 
@@ -21,14 +21,10 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch
 
-from bench_common import write_rows
+from benchmarks.bench_common import ROOT, write_rows
 from nas.latency.table import load_or_build_table, table_path
 from nas.latency.timing import device_tag, measure_latency, timing_method
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
@@ -144,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         # The load average counts this benchmark's own threads too; more than those means others ran.
         print(f"note: 1-minute load average {load_start:.2f} -> {load_end:.2f} ({os.cpu_count()} CPUs, "
               f"{torch.get_num_threads()} threads here): other processes probably shared the CPU; timings are noisy")
-    path = write_rows(args.out_dir, f"latency_table-{tag}-seed{args.seed}", summary, rows)
-    print(f"wrote {path}.json and .csv")
+    write_rows(args.out_dir, f"latency_table-{tag}-seed{args.seed}", summary, rows)
     return 0
 
 

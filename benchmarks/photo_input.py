@@ -79,8 +79,7 @@ def main() -> int:
                "build_in_memory_s": round(load_s, 2), "ratio": round(ratio, 3)}
     print(f"supernet epoch of {images} images at {args.img_size} px: in memory {medians['in memory']:.1f} vs file by "
           f"file {medians['file by file']:.1f} images/s: {ratio:.2f}x (in-memory data ready in {load_s:.1f} s)")
-    path = write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
-    print(f"outputs: {path}.json, {path}.csv")
+    write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
     return 0
 
 

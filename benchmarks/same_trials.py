@@ -8,7 +8,7 @@ reference builds it, or ``--latency-table FILE`` gives it, and it is copied into
 Each side trains its own supernet, so a change to supernet training shows too.
 
     git worktree add /tmp/ref <commit>
-    python benchmarks/same_trials.py --reference /tmp/ref [--out-dir results/benchmarks/same-trials] [-- FLAGS]
+    python -m benchmarks.same_trials --reference /tmp/ref [--out-dir results/benchmarks/same-trials] [-- FLAGS]
 
 Exit code 0 when every trial matches, 1 otherwise; ``same_trials.json``/``.csv`` list both sides' trials.
 ``--reference-results DIR`` reuses a results folder the reference already wrote (its search-*/ and latency/).
@@ -24,11 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import reference_checkout, run, write_rows  # noqa: E402
-from nas.errors import UserError  # noqa: E402
+from benchmarks.bench_common import ROOT, reference_checkout, run, write_rows
+from nas.errors import UserError
 
 COMPARED = ("arch", "state", "top1")
 

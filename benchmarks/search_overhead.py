@@ -2,8 +2,8 @@
 
 Both sides evaluate archs with the same function (``nas.search.trial.trial_metrics``), the same TrialContext
 (supernet weights, data, LUT latency, budget), the same Optuna sampler, seed and trial count, and the
-same budget rule as ``BudgetGuard`` (an over-budget suggestion is told to Optuna as infeasible and never
-evaluated; an arch already evaluated is told its known result and does not count as a trial). The
+search's own suggestion filters (``nas.search.guard``: an over-budget suggestion is told to Optuna as infeasible and
+never evaluated; an arch already evaluated is told its known result and does not count as a trial). The
 in-process loop runs one trial at a time with the torch threads a Ray trial gets (``--cpus-per-trial``),
 each run in a fresh Python process (``inproc``), cold as each search's Ray trial actors are: a process
 that has already run a search evaluates the same archs 20-30% faster (``warm`` runs the loop in this
@@ -15,7 +15,7 @@ separately and excluded from the Ray figures; everything after it (Tune setup, t
 building the supernet and data) is included, as the in-process loop also builds the supernet and data
 once per run.
 
-    python benchmarks/search_overhead.py --supernet results/benchmarks/search/supernet-mnist-e2/supernet.pt
+    python -m benchmarks.search_overhead --supernet results/benchmarks/search/supernet-mnist-e2/supernet.pt
 """
 from __future__ import annotations
 
@@ -32,16 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import torch
 
-from bench_common import run
+from benchmarks.bench_common import ROOT, run
 from nas.errors import UserError
 from nas.runs import checkpoint as ckpt
 from nas.search.constraints import BudgetConstraint
-from nas.search.guard import OBJECTIVES
+from nas.search.guard import Duplicates, OverBudget, StudyPort, complete_objectives
+from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, param_name, stage_fields
 from nas.search.samplers import make_optuna_sampler
 from nas.search.trial import TrialContext, trial_metrics
@@ -93,8 +91,9 @@ def optuna_distributions(space: SearchSpace) -> dict:
 
 def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None = None,
                   max_skips: int = 500, progress: bool = False) -> dict:
-    """The search as a plain Optuna ask/tell loop in this process, one trial at a time, with
-    BudgetGuard's rule. Returns rows (like ``run_search``'s: evaluated trials and rejections) and counts."""
+    """The search as a plain Optuna ask/tell loop in this process, one trial at a time, through the search's own
+    chain of suggestion filters (``nas.search.guard``: over the budget, duplicates). Returns rows (like
+    ``run_search``'s: evaluated trials and rejections) and counts."""
     import optuna
 
     from nas.search import trial as search_mod
@@ -102,58 +101,55 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = ctx.config
     space = ctx.space
-    constraint = BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
-    study = optuna.create_study(directions=DIRECTIONS, sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials))
+    over_budget = OverBudget(BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None))
+    duplicates = Duplicates(before_tell=over_budget.before_tell)
+    port = StudyPort(optuna.create_study(directions=DIRECTIONS,
+                                         sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials)))
     dists = optuna_distributions(space)
     torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # what evaluate_trial sets in a Ray trial
     device = torch.device("cpu")
     search_mod._WORKER_CACHE.clear()  # build the supernet and data once per run, as a fresh Ray actor does
     evaluate = evaluate or (lambda arch: trial_metrics(arch, ctx, device))
     rows: list[dict] = []
-    evaluated: dict[str, list[float]] = {}
-    asks = rejected = repeats = 0
+    asks = rejected = repeats = evaluated = 0
     eval_s = 0.0
     done_at: list[float] = []  # wall-clock time of each completed trial
     start = time.perf_counter()
-    while sum(r["state"] != "rejected_over_budget" for r in rows) < cfg.trials:
+    while evaluated < cfg.trials:
         for _ in range(max_skips):
             asks += 1
-            trial = study.ask(fixed_distributions=dists)
-            arch = arch_from_params(trial.params, space.num_stages)
-            violations, told = constraint.screen(arch)  # BudgetGuard's rule
-            for name, value in violations.items():
-                trial.set_constraint(name, float(value))
-            if told is not None:
-                study.tell(trial, [told[k] for k in OBJECTIVES])
-                flops, latency = told["flops"], told["latency_ms"]
+            probe = f"probe-{asks}"
+            arch = arch_from_params(port.ask(probe, dists).params, space.num_stages)
+            handled = over_budget.screen(probe, arch, port) or duplicates.screen(probe, arch, port)
+            if handled is None:
+                break
+            if handled.reason == "rejected_over_budget":
                 rejected += 1
-                rows.append({"trial": f"probe-{asks}", "arch": arch.key(), "top1": None, "flops": flops,
-                             "params": arch_cost(arch, DEPLOYMENT).params, "latency_ms": latency,
-                             "state": "rejected_over_budget", "error": "", "stages": arch.to_dict()["stages"]})
-                continue
-            if arch.key() in evaluated:
-                study.tell(trial, evaluated[arch.key()])
+                rows.append(trial_row(probe, arch, handled.reason, flops=handled.result["flops"],
+                                      params=arch_cost(arch, DEPLOYMENT).params,
+                                      latency_ms=handled.result["latency_ms"]))
+            else:
                 repeats += 1
-                continue
-            break
         else:
             raise UserError(f"{max_skips} suggestions in a row were over the budget or already evaluated")
+        duplicates.start(probe, arch)
         t0 = time.perf_counter()
         m = evaluate(arch)
         eval_s += time.perf_counter() - t0
-        values = [m[k] for k in OBJECTIVES]
-        study.tell(trial, values)
-        evaluated[arch.key()] = values
+        objectives = complete_objectives(m, error=False)
+        duplicates.finish(probe, objectives)
+        over_budget.before_tell(probe, m, port)
+        port.tell(probe, objectives)
+        evaluated += 1
         done_at.append(time.time())
-        rows.append({"trial": f"trial-{len(evaluated):03d}", "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
-                     "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
-                     "stages": arch.to_dict()["stages"]})
+        rows.append(trial_row(f"trial-{evaluated:03d}", arch, m["state"], top1=m["top1"], flops=m["flops"],
+                              params=m["params"], latency_ms=m["latency_ms"]))
         if progress:
-            rate = len(evaluated) / (time.perf_counter() - start) * 60
-            print(f"  [{len(evaluated):>3}/{cfg.trials}] {arch.key():<34} top1 {m['top1']:.4f} "
+            rate = evaluated / (time.perf_counter() - start) * 60
+            print(f"  [{evaluated:>3}/{cfg.trials}] {arch.key():<34} top1 {m['top1']:.4f} "
                   f"{m['flops'] / 1e9:5.2f} GFLOPs {m['latency_ms']:6.1f} ms ({rate:.1f} trials/min)", flush=True)
     return {"rows": rows, "wall_s": time.perf_counter() - start, "eval_s": eval_s, "asks": asks,
-            "rejected": rejected, "repeats": repeats, "trials": len(evaluated), "done_at": done_at}
+            "rejected": rejected, "repeats": repeats, "trials": evaluated, "done_at": done_at}
 
 
 def command_line() -> str:

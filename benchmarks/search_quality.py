@@ -10,23 +10,21 @@ reference point for every run: top-1 0, FLOPs = the budget, latency = ``--latenc
 1.1 x the largest LUT latency of any arch within the budget among ``--ref-samples`` seeded random archs
 of the space, so it depends on nothing the samplers did).
 
-    python benchmarks/search_quality.py --supernet results/benchmarks/search/supernet-mnist-e2/supernet.pt
+    python -m benchmarks.search_quality --supernet results/benchmarks/search/supernet-mnist-e2/supernet.pt
 """
 from __future__ import annotations
 
 import argparse
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-
 import torch
-from search_overhead import ROOT, command_line, default_supernet_path, load_inputs, machine, make_context, run_inprocess
 
-from bench_common import run
+from benchmarks.bench_common import run
+from benchmarks.search_overhead import (ROOT, command_line, default_supernet_path, load_inputs, machine, make_context,
+                                        run_inprocess)
 from nas.errors import UserError
 from nas.search.outputs import feasible_rows, hypervolume, pareto_front
 from nas.search.trial import trial_metrics

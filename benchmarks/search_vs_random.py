@@ -1,6 +1,6 @@
 """Does the search beat random, end to end? The searched arch against random archs under the same budget.
 
-    python benchmarks/search_vs_random.py --best results/best.json --random 5 --seeds 3
+    python -m benchmarks.search_vs_random --best results/best.json --random 5 --seeds 3
 
 Rule: the search's best arch (``--best``, a best.json written by ``launch.py search``) and ``--random`` archs drawn
 uniformly from the supernet's space by ``random.Random(--seed)``, kept if within the search's FLOPs budget and
@@ -26,20 +26,18 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.errors import UserError  # noqa: E402
-from nas.ranking.check import check_ranking  # noqa: E402
-from nas.settings import TrainConfig  # noqa: E402
-from nas.settings import RankingConfig
-from nas.train.supernet import load_supernet_state  # noqa: E402
-from searchspace import (DEPLOYMENT, PUBLISHED_MODELS, Arch, SearchSpace, arch_cost, format_flops,  # noqa: E402
-                         parse_flops, published_arch)
-from searchspace.arch import load_arch_file, read_json_file  # noqa: E402
+from benchmarks.bench_common import run, write_rows
+from nas.cli.check_ranking import STANDALONE_FLAGS
+from nas.cli.flags import HelpFormatter, add_setting_flags, settings_from_args
+from nas.errors import UserError
+from nas.ranking.check import check_ranking
+from nas.settings import RankingConfig, TrainConfig
+from nas.train.supernet import load_supernet_state
+from searchspace import (DEPLOYMENT, PUBLISHED_MODELS, Arch, SearchSpace, arch_cost, format_flops, parse_flops,
+                         published_arch)
+from searchspace.arch import load_arch_file, read_json_file
 
 
 def random_archs(space: SearchSpace, budget: float, count: int, seed: int, exclude: set[str]) -> list[Arch]:
@@ -99,20 +97,17 @@ def compare(best: dict, randoms: list[dict]) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("--best", default="results/best.json", help="the search's best.json")
     p.add_argument("--supernet", default=None, help="default: the one named in --best")
     p.add_argument("--budget", default=None, help="default: the search's budget, from --best")
     p.add_argument("--random", type=int, default=5, help="random archs within the budget")
     p.add_argument("--seed-models", action="store_true",
                    help="also train Swin-T, DWNet-T and dynamic DWNet-T as points of the space, and compare with them")
-    p.add_argument("--seeds", type=int, default=3)
+    add_setting_flags(p, RankingConfig(), ("seeds", "cpus_per_trial"))
     p.add_argument("--seed", default="0", help="the random draw, or a comma list of draws (0,1,2): the verdict per "
                    "draw and over all their archs")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    add_setting_flags(p, TrainConfig(), STANDALONE_FLAGS)  # the stand-alone recipe, as check-ranking takes it
     p.add_argument("--out-dir", default="results/benchmarks")
     args = p.parse_args()
     draws = parse_draws(args.seed)
@@ -136,9 +131,9 @@ def main() -> int:
             + ", ".join(f"random.Random({d})" for d in draws)
             + (f"; the seed models {', '.join(models)}" if models else ""))
     print(rule, flush=True)
-    cfg = RankingConfig(budget_flops=budget, archs=len(archs), seeds=args.seeds, seed=draws[0],
-                        cpus_per_trial=args.cpus_per_trial)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    cfg = settings_from_args(RankingConfig(), args, ("seeds", "cpus_per_trial"), budget_flops=budget, archs=len(archs),
+                             seed=draws[0])
+    train = settings_from_args(TrainConfig(), args, STANDALONE_FLAGS)
     stem = "search_vs_random-seed" + "-".join(map(str, draws)) + ("-models" if models else "")
     report = check_ranking(supernet, archs, cfg, train, rule=rule, report_dir=Path(args.out_dir) / stem,
                            state=state)
@@ -172,8 +167,7 @@ def main() -> int:
     summary = {"rule": rule, "supernet": str(supernet), "budget_flops": budget, "recipe": train.to_dict(),
                "seeds": args.seeds, "searched_top1": best_row["standalone_top1"], **pooled, "draws": per_draw,
                "seed_models": against_models if models else None, "kendall_tau_over_these": report["kendall_tau"]}
-    path = write_rows(args.out_dir, stem, summary, table)
-    print(f"wrote {path}.json/.csv")
+    write_rows(args.out_dir, stem, summary, table)
     return 0
 
 

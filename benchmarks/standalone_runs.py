@@ -10,7 +10,7 @@ the ratio of the medians (reference / this). Both checkouts run the same jobs wi
 stand-alone top-1 must agree run for run, or the script says so and exits 1.
 
     git worktree add /tmp/ref <commit>          # the reference, e.g. the commit before a change
-    python benchmarks/standalone_runs.py --reference /tmp/ref --archs 4 --seeds 2 --rounds 1
+    python -m benchmarks.standalone_runs --reference /tmp/ref --archs 4 --seeds 2 --rounds 1
 """
 from __future__ import annotations
 
@@ -24,11 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import checkout_order, reference_checkout, run, write_rows
-
+from benchmarks.bench_common import ROOT, checkout_order, reference_checkout, run, write_rows
 from nas.errors import UserError
 
 

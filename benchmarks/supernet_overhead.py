@@ -8,7 +8,7 @@ product's training step on the same batch: zero_grad(set_to_none) -> forward -> 
 backward, clip, optimizer) summed over the paths, to show where any extra time goes. ``--profile K`` adds a
 torch.profiler comparison (self CPU time per op, supernet minus standalone) over the K paths with the largest ratio.
 
-    python benchmarks/supernet_overhead.py --paths 20 --seed 0 --batch 64 --setting small
+    python -m benchmarks.supernet_overhead --paths 20 --seed 0 --batch 64 --setting small
 """
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import torch
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.utils import dispatch_clip_grad
 
+from benchmarks.bench_common import ROOT
 from searchspace import DEPLOYMENT, SMALL, SearchSpace, arch_cost, write_json_atomic
 from supernet import MixerNet, num_params
 

@@ -15,13 +15,13 @@ The default task's truth is kept in the repository (benchmarks/truth/: draws 0-3
 so the taus of docs/BENCHMARKS.md are reproduced without its 320 stand-alone runs:
 
     python launch.py supernet --path-budget 4.5GFLOPs     # the default search's supernet, if not trained yet
-    python benchmarks/supernet_seeds.py --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
+    python -m benchmarks.supernet_seeds --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
 
 Another task's truth comes from check-ranking:
 
     python launch.py check-ranking --seed 0 && cp <supernet dir>/ranking/ranking.json ranking-draw0.json
     python launch.py check-ranking --seed 1 && cp <supernet dir>/ranking/ranking.json ranking-draw1.json
-    python benchmarks/supernet_seeds.py --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
+    python -m benchmarks.supernet_seeds --truth ranking-draw0.json ranking-draw1.json --seeds 0,1,2 [--epochs 24] \
         [--finetune-steps 0,48] [--finetune-lr-scale 2] [--recalib-batches 32] [--finetune-warmup 8] \
         [--finetune-average-last 16]
 """
@@ -30,15 +30,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_common import run, write_rows
-from finetune_variants import check_finetune_variants, evaluate_arch_variant
+from benchmarks.bench_common import ROOT, run, write_rows
+from benchmarks.experiments.finetune_variants import check_finetune_variants, evaluate_arch_variant
 from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau, noise_ceiling_tau
@@ -258,8 +254,7 @@ def main() -> int:
         (f"-avg{args.finetune_average_last}" if args.finetune_average_last else "")
     kind = "" if sampler == base.path_sampler and not args.inplace_distill else \
         f"-{sampler}{'-kd' if args.inplace_distill else ''}"
-    out = write_rows(args.out, f"supernet_seeds{kind}-e{epochs}{scale}", summary, rows)
-    print(f"wrote {out}.json and .csv")
+    write_rows(args.out, f"supernet_seeds{kind}-e{epochs}{scale}", summary, rows)
     return 0
 
 

@@ -25,6 +25,27 @@ def _log_level(logger: logging.Logger, level: int):
         logger.setLevel(saved)
 
 
+def onnx_model(module: torch.nn.Module, example: tuple, *, opset: int = ONNX_MIN_OPSET,
+               input_names: list[str] | None = None, output_names: list[str] | None = None):
+    """``module`` (in eval mode) as an ONNX model for inputs shaped as ``example``, the way ``launch.py export``
+    writes a network: torch.export (``dynamo=True``, which handles the dynamic conv's generated kernels; the
+    TorchScript exporter cannot), at ``opset``. A failed opset conversion is a UserError."""
+    # A failed opset conversion is reported below, in one line: not also as onnxscript's logged traceback.
+    converter_log = logging.getLogger("onnxscript.version_converter")
+    with torch.no_grad(), warnings.catch_warnings(), _log_level(converter_log, logging.ERROR):
+        # Shapes are constants in a fixed-size export: the tracer's warnings about them are expected.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
+                                    opset_version=opset, dynamo=True, verbose=False)
+    proto = program.model_proto
+    # torch keeps the opset it wrote when the conversion to another fails, and goes on without a word
+    written = {o.domain: o.version for o in proto.opset_import}
+    if written.get("", opset) != opset:
+        raise UserError(f"--opset {opset}: torch could not convert this network to it (it wrote opset "
+                        f"{written['']}); nothing was written")
+    return proto
+
+
 def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = ONNX_MIN_OPSET,
                 check: bool = True, atol: float = 1e-4) -> dict:
     """Write ``onnx_path`` (atomically) from the retrained model in ``run``; with ``check``, run it in
@@ -43,21 +64,9 @@ def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, 
     # torch.export (dynamo=True) handles its generated kernels; the TorchScript exporter cannot.
     example = torch.randn(batch_size, s.in_chans, s.img_size, s.img_size)
     onnx_path = Path(onnx_path)
-    # A failed opset conversion is reported below, in one line: not also as onnxscript's logged traceback.
-    converter_log = logging.getLogger("onnxscript.version_converter")
-    with (atomic_path(onnx_path) as tmp, torch.no_grad(), warnings.catch_warnings(),
-          _log_level(converter_log, logging.ERROR)):
-        # Shapes are constants in a fixed-size export: the tracer's warnings about them are expected.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # external_data=False: the weights inside the one file. By default torch put them beside it, in a data file
-        # named after the temp path, which the renamed .onnx still pointed to: a copy of it alone did not load.
-        torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                          opset_version=opset, dynamo=True, external_data=False)
-        # torch keeps the opset it wrote when the conversion to another fails, and goes on without a word
-        written = {o.domain: o.version for o in onnx.load(str(tmp), load_external_data=False).opset_import}
-        if written.get("", opset) != opset:
-            raise UserError(f"--opset {opset}: torch could not convert this network to it (it wrote opset "
-                            f"{written['']}); nothing was written")
+    proto = onnx_model(model, (example,), opset=opset, input_names=["image"], output_names=["logits"])
+    with atomic_path(onnx_path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())  # the weights inside the one file: a copy of it alone loads
     result = {"onnx": str(onnx_path), "batch_size": batch_size, "input": [batch_size, s.in_chans, s.img_size, s.img_size]}
     if check:
         try:

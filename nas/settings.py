@@ -2,7 +2,7 @@
 
 Plain dataclasses, no torch: ``launch.py`` builds its parser and refuses a bad flag from these alone, so a typo
 costs a second, not the ten it takes to import torch and timm. Every numeric field that a flag sets carries its
-range (:func:`bounded`); a record out of range cannot be made, whether a flag, a test or a saved file made it.
+range (:func:`setting`); a record out of range cannot be made, whether a flag, a test or a saved file made it.
 Settings travel as these records everywhere; they become dicts only when written to a file (``to_dict``) and
 come back through ``from_dict`` (old files pass :func:`nas.runs.migrate.migrate` first).
 """
@@ -70,10 +70,41 @@ AT_LEAST_ONE = Bound(1)
 FRACTION = Bound(0, 1, high_open=True)
 
 
-def bounded(default, flag: str, bound: Bound):
-    """A dataclass field whose value (unless None: "the default") must lie in ``bound``; ``flag`` names it in the
-    refusal, as the user typed it."""
-    return field(default=default, metadata={"flag": flag, "bound": bound})
+def setting(default, flag: str, help: str, bound: Bound | None = None, *, type=None, choices: tuple | None = None,
+            metavar: str | None = None, dest: str | None = None):
+    """A dataclass field that a command-line flag sets: the flag, its help, its range and its default are declared
+    here once, and ``nas.cli.flags`` makes the option from them. A value (unless None: "the default") must lie in
+    ``bound``; the refusal names ``flag`` as the user typed it. ``type`` is needed only where the default is None;
+    ``dest`` where two records share a field name in one command (the search's seed and its supernet's)."""
+    metadata = {"flag": flag, "help": help, "bound": bound, "type": type, "choices": choices, "metavar": metavar,
+                "dest": dest}
+    return field(default=default, metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+def recalib_batches_setting():
+    return setting(8, "--recalib-batches", "BatchNorm recalibration batches before each evaluation of a sub-network "
+                   "(0: the running statistics as they are)", NON_NEGATIVE)
+
+
+def finetune_steps_setting():
+    return setting(FINETUNE_STEPS, "--finetune-steps", "steps each arch trains alone from its inherited weights before "
+                   "it is evaluated (about an epoch of the default data; 0: the inherited weights as they are)",
+                   NON_NEGATIVE)
+
+
+def max_failures_setting():
+    return setting(MAX_FAILURES, "--max-failures", "times a Ray trial or Ray Train run whose process or node died (or "
+                   "that failed) starts again, from its last epoch where it has one", NON_NEGATIVE)
+
+
+# No range here: TrialResources refuses a negative count, or a trial of no CPU and no GPU, in its own words.
+def cpus_per_trial_setting():
+    return setting(1.0, "--cpus-per-trial", "CPUs each parallel run (Ray trial) holds", dest="cpus_per_trial")
+
+
+def gpus_per_trial_setting():
+    return setting(0.0, "--gpus-per-trial", "GPUs each parallel run holds (a fraction: a share of one)",
+                   dest="gpus_per_trial")
 
 
 def check_value(flag: str, value: float, bound: Bound) -> None:
@@ -147,23 +178,25 @@ class DataConfig(Record):
 
 @dataclass
 class TrainConfig(Record):
-    epochs: int = bounded(10, "--epochs", AT_LEAST_ONE)
-    batch_size: int = bounded(128, "--batch-size", AT_LEAST_ONE)
-    lr: float = bounded(2e-3, "--lr", POSITIVE)
+    """A training recipe. Its defaults are the stand-alone recipe (``retrain``, ``check-ranking``); the supernet's
+    differs in its epochs only (:data:`SUPERNET_RECIPE`)."""
+    epochs: int = setting(10, "--epochs", "training epochs", AT_LEAST_ONE)
+    batch_size: int = setting(64, "--batch-size", "images per step and worker", AT_LEAST_ONE)
+    lr: float = setting(2e-3, "--lr", "peak AdamW learning rate", POSITIVE)
     min_lr: float = 1e-5
-    warmup_epochs: int = bounded(1, "--warmup-epochs", NON_NEGATIVE)
-    weight_decay: float = bounded(0.05, "--weight-decay", NON_NEGATIVE)
-    label_smoothing: float = bounded(0.1, "--label-smoothing", FRACTION)
-    # Without these ranges a negative --clip-grad flipped every gradient and an --ema above 1 trained on nonsense.
-    clip_grad: float | None = bounded(5.0, "--clip-grad", NON_NEGATIVE)
-    mixup: float = bounded(0.0, "--mixup", NON_NEGATIVE)      # Mixup alpha (0: off)
-    cutmix: float = bounded(0.0, "--cutmix", NON_NEGATIVE)    # CutMix alpha (0: off)
-    ema_decay: float | None = bounded(None, "--ema", Bound(0, 1, low_open=True, high_open=True))
+    warmup_epochs: int = setting(1, "--warmup-epochs", "epochs of linear learning-rate warm-up", NON_NEGATIVE)
+    weight_decay: float = setting(0.05, "--weight-decay", "AdamW weight decay", NON_NEGATIVE)
+    label_smoothing: float = setting(0.1, "--label-smoothing", "label smoothing of the cross-entropy", FRACTION)
+    # Without these ranges a negative --clip-grad flips every gradient and an --ema above 1 trains on nonsense.
+    clip_grad: float | None = setting(5.0, "--clip-grad", "gradient norm clip (0: off)", NON_NEGATIVE)
+    mixup: float = setting(0.0, "--mixup", "Mixup alpha (0: off)", NON_NEGATIVE)
+    cutmix: float = setting(0.0, "--cutmix", "CutMix alpha (0: off)", NON_NEGATIVE)
+    ema_decay: float | None = setting(None, "--ema", "keep a model EMA of this decay, e.g. 0.999 (default: none)",
+                                      Bound(0, 1, low_open=True, high_open=True), type=float, metavar="DECAY")
     amp: bool | str = False       # False, "bf16" (autocast, no scaler) or "fp16" (autocast + grad scaling, CUDA)
-    # BatchNorm recalibration batches before each evaluation of a sub-network (0: the running statistics as they are)
-    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
+    recalib_batches: int = recalib_batches_setting()
     eval_batch_size: int = 256
-    seed: int = 0
+    seed: int = setting(0, "--seed", "training seed", dest="train_seed")
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -172,12 +205,17 @@ class TrainConfig(Record):
 
 
 
+SUPERNET_RECIPE = TrainConfig(epochs=16)  # the supernet's recipe: the stand-alone one, trained longer
+
+
 @dataclass
 class ModelOptions(Record):
     """Width and patch of the trained network; None picks by input size (small images: C=16, patch 2)."""
-    embed_dim: int | None = bounded(None, "--embed-dim", AT_LEAST_ONE)
-    patch_size: int | None = bounded(None, "--patch-size", AT_LEAST_ONE)
-    drop_path_rate: float = bounded(0.0, "--drop-path", FRACTION)
+    embed_dim: int | None = setting(None, "--embed-dim", "C, the first stage's width (default: 16 for small images, "
+                                    "else 96)", AT_LEAST_ONE, type=int)
+    patch_size: int | None = setting(None, "--patch-size", "stem patch (default: 2 for small images, else 4)",
+                                     AT_LEAST_ONE, type=int)
+    drop_path_rate: float = setting(0.0, "--drop-path", "stochastic depth rate", FRACTION)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -283,14 +321,26 @@ class RetrainJob(Record):
 
 
 @dataclass(frozen=True)
-class TrialResources:
-    """What one Ray trial holds: CPUs and (a fraction of, or whole) GPUs."""
-    cpus: float = 1.0
-    gpus: float = 0.0
+class RunOptions(Record):
+    """How a training run is carried out, beside its recipe: in this process or as Ray Train workers, and how often
+    a failed run starts again."""
+    num_workers: int = setting(1, "--num-workers", "DDP workers under Ray Train (1: train in this process)",
+                               AT_LEAST_ONE)
+    max_failures: int = max_failures_setting()
 
     def __post_init__(self) -> None:
-        # Regression: issue #11 -- ``--cpus-per-trial 0`` ended in "Cannot initialize a ResourceRequest with an
-        # empty head"; Ray's own errors for these are tracebacks.
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one Ray trial holds: CPUs and (a fraction of, or whole) GPUs."""
+    cpus: float = cpus_per_trial_setting()
+    gpus: float = gpus_per_trial_setting()
+
+    def __post_init__(self) -> None:
+        # Ray's own errors for these are tracebacks (for 0 CPUs and 0 GPUs: "Cannot initialize a ResourceRequest
+        # with an empty head").
         if not (math.isfinite(self.cpus) and math.isfinite(self.gpus)) or self.cpus < 0 or self.gpus < 0:
             raise UserError(f"--cpus-per-trial and --gpus-per-trial cannot be negative (got {self.cpus:g} and "
                             f"{self.gpus:g})")
@@ -305,19 +355,23 @@ class TrialResources:
 class SearchConfig(Record):
     budget_flops: float
     latency_budget_s: float | None = None
-    sampler: str = "tpe"
-    trials: int = bounded(32, "--trials", AT_LEAST_ONE)
-    seed: int = 0
-    latency: str = "lut"           # lut | measure
-    latency_batch: int = bounded(1, "--latency-batch", AT_LEAST_ONE)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = bounded(2, "--max-concurrent", AT_LEAST_ONE)
-    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
-    # steps each arch trains alone from its inherited weights before evaluation
-    finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
+    sampler: str = setting("tpe", "--sampler", "Optuna sampler", choices=SEARCH_SAMPLERS)
+    trials: int = setting(32, "--trials", "archs to evaluate", AT_LEAST_ONE)
+    seed: int = setting(0, "--seed", "search seed: the sampler and the BatchNorm recalibration batches (the "
+                        "supernet's own training seed is --supernet-seed)")
+    latency: str = setting("lut", "--latency", "lut: predict from a per-device table of measured blocks (built once, "
+                           "cached under results/latency); measure: time every arch", choices=LATENCY_METHODS)
+    latency_batch: int = setting(1, "--latency-batch", "batch size of latency measurements", AT_LEAST_ONE)
+    latency_table: str | None = setting(None, "--latency-table", "predict latency with this table, written by "
+                                        "latency-table on the machine the model will run on (default: a table "
+                                        "measured here, cached under results/latency)", type=str, metavar="FILE")
+    cpus_per_trial: float = cpus_per_trial_setting()
+    gpus_per_trial: float = gpus_per_trial_setting()
+    max_concurrent: int = setting(2, "--max-concurrent", "trials at once", AT_LEAST_ONE)
+    recalib_batches: int = recalib_batches_setting()
+    finetune_steps: int = finetune_steps_setting()
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
-    max_failures: int = bounded(MAX_FAILURES, "--max-failures", NON_NEGATIVE)  # retries of a failed trial
+    max_failures: int = max_failures_setting()
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -325,6 +379,9 @@ class SearchConfig(Record):
             raise UserError(f"unknown sampler {self.sampler!r} (choose from {', '.join(SEARCH_SAMPLERS)})")
         if self.latency not in LATENCY_METHODS:
             raise UserError(f"--latency {self.latency}: choose from {', '.join(LATENCY_METHODS)}")
+        if self.latency_table is not None and self.latency != "lut":
+            raise UserError("--latency-table with --latency measure: the table predicts latency, measure times each "
+                            "arch here; choose one")
         TrialResources(self.cpus_per_trial, self.gpus_per_trial)
 
     @property
@@ -345,18 +402,40 @@ class SearchConfig(Record):
 
 
 
+LATENCY_BACKENDS = ("torch", "onnxruntime")  # nas.latency.backends.BACKENDS
+
+
+@dataclass(frozen=True)
+class LatencyConfig(Record):
+    """How a latency table is measured: the backend and device that run the components, the batch and threads."""
+    backend: str = setting("torch", "--backend", "what runs the networks: torch (eager on a CPU, a CUDA graph on a "
+                           "GPU) or onnxruntime (ONNX Runtime's CPU execution provider, each component exported as "
+                           "`export` exports a network)", choices=LATENCY_BACKENDS)
+    device: str = setting("cpu", "--device", "where the networks run", choices=("cpu", "cuda"))
+    batch_size: int = setting(1, "--batch", "images per forward pass", AT_LEAST_ONE)
+    threads: int | None = setting(None, "--threads", "intra-op threads (default: torch's on this machine, one per "
+                                  "core)", AT_LEAST_ONE, type=int)
+    warmup: int = setting(2, "--warmup", "untimed rounds before the timed ones", NON_NEGATIVE)
+    repeats: int = setting(5, "--repeats", "timed rounds; each entry is their median", AT_LEAST_ONE)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.backend == "onnxruntime" and self.device != "cpu":
+            raise UserError("--backend onnxruntime times ONNX Runtime's CPU execution provider: use --device cpu")
+
+
 @dataclass
 class RankingConfig(Record):
     budget_flops: float | None = None  # the band the archs are drawn from (None: not yet resolved)
-    archs: int = bounded(16, "--archs", Bound(2))   # K, when the archs are drawn: a ranking compares at least two
-    seeds: int = bounded(3, "--seeds", AT_LEAST_ONE)  # stand-alone training seeds per arch
-    seed: int = 0              # the arch draw, BatchNorm recalibration and the bootstrap
+    # K, when the archs are drawn: a ranking compares at least two
+    archs: int = setting(16, "--archs", "how many archs, spread over the archs within --budget", Bound(2), metavar="K")
+    seeds: int = setting(3, "--seeds", "stand-alone training seeds per arch", AT_LEAST_ONE)
+    seed: int = setting(0, "--seed", "seed of the arch draw, recalibration and bootstrap")
     draws: int = DRAWS         # uniform draws of the space the K are taken from
-    recalib_batches: int = bounded(8, "--recalib-batches", NON_NEGATIVE)
-    # as the search evaluates: steps alone from the inherited weights
-    finetune_steps: int = bounded(FINETUNE_STEPS, "--finetune-steps", NON_NEGATIVE)
-    cpus_per_trial: float = 1.0
-    max_failures: int = bounded(MAX_FAILURES, "--max-failures", NON_NEGATIVE)  # retries of a stand-alone run
+    recalib_batches: int = recalib_batches_setting()
+    finetune_steps: int = finetune_steps_setting()  # as the search evaluates
+    cpus_per_trial: float = cpus_per_trial_setting()
+    max_failures: int = max_failures_setting()
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -366,5 +445,5 @@ class RankingConfig(Record):
 
 __all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
            "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
-           "bounded", "check_value", "check_bounds", "flag_of", "Record", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
-           "EVAL_ONLY_TRAIN_FIELDS", "SupernetJob", "RetrainJob", "TrialResources", "SearchConfig", "RankingConfig"]
+           "setting", "check_value", "check_bounds", "flag_of", "Record", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
+           "EVAL_ONLY_TRAIN_FIELDS", "SUPERNET_RECIPE", "SupernetJob", "RetrainJob", "RunOptions", "TrialResources", "SearchConfig", "LATENCY_BACKENDS", "LatencyConfig", "RankingConfig"]

@@ -28,7 +28,7 @@ FIELDS = (("mixer", "mixers"), ("kernel", "kernels"), ("depth", "depths"), ("poo
 # Optional in a space file: how a pool-2 entry pools. Absent means ["merge"], and ``to_dict`` then
 # leaves it out, so the hash of every existing space (and of the supernets trained on it) is unchanged.
 OPTIONAL_FIELDS = (("pool_op", "pool_ops"),)
-BUILTIN_SPACES = ("default", "extended")
+BUILTIN_SPACES = ("default", "extended", "tiny")
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,16 @@ def test_ray_is_reached_only_from_the_packages_that_run_on_it():
 def test_the_ray_train_launcher_imports_no_trainer():
     names = imported_modules(ROOT / "nas" / "cluster" / "train.py")
     assert not {n for n in names if n.startswith(("nas.train.supernet", "nas.train.retrain"))}
+
+
+def test_benchmarks_import_the_product_and_never_the_tests():
+    for path, names in package_imports("benchmarks").items():
+        bad = sorted(n for n in names if n.split(".")[0] == "tests")
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_test_modules_share_through_helpers_not_through_each_other():
+    # a fixture or constant another module needs lives in conftest.py or a helper module, not in a test module
+    for path, names in package_imports("tests").items():
+        bad = sorted(n for n in names if n.startswith("tests.") and n.split(".")[-1].startswith("test_"))
+        assert not bad, f"{path} imports {bad}"

@@ -8,6 +8,8 @@ from typing import Sequence
 
 from nas.errors import USER_ERRORS
 
+from .flags import HelpFormatter
+
 # subcommand -> module under nas.cli; each module has HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "space": "space",
@@ -17,6 +19,8 @@ COMMANDS = {
     "retrain": "retrain",
     "check-ranking": "check_ranking",
     "export": "export",
+    "latency-table": "latency_table",
+    "check-latency": "check_latency",
 }
 
 
@@ -30,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"nas.cli.{module_name}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

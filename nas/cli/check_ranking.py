@@ -14,34 +14,28 @@ from nas.settings import DEFAULT_BUDGET, DRAWS, RankingConfig, TrainConfig
 from searchspace import Budget, format_flops
 from searchspace.arch import read_json_file
 
-from .common import (add_address_argument, add_finetune_argument, add_max_failures_argument, add_storage_argument,
-                     check_writable_dir)
+from .common import add_address_argument, add_storage_argument, check_writable_dir
+from .flags import add_setting_flags, settings_from_args
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
+STANDALONE_FLAGS = ("epochs", "batch_size", "lr")  # the rest of the stand-alone recipe is retrain's default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supernet", metavar="FILE", default=None,
                         help="a supernet.pt (default: the one the latest search used, from results/best.json)")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--archs", type=int, default=16, metavar="K",
-                      help="how many archs, spread over the archs within --budget (default 16)")
+    add_setting_flags(what, RankingConfig(), ("archs",))
     what.add_argument("--archs-file", metavar="FILE", default=None,
                       help='a JSON file {"archs": [{"stages": [...]}, ...]} (a ranking.json works too)')
     parser.add_argument("--budget", default=None,
                         help="the band the archs are drawn from (default: the supernet's path budget, else 4.5GFLOPs)")
-    parser.add_argument("--seeds", type=int, default=3, help="stand-alone training seeds per arch (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the arch draw, recalibration and bootstrap")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per stand-alone run")
-    parser.add_argument("--recalib-batches", type=int, default=8, help="BatchNorm recalibration batches (0: none)")
-    add_finetune_argument(parser)
-    add_max_failures_argument(parser)
+    add_setting_flags(parser, RankingConfig(), ("seeds", "seed", "cpus_per_trial", "recalib_batches",
+                                                 "finetune_steps", "max_failures"))
     add_address_argument(parser)
     add_storage_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=2e-3)
+    add_setting_flags(g, TrainConfig(), STANDALONE_FLAGS)
 
 
 def _default_supernet(storage: Storage) -> Path:
@@ -57,10 +51,8 @@ def _default_supernet(storage: Storage) -> Path:
 def run(args: argparse.Namespace) -> int:
     # Every range first (the recipe, the check), then the supernet's record and the archs, all without torch:
     # a bad flag, file or budget costs milliseconds.
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    cfg = RankingConfig(archs=args.archs, seeds=args.seeds, seed=args.seed, draws=DRAWS,
-                        recalib_batches=args.recalib_batches, finetune_steps=args.finetune_steps,
-                        cpus_per_trial=args.cpus_per_trial, max_failures=args.max_failures)
+    train = settings_from_args(TrainConfig(), args, STANDALONE_FLAGS)
+    cfg = settings_from_args(RankingConfig(), args)
     given = Budget.parse(flops=args.budget) if args.budget else None
     storage = args.storage
     supernet = storage.file_path(args.supernet) if args.supernet else _default_supernet(storage)

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.settings import FINETUNE_STEPS, MAX_FAILURES
 from searchspace import SearchSpace
 from searchspace.space import BUILTIN_SPACES
 
@@ -45,22 +44,6 @@ def add_storage_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
                              "every node mounts) or a URI pyarrow opens (s3://bucket/prefix, gs://..., file:///path), "
                              "mirrored in ~/.cache/mixernas; a relative --run-dir/--search-dir/--arch is then a name "
                              "under it (default: results/)")
-
-
-def add_finetune_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--finetune-steps``: how ``search`` and ``check-ranking`` score an arch (the same default in both)."""
-    parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
-                        help=f"steps each arch trains alone from its inherited weights before it is evaluated "
-                             f"(default {FINETUNE_STEPS}, about an epoch of the default data; 0: the inherited "
-                             f"weights as they are)")
-
-
-def add_max_failures_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--max-failures``: how often a Ray trial or a Ray Train run that failed (its process died, its node was lost)
-    starts again."""
-    parser.add_argument("--max-failures", type=int, default=MAX_FAILURES,
-                        help=f"times a Ray trial or Ray Train run whose process or node died (or that failed) starts "
-                             f"again, from its last epoch where it has one (default {MAX_FAILURES})")
 
 
 def check_writable_dir(path: str | Path, what: str) -> None:

@@ -10,11 +10,12 @@ from nas.errors import UserError
 from nas.runs.layout import RUN_CONFIG
 from nas.runs.migrate import migrate
 from nas.runs.record import read_supernet_record
-from nas.settings import DataConfig, ModelOptions, RetrainJob, TrialResources
+from nas.settings import INITS, DataConfig, ModelOptions, RetrainJob, TrainConfig, TrialResources
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
 from .common import add_space_argument, check_writable_dir, load_space
+from .flags import add_setting_flags
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, inherit_data_config,
                          inherit_model_settings, model_options, train_config)
 
@@ -26,20 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--arch", metavar="FILE", help="an arch file, e.g. results/best.json")
     what.add_argument("--pareto", metavar="FILE", help="a search's pareto.json: retrain its --top-k members")
     parser.add_argument("--top-k", type=int, default=3, help="with --pareto: how many members (best top-1 first)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="with --pareto: CPUs per parallel retrain")
-    parser.add_argument("--init", choices=("scratch", "supernet"), default="scratch",
+    add_setting_flags(parser, TrialResources(), ("cpus",))
+    parser.add_argument("--init", choices=INITS, default=INITS[0],
                         help="start from random weights, or from the supernet's inherited ones")
     parser.add_argument("--supernet", metavar="FILE", default=None,
                         help="supernet.pt for --init supernet (default: the one the arch was searched with)")
     parser.add_argument("--run-dir", default=None, help="output folder (default: <search run>/retrain)")
     add_space_argument(parser, default="the space the arch was searched in, else default")
-    g = parser.add_argument_group("recipe extras")
-    g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a model EMA (e.g. 0.999)")
-    g.add_argument("--mixup", type=float, default=0.0, help="Mixup alpha")
-    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha")
+    add_setting_flags(parser.add_argument_group("recipe extras"), TrainConfig(), ("ema_decay", "mixup", "cutmix"))
     add_data_arguments(parser)
     add_model_arguments(parser)
-    add_train_arguments(parser, epochs=10, batch_size=64, lr=2e-3)
+    add_train_arguments(parser, TrainConfig())
 
 
 def _search_info(extra: dict) -> dict:
@@ -92,7 +90,7 @@ def _inherit_settings(args: argparse.Namespace, info: dict, search_config: dict,
 
 
 def run(args: argparse.Namespace) -> int:
-    train = train_config(args, ema_decay=args.ema, mixup=args.mixup, cutmix=args.cutmix)
+    train = train_config(args)
     model_options(args)  # the network flags' ranges, before any file is read
     if args.pareto:
         return _run_front(args, train)

@@ -3,21 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
 import time
 from pathlib import Path
 
 from nas.errors import UserError
-from nas.runs.layout import RUN_CONFIG, SUPERNET
+from nas.runs.layout import LATENCY_TABLE, RUN_CONFIG, SUPERNET
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord, read_supernet_record
-from nas.settings import DEFAULT_BUDGET, LATENCY_METHODS, SEARCH_SAMPLERS, DataConfig, SearchConfig
+from nas.settings import DEFAULT_BUDGET, DataConfig, SearchConfig
 from searchspace import DEPLOYMENT, Budget, SearchSpace, format_flops, write_json_atomic
+from searchspace.arch import read_json_file
 
 from . import supernet as supernet_cmd
-from .common import add_finetune_argument, check_trial_fits_here, check_writable_dir, load_space
+from .common import check_trial_fits_here, check_writable_dir, load_space
+from .flags import add_setting_flags, settings_from_args
 from .train_args import inherit_data_config, inherit_model_settings
 
 HELP = "search the space for the top-1 / FLOPs / latency Pareto front under a budget (Ray Tune + Optuna)"
+SEARCH_DEFAULTS = SearchConfig(budget_flops=Budget.parse(flops=DEFAULT_BUDGET).flops)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", default=DEFAULT_BUDGET,
                    help=f"FLOPs budget at 224x224, batch 1 (default: {DEFAULT_BUDGET}, Swin-T's cost)")
     g.add_argument("--latency-budget", default=None, help="latency budget, e.g. 25ms (default: none)")
-    g.add_argument("--sampler", choices=SEARCH_SAMPLERS, default="tpe", help="Optuna sampler")
-    g.add_argument("--trials", type=int, default=32, help="archs to evaluate")
-    g.add_argument("--latency", choices=LATENCY_METHODS, default="lut",
-                   help="lut: predict from a per-device table of measured blocks (built once, cached under "
-                        "results/latency); measure: time every arch")
-    g.add_argument("--latency-batch", type=int, default=1, help="batch size of latency measurements")
-    g.add_argument("--cpus-per-trial", type=float, default=1.0)
-    g.add_argument("--gpus-per-trial", type=float, default=0.0)
-    g.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    # --recalib-batches and --max-failures are the supernet's training flags, which the search shares
+    add_setting_flags(g, SEARCH_DEFAULTS, ("sampler", "trials", "latency", "latency_batch", "latency_table",
+                                           "cpus_per_trial", "gpus_per_trial", "max_concurrent"))
     g.add_argument("--completion-order", action="store_true",
                    help="tell results to the sampler as trials finish (default: in suggestion order, so the same "
                         "seed, supernet and flags give the same trials; a slot may wait for a slower trial)")
@@ -41,9 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
     g.add_argument("--search-dir", default=None, help="run folder (default: <storage>/search-<time>; "
                    "with --resume: the latest <storage>/search-*)")
-    g.add_argument("--seed", type=int, default=0, help="search seed: the sampler and the BatchNorm recalibration "
-                   "batches (the supernet's own training seed is --supernet-seed)")
-    add_finetune_argument(g)
+    add_setting_flags(g, SEARCH_DEFAULTS, ("seed", "finetune_steps"))
     g.add_argument("--train-all-paths", action="store_true",
                    help="train the supernet on every path of the space (default: only the paths within --budget, "
                         "the archs this search can pick)")
@@ -82,15 +79,30 @@ def _supernet_data(args: argparse.Namespace, space: SearchSpace, record: Superne
     return data
 
 
+def _check_latency_table(path: Path, space: SearchSpace, batch_size: int) -> None:
+    """A table file for another space, setting or batch is refused before any work (read without torch)."""
+    data = read_json_file(path)
+    source = f"--latency-table {path}"
+    try:
+        table_space = SearchSpace.from_dict(data["space"], source=source)
+        settings, batch, device = data["settings"], int(data["batch_size"]), data["device"]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{source}: not a latency table (write one with launch.py latency-table)") from None
+    if table_space != space:
+        raise UserError(f"{source}: measured for another search space than this search's (rebuild it with "
+                        f"latency-table --space)")
+    if settings != DEPLOYMENT.to_dict():
+        raise UserError(f"{source}: measured at another network setting than the deployment setting")
+    if batch != batch_size:
+        raise UserError(f"{source}: measured at batch {batch} ({device}), the search asks for --latency-batch "
+                        f"{batch_size}")
+
+
 def _config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The search the flags describe, every range checked (no torch needed)."""
     budget = Budget.parse(flops=args.budget, latency=args.latency_budget)
-    return SearchConfig(budget_flops=budget.flops, latency_budget_s=budget.latency_s, sampler=args.sampler,
-                        trials=args.trials, seed=args.seed, latency=args.latency, latency_batch=args.latency_batch,
-                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                        max_concurrent=args.max_concurrent, recalib_batches=args.recalib_batches,
-                        ordered=not args.completion_order, finetune_steps=args.finetune_steps,
-                        max_failures=args.max_failures)
+    return settings_from_args(SEARCH_DEFAULTS, args, budget_flops=budget.flops, latency_budget_s=budget.latency_s,
+                              ordered=not args.completion_order)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         config = _config_from_args(args)
         space = load_space(args.space)
         config.budget.check_covers_cheapest(space, f"budget {args.budget}")
+        if config.latency_table:
+            _check_latency_table(storage.file_path(config.latency_table), space, config.latency_batch)
     check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
     check_writable_dir(results, "the results folder")
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
@@ -117,12 +131,10 @@ def run(args: argparse.Namespace) -> int:
     # After the checks above: a bad flag is refused before torch, Ray and Optuna are imported (seconds).
     import torch
 
-    from nas.latency.table import load_or_build_table
-    from nas.ranking.check import last_check
     from nas.search.driver import run_search
-    from nas.search.outputs import format_table, write_search_outputs
+    from nas.search.outputs import write_search_outputs
     from nas.search.trial import TrialContext
-    from nas.train.supernet import load_supernet_state, train_supernet
+    from nas.train.supernet import load_supernet_state
 
     if args.resume:
         print(f"resuming search {search_dir}", flush=True)
@@ -130,13 +142,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
             check_trial_fits_here(config.cpus_per_trial, config.gpus_per_trial, torch.cuda.device_count())
         if not args.supernet:  # (a --supernet's data settings are the search's: checked above)
-            supernet_dir = job.default_run_dir(results)
-            supernet_path = supernet_dir / SUPERNET
-            storage.pull(supernet_path)  # under a URI storage: one trained before, perhaps elsewhere
-            if not supernet_path.exists():
-                print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
-                train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
-                               address=args.address, max_failures=args.max_failures, storage=storage)
+            supernet_path = _supernet_for(job, args)
 
     state = load_supernet_state(supernet_path)
     record = SupernetRecord.from_state(state, supernet_path)
@@ -152,12 +158,7 @@ def run(args: argparse.Namespace) -> int:
         "supernet_job": record.job.to_dict(), **{k: v for k, v in record.to_state().items() if k != "job"},
         "objective_split": "val", "deployment": DEPLOYMENT.to_dict(), "torch": torch.__version__})
 
-    table = None
-    if config.latency == "lut":
-        device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-        table = load_or_build_table(record.space, DEPLOYMENT, device=device, batch_size=config.latency_batch,
-                                    cache_dir=storage.pulled(results / "latency"))
-        storage.push(results / "latency")  # a driver that resumes elsewhere predicts with the same table
+    table, latency_on = _latency_axis(config, record.space, search_dir, storage, resume=args.resume)
     ctx = TrialContext.from_supernet(state, config, data=data_cfg, latency_table=table,
                                      fingerprint=str(supernet_path.resolve()))
     start = time.perf_counter()
@@ -169,15 +170,68 @@ def run(args: argparse.Namespace) -> int:
         extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
                "top1_split": "val (carved from the training data; the search never reads the test split)",
                "top1_weights": config.top1_weights},
-        search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict()})
+        search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict(),
+                     "latency_on": latency_on}, latency_on=latency_on)
     for done in (search_dir, results / "best.json", results / "latency"):
         storage.push(done)
+    return _report(summary, finished, time.perf_counter() - start, config, search_dir, supernet_path, storage)
+
+
+def _latency_axis(config: SearchConfig, space: SearchSpace, search_dir: Path, storage, *, resume: bool):
+    """The table the search predicts latency with (None: ``--latency measure``), and whose latency it is."""
+    import torch
+
+    from nas.latency.table import LatencyTable, load_or_build_table
+    from nas.latency.timing import device_tag
+
+    results = storage.root
+    device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
+    table, latency_on = None, f"{device_tag(device, config.latency_batch)} (torch, each arch measured in its trial)"
+    if config.latency_table:
+        kept = search_dir / LATENCY_TABLE  # the run's own copy: a driver that resumes elsewhere reads the same
+        if not resume:
+            shutil.copyfile(storage.file_path(config.latency_table), kept)
+        table = LatencyTable.load(kept)
+    elif config.latency == "lut":
+        table = load_or_build_table(space, DEPLOYMENT, device=device, batch_size=config.latency_batch,
+                                    cache_dir=storage.pulled(results / "latency"))
+        storage.push(results / "latency")  # a driver that resumes elsewhere predicts with the same table
+    if table is not None:
+        latency_on = (f"{table.device} ({table.backend}, {table.meta.get('processor', 'processor not recorded')}, "
+                      f"batch {table.batch_size})")
+        print(f"latency axis: {latency_on}" + (f", from {config.latency_table}" if config.latency_table else
+                                               ", measured on this machine"), flush=True)
+    return table, latency_on
+
+
+def _supernet_for(job, args: argparse.Namespace) -> Path:
+    """The supernet of ``job`` under the storage, trained now if no run trained it before (perhaps elsewhere)."""
+    from nas.train.supernet import train_supernet
+
+    storage = args.storage
+    supernet_dir = job.default_run_dir(storage.root)
+    supernet_path = supernet_dir / SUPERNET
+    storage.pull(supernet_path)
+    if not supernet_path.exists():
+        print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
+        train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
+                       address=args.address, max_failures=args.max_failures, storage=storage)
+    return supernet_path
+
+
+def _report(summary: dict, finished: bool, seconds: float, config: SearchConfig, search_dir: Path,
+            supernet_path: Path, storage) -> int:
+    """What the terminal shows at the end, and the exit code: 130 interrupted, 1 nothing within the budget."""
+    from nas.ranking.check import last_check
+    from nas.search.outputs import format_table
+
+    results = storage.root
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
         print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"
               f"  python launch.py search --resume --search-dir {search_dir}", flush=True)
         return 130
-    print(f"\nsearch finished in {time.perf_counter() - start:.0f}s: {counts}; hypervolume {summary['hypervolume']:.4f}")
+    print(f"\nsearch finished in {seconds:.0f}s: {counts}; hypervolume {summary['hypervolume']:.4f}")
     if not summary["front"]:
         print("no arch within the budget was evaluated: raise --trials or the budget")
         return 1
@@ -190,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
     print(f"best: {search_dir / 'best.json'} (also {results / 'best.json'})")
     if storage.uri:
-        print(f"stored at {storage.uri}; next: python launch.py retrain --storage {storage.uri} --arch best.json")
+        print(f"stored at {storage.uri}; next: python launch.py retrain --storage {shlex.quote(storage.uri)} "
+              f"--arch best.json")
     else:
         print(f"next: python launch.py retrain --arch {results / 'best.json'}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from nas.settings import PATH_SAMPLERS, SupernetJob
+from nas.settings import PATH_SAMPLERS, SUPERNET_RECIPE, SupernetJob
 from searchspace import Budget, SearchSpace
 
 from .common import add_space_argument, check_writable_dir, load_space
@@ -12,7 +12,6 @@ from .train_args import (add_data_arguments, add_model_arguments, add_train_argu
                          train_config)
 
 HELP = "train the weight-sharing supernet over the search space (or only the paths within --path-budget)"
-DEFAULT_EPOCHS = 16
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", path_budget: bool = True) -> None:
@@ -31,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed",
                         help="run folder (default: <storage>/supernet/<dataset>-<sampler>-<config hash>)")
     add_data_arguments(parser)
     add_model_arguments(parser)
-    add_train_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=64, lr=2e-3, seed_flag=seed_flag)
+    add_train_arguments(parser, SUPERNET_RECIPE, seed_flag=seed_flag)
 
 
 def job_from_args(args: argparse.Namespace, space: SearchSpace, path_budget: Budget | None = None) -> SupernetJob:

@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 
 from nas.errors import UserError
-from nas.settings import (AMP_MODES, AT_LEAST_ONE, DATASETS, DEFAULT_DATASET, NON_NEGATIVE, DataConfig, ModelOptions,
-                          TrainConfig, check_value, flag_of)
+from nas.settings import (AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, ModelOptions, RunOptions, TrainConfig,
+                          flag_of)
 from searchspace import NetSettings
 
-from .common import add_address_argument, add_max_failures_argument, add_storage_argument
+from .common import add_address_argument, add_storage_argument
+from .flags import add_setting_flags, settings_from_args
+
+# The recipe flags of every training command; retrain adds its extras (EMA, Mixup, CutMix).
+RECIPE_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "clip_grad",
+                "recalib_batches", "seed")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,29 +36,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("network")
-    g.add_argument("--embed-dim", type=int, default=None, help="C, the first stage's width (default: 16 for small images, else 96)")
-    g.add_argument("--patch-size", type=int, default=None, help="stem patch (default: 2 for small images, else 4)")
-    g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
+    add_setting_flags(g, ModelOptions(), ("embed_dim", "patch_size", "drop_path_rate"))
 
 
-def add_train_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float,
-                        seed_flag: str = "--seed") -> None:
+def add_train_arguments(parser: argparse.ArgumentParser, recipe: TrainConfig, *, seed_flag: str = "--seed") -> None:
+    """The recipe flags, with ``recipe``'s values as their defaults, and how the run is carried out."""
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--batch-size", type=int, default=batch_size, help="per worker")
-    g.add_argument("--lr", type=float, default=lr, help="peak AdamW learning rate")
-    g.add_argument("--weight-decay", type=float, default=0.05)
-    g.add_argument("--warmup-epochs", type=int, default=1)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
-    g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip (0: off)")
-    g.add_argument("--recalib-batches", type=int, default=8,
-                   help="BatchNorm recalibration batches per evaluation (0: none)")
-    g.add_argument(seed_flag, dest="train_seed", type=int, default=0, help="training seed")
+    add_setting_flags(g, recipe, RECIPE_FLAGS, flags={"seed": seed_flag})
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    g.add_argument("--num-workers", type=int, default=1,
-                   help="DDP workers under Ray Train (1: train in this process)")
+    add_setting_flags(g, RunOptions(), ("num_workers", "max_failures"))
     g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
-    add_max_failures_argument(g)
     g.add_argument("--amp", choices=(*AMP_MODES, "off"), default=None,
                    help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "
                         "on CPU), fp16 (autocast + gradient scaling; CUDA only), off (the default on CPU)")
@@ -103,7 +95,7 @@ def inherit_model_settings(args: argparse.Namespace, settings: NetSettings, sour
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
-    return ModelOptions(embed_dim=args.embed_dim, patch_size=args.patch_size, drop_path_rate=args.drop_path)
+    return settings_from_args(ModelOptions(), args)
 
 
 def amp_mode(args: argparse.Namespace) -> bool | str:
@@ -119,11 +111,7 @@ def amp_mode(args: argparse.Namespace) -> bool | str:
     return False
 
 
-def train_config(args: argparse.Namespace, **extra) -> TrainConfig:
-    """The recipe the flags describe (its ranges checked by TrainConfig), and the run's worker count."""
-    check_value("--num-workers", args.num_workers, AT_LEAST_ONE)  # settings of the run, not of the recipe
-    check_value("--max-failures", args.max_failures, NON_NEGATIVE)
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                       clip_grad=args.clip_grad or None, recalib_batches=args.recalib_batches, seed=args.train_seed,
-                       amp=amp_mode(args), **extra)
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe the flags describe (its ranges checked by TrainConfig); the run's options are checked too."""
+    settings_from_args(RunOptions(), args)
+    return settings_from_args(TrainConfig(), args, clip_grad=args.clip_grad or None, amp=amp_mode(args))

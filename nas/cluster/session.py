@@ -49,9 +49,9 @@ def setup_worker_process() -> None:
 
     Ray stops an idle worker with SIGTERM, and its handler raises SystemExit wherever the worker's main thread
     is. When that is inside a garbage-collector callback, Python cannot raise it and prints "Exception ignored
-    in: <function WeakSet...> ... SystemExit: 1" instead, which Ray forwards to the user's terminal mid-search
-    (issue #11). Such an exit is Ray's shutdown, not an error of ours: it is not printed. Every other
-    unraisable exception still is. Standard library only: every worker pays this import.
+    in: <function WeakSet...> ... SystemExit: 1" instead, which Ray forwards to the user's terminal mid-search.
+    Such an exit is Ray's shutdown, not an error of ours: it is not printed. Every other unraisable exception
+    still is. Standard library only: every worker pays this import.
     """
     sys.unraisablehook = _unraisable_hook
 

@@ -1,4 +1,4 @@
-"""In-memory image datasets served as whole batches on the training device (issue #10).
+"""In-memory image datasets served as whole batches on the training device.
 
 The embedded digits and CIFAR fit in memory as uint8 tensors. Instead of one PIL round trip per image in the
 main process, :class:`DeviceBatchLoader` keeps the images on the device the model runs on (moved there once)

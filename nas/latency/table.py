@@ -37,7 +37,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nas.latency.timing import as_device, device_tag, measure_latency, time_round_robin, timing_method
+from nas.latency.backends import describe_machine, network_call, time_prepared, timed_call
+from nas.latency.timing import as_device, device_tag, time_round_robin, timing_method
 from searchspace import MIXER_SPECS, Arch, NetSettings, SearchSpace, SpaceError, extreme_archs, write_json_atomic
 from searchspace.arch import POOL_OP_SHORT, entry_name, read_json_file
 from searchspace.space import StageSpace
@@ -116,14 +117,40 @@ def space_settings_hash(space: SearchSpace, settings: NetSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+class _Block(nn.Module):
+    """A block called with its mixer, kernel and shift fixed: a component of one tensor input, as an exporter
+    takes it."""
+
+    def __init__(self, block: nn.Module, *args) -> None:
+        super().__init__()
+        self.block, self.args = block, args
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, *self.args)
+
+
+class _Head(nn.Module):
+    """The final norm and the classifier head of a network."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.norm, self.net = net.norm, net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.norm(x))
+
+
 class _Modules:
-    """What a table times, on one device: the stem, every entry and the head of a skeleton network,
+    """What a table times, on one device and backend: the stem, every entry and the head of a skeleton network,
     and one standalone block per (stage, mixer, kernel), each on a random input of its shape."""
 
-    def __init__(self, space: SearchSpace, settings: NetSettings, device: torch.device, batch_size: int) -> None:
+    def __init__(self, space: SearchSpace, settings: NetSettings, device: torch.device, batch_size: int,
+                 backend: str = "torch", threads: int = 1) -> None:
         from supernet.network import MixerNet  # torch modules only when timing
 
         self.settings, self.device, self.batch_size = settings, device, batch_size
+        self.backend, self.threads = backend, threads
+        self.calls: dict[str, Callable[[], Any]] = {}
         self.skeleton = MixerNet(_skeleton_space(space), settings).to(device).eval()
         self.dims = settings.stage_dims(space.num_stages)
         self.blocks: dict[tuple[int, str, int], nn.Module] = {}
@@ -149,31 +176,38 @@ class _Modules:
             self.inputs[shape] = torch.randn(self.batch_size, *shape, device=self.device)
         return self.inputs[shape]
 
-    def call(self, what: tuple) -> Callable[[], Any]:
-        """The call that runs one component (a plan item) on its input."""
+    def component(self, what: tuple) -> tuple[nn.Module, torch.Tensor]:
+        """One component (a plan item) as a module of one input, and that input."""
         net, s = self.skeleton, self.settings
         kind = what[0]
         if kind == "stem":
-            x = self.randn(s.in_chans, s.img_size, s.img_size)
-            return lambda: net.patch_embed(x)
+            return net.patch_embed, self.randn(s.in_chans, s.img_size, s.img_size)
         if kind == "entry":
             _, i, r, name, in_dim = what
-            x, entry = self.randn(r, r, in_dim), net.stages[i - 1].transitions[name]
-            return lambda: entry(x)
+            return net.stages[i - 1].transitions[name], self.randn(r, r, in_dim)
         if kind == "block":
             _, i, r, m, k, sh, dim = what
-            x, block = self.randn(r, r, dim), self.block(i, m, k)
-            return lambda: block(x, m, k, sh)
+            return _Block(self.block(i, m, k), m, k, sh), self.randn(r, r, dim)
         _, r, dim = what
-        x = self.randn(r, r, dim)
-        return lambda: net.forward_head(net.norm(x))
+        return _Head(net), self.randn(r, r, dim)
 
     def time(self, plan: dict[str, tuple], warmup: int, repeats: int, progress: str | None = None
              ) -> dict[str, float]:
-        with torch.inference_mode():
-            return time_round_robin({key: self.call(what) for key, what in plan.items()}, self.device,
-                                    warmup=warmup, repeats=repeats, progress=progress,
-                                    method=timing_method(self.device))
+        for n, (key, what) in enumerate(plan.items(), start=1):
+            if key not in self.calls:  # each component exported (ONNX Runtime) once, however often it is timed
+                if progress and self.backend == "onnxruntime":
+                    print(f"[latency] exporting {key} to ONNX ({n}/{len(plan)})", file=sys.stderr, flush=True)
+                module, x = self.component(what)
+                self.calls[key] = timed_call(self.backend, module, (x,), self.threads)
+        method = "eager" if self.backend == "onnxruntime" else timing_method(self.device)
+        return time_round_robin({key: self.calls[key] for key in plan}, self.device, warmup=warmup, repeats=repeats,
+                                progress=progress, method=method)
+
+    def time_network(self, net: nn.Module, warmup: int, repeats: int) -> Callable[[], float]:
+        """A function that times the whole network ``net`` (prepared once: exported once for ONNX Runtime)."""
+        call = network_call(self.backend, net, self.settings, batch_size=self.batch_size, threads=self.threads,
+                            device=self.device)
+        return lambda: time_prepared(call, self.backend, self.device, warmup=warmup, repeats=repeats)
 
 
 class LatencyTable:
@@ -181,8 +215,10 @@ class LatencyTable:
     arch's components, times a whole-network ``scale`` fitted at build time (see ``_fit_scale``)."""
 
     def __init__(self, entries: dict[str, float], *, space: SearchSpace, settings: NetSettings, device: str,
-                 batch_size: int, scale: float = 1.0, meta: dict[str, Any] | None = None) -> None:
+                 batch_size: int, scale: float = 1.0, meta: dict[str, Any] | None = None,
+                 backend: str = "torch") -> None:
         self.entries = dict(entries)
+        self.backend = backend          # what ran the timed modules: torch or onnxruntime (nas.latency.backends)
         self.space = space
         self.settings = settings
         self.device = device            # the device tag
@@ -217,21 +253,30 @@ class LatencyTable:
     @classmethod
     def build(cls, space: SearchSpace, settings: NetSettings, *, device: str | torch.device = "cpu",
               batch_size: int = 1, warmup: int = 2, repeats: int = 5, progress: bool = True,
-              calibration_archs: int = 3, seed: int = 0) -> "LatencyTable":
-        """Time every component any arch of ``space`` needs at ``settings`` on ``device``, each once
-        (enumerating components, not archs), then fit the whole-network scale on
-        ``calibration_archs`` standalone networks (0: scale 1, the plain sum)."""
+              calibration_archs: int = 3, seed: int = 0, backend: str = "torch",
+              threads: int | None = None) -> "LatencyTable":
+        """Time every component any arch of ``space`` needs at ``settings`` on ``device`` in ``backend``, each once
+        (enumerating components, not archs), then fit the whole-network scale on ``calibration_archs`` standalone
+        networks (0: scale 1, the plain sum). ``threads``: the intra-op threads (default: torch's now)."""
         device = as_device(device)
+        threads = threads or torch.get_num_threads()
         started = time.perf_counter()
         plan = dict(_plan(space, settings))
-        modules = _Modules(space, settings, device, batch_size)
-        entries = modules.time(plan, warmup, repeats, progress=f"{len(plan)} components" if progress else None)
-        table = cls(entries, space=space, settings=settings, device=device_tag(device, batch_size),
-                    batch_size=batch_size, meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats,
-                                                 "method": timing_method(device), "modules": MODULES_VERSION})
-        if calibration_archs > 0:
-            table._fit_scale(modules, plan, calibration_archs, seed, warmup, repeats, progress)
-        del modules
+        saved_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)  # the torch backend's threads (and the device tag's)
+        try:
+            modules = _Modules(space, settings, device, batch_size, backend, threads)
+            entries = modules.time(plan, warmup, repeats, progress=f"{len(plan)} components" if progress else None)
+            method = "eager" if backend == "onnxruntime" else timing_method(device)
+            tag = device_tag(device, batch_size, backend, threads)
+            table = cls(entries, space=space, settings=settings, device=tag, batch_size=batch_size, backend=backend,
+                        meta={"torch": torch.__version__, "warmup": warmup, "repeats": repeats, "method": method,
+                              "modules": MODULES_VERSION, "threads": threads, **describe_machine(backend, device)})
+            if calibration_archs > 0:
+                table._fit_scale(modules, plan, calibration_archs, seed, warmup, repeats, progress)
+            del modules
+        finally:
+            torch.set_num_threads(saved_threads)
         table.meta["build_seconds"] = round(time.perf_counter() - started, 3)
         table.meta["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return table
@@ -277,10 +322,7 @@ class LatencyTable:
             net = MixerNet.from_arch(arch, self.settings)
             counts = Counter(self.components(arch))
 
-            def whole() -> float:
-                return measure_latency(net, self.settings, batch_size=self.batch_size, warmup=warmup,
-                                       repeats=repeats, device=modules.device)
-
+            whole = modules.time_network(net, warmup, repeats)
             before = whole()
             retimed = modules.time({key: plan[key] for key in counts}, warmup, repeats)
             parts = sum(n * retimed[key] for key, n in counts.items())
@@ -300,6 +342,7 @@ class LatencyTable:
         return {
             "format": FORMAT,
             "device": self.device,
+            "backend": self.backend,
             "batch_size": self.batch_size,
             "torch": self.meta.get("torch", torch.__version__),
             "settings": self.settings.to_dict(),
@@ -328,7 +371,7 @@ class LatencyTable:
                        space=SearchSpace.from_dict(data["space"], source=str(path)),
                        settings=NetSettings.from_dict(data["settings"]),
                        device=str(data["device"]), batch_size=int(data["batch_size"]),
-                       scale=float(data["scale"]), meta=meta)
+                       scale=float(data["scale"]), meta=meta, backend=str(data.get("backend", "torch")))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SpaceError(f"{path}: malformed latency table: {e!r}") from None
 

@@ -191,10 +191,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_tag(device: str | torch.device, batch_size: int) -> str:
-    """Names what a latency depends on besides the network: e.g. ``cpu-amd-epyc-t2-b1`` (CPU model,
-    torch's intra-op threads, batch) or ``cuda-nvidia-h100-80gb-hbm3-b1``."""
+def processor_name(device: str | torch.device) -> str:
+    """The CPU model, or the GPU's name."""
     device = as_device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+
+
+def device_tag(device: str | torch.device, batch_size: int, backend: str = "torch", threads: int | None = None) -> str:
+    """Names what a latency depends on besides the network: e.g. ``cpu-amd-epyc-t2-b1`` (CPU model,
+    torch's intra-op threads, batch), ``cuda-nvidia-h100-80gb-hbm3-b1``, or for ONNX Runtime on the CPU
+    ``onnxruntime-cpu-amd-epyc-t2-b1`` (its intra-op ``threads``)."""
+    device = as_device(device)
+    if backend == "onnxruntime":
+        return f"onnxruntime-cpu-{_slug(_cpu_model())}-t{threads}-b{batch_size}"
     if device.type == "cuda":
         return f"cuda-{_slug(torch.cuda.get_device_name(device))}-b{batch_size}"
     if device.type == "cpu":
@@ -203,4 +212,4 @@ def device_tag(device: str | torch.device, batch_size: int) -> str:
 
 
 __all__ = ["METHODS", "timing_method", "prepare_call", "time_call", "time_round_robin", "measure_latency",
-           "device_lock", "device_tag"]
+           "device_lock", "processor_name", "device_tag"]

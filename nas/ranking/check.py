@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 import time
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -78,48 +79,11 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     out = ranking_dir(supernet_path).resolve()
     template = RetrainJob({}, job.data, train, job.model)
     cache = out / "standalone" / template.recipe_key()
-    if storage is not None:
-        storage.pull(cache)  # under a URI storage: the runs a check elsewhere trained
-
-    jobs, cached = {}, 0
-    for arch in archs:
-        for s in range(cfg.seeds):
-            name = f"{arch.key()}-seed{s}"
-            if (cache / name / MODEL).exists():
-                cached += 1
-                continue
-            jobs[name] = RetrainJob(arch.to_dict(), job.data, TrainConfig(**{**train.to_dict(), "seed": s}),
-                                    job.model)
-    total = len(archs) * cfg.seeds
-    print(f"{len(archs)} archs x {cfg.seeds} seeds: {cached} stand-alone runs cached in {cache}, {len(jobs)} to "
-          f"train ({train.epochs} epochs each, {cfg.cpus_per_trial:g} CPUs a trial)", flush=True)
-    errors = []
-    if jobs:
-        errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
-                                     name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
-                                     callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures,
-                                     storage=storage)
-    if errors:
-        raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
+    _train_standalone(archs, cfg, template, cache, address=address, storage=storage)
 
     supernet = load_supernet(supernet_path, state=state)
     data = build_data(job.data)
-    rows = []
-    for arch in archs:
-        runs = [ckpt.load(cache / f"{arch.key()}-seed{s}" / MODEL) for s in range(cfg.seeds)]
-        inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
-                                  finetune_steps=cfg.finetune_steps, recipe=job.train)
-        # The weights as the supernet left them, too: does the fine-tuning help on this supernet and data?
-        as_is = (evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)
-                 if cfg.finetune_steps else inherited)
-        cost = arch_cost(arch, DEPLOYMENT)
-        rows.append({"arch": arch.key(), "flops": cost.flops, "params": cost.params,
-                     "inherited_top1": inherited["top1"], "inherited_val_loss": inherited["loss"],
-                     "inherited_train_loss": inherited.get("train_loss"),
-                     "inherited_top1_no_finetune": as_is["top1"],
-                     "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
-                     "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
-                     "standalone_top1_per_seed": [r["test_top1"] for r in runs], "stages": arch.to_dict()["stages"]})
+    rows = [_arch_row(arch, supernet, data, cfg, job.train, cache) for arch in archs]
     summary = summarize(rows, cfg.seed)
     summary.update({
         "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
@@ -133,7 +97,57 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
                    "standalone_top1": "test split, mean over seeds, trained alone with the retrain recipe",
                    "standalone_val_top1": "validation split, the same runs"},
         "archs": rows})
-    out = Path(report_dir) if report_dir is not None else out
+    _write_report(Path(report_dir) if report_dir is not None else out, summary)
+    return summary
+
+
+def _train_standalone(archs: list[Arch], cfg: RankingConfig, template: RetrainJob, cache: Path, *,
+                      address: str | None, storage: Storage | None) -> None:
+    """Every arch x seed run missing from ``cache``, as parallel Ray Tune trials; a failed run raises UserError."""
+    if storage is not None:
+        storage.pull(cache)  # under a URI storage: the runs a check elsewhere trained
+    jobs, cached = {}, 0
+    for arch in archs:
+        for s in range(cfg.seeds):
+            name = f"{arch.key()}-seed{s}"
+            if (cache / name / MODEL).exists():
+                cached += 1
+                continue
+            jobs[name] = RetrainJob(arch.to_dict(), template.data, replace(template.train, seed=s), template.model)
+    total = len(archs) * cfg.seeds
+    print(f"{len(archs)} archs x {cfg.seeds} seeds: {cached} stand-alone runs cached in {cache}, {len(jobs)} to "
+          f"train ({template.train.epochs} epochs each, {cfg.cpus_per_trial:g} CPUs a trial)", flush=True)
+    if not jobs:
+        return
+    errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
+                                 name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
+                                 callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures, storage=storage)
+    if errors:
+        raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
+
+
+def _arch_row(arch: Arch, supernet, data, cfg: RankingConfig, supernet_recipe: TrainConfig, cache: Path) -> dict:
+    """One arch of the report: its inherited scores (fine-tuned as the search does, and as they are) beside its
+    stand-alone runs."""
+    runs = [ckpt.load(cache / f"{arch.key()}-seed{s}" / MODEL) for s in range(cfg.seeds)]
+    inherited = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                              finetune_steps=cfg.finetune_steps, recipe=supernet_recipe)
+    # The weights as the supernet left them, too: does the fine-tuning help on this supernet and data?
+    as_is = (evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed)
+             if cfg.finetune_steps else inherited)
+    cost = arch_cost(arch, DEPLOYMENT)
+    return {"arch": arch.key(), "flops": cost.flops, "params": cost.params,
+            "inherited_top1": inherited["top1"], "inherited_val_loss": inherited["loss"],
+            "inherited_train_loss": inherited.get("train_loss"),
+            "inherited_top1_no_finetune": as_is["top1"],
+            "standalone_top1": statistics.fmean(r["test_top1"] for r in runs),
+            "standalone_val_top1": statistics.fmean(r["history"][-1]["val_top1"] for r in runs),
+            "standalone_top1_per_seed": [r["test_top1"] for r in runs], "stages": arch.to_dict()["stages"]}
+
+
+def _write_report(out: Path, summary: dict) -> None:
+    """ranking.json, ranking.csv and ranking.png in ``out``."""
+    rows = summary["archs"]
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / RANKING_SUMMARY, summary)
     write_csv_atomic(out / "ranking.csv", [{k: v for k, v in r.items() if k != "stages"} for r in rows],
@@ -141,7 +155,6 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
                       "inherited_top1_no_finetune", "standalone_top1", "standalone_val_top1",
                       "standalone_top1_per_seed"))
     plot_ranking(out / "ranking.png", rows, summary)
-    return summary
 
 
 def summarize(rows: list[dict], seed: int) -> dict:

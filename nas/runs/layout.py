@@ -15,8 +15,9 @@ SUPERNET = "supernet.pt"        # a supernet run's final weights, settings and s
 CHECKPOINT = "checkpoint.pt"    # every training run's last epoch (atomic), what --resume continues
 METRICS = "metrics.csv"         # a training run's history, one row an epoch
 RUN_CONFIG = "config.json"      # every run's settings, written before any work
+LATENCY_TABLE = "latency_table.json"  # a search's copy of the table given with --latency-table
 SUGGESTIONS = "suggestions.jsonl"  # a search's suggestions, in order: each became a trial or was rejected
-OLD_SUGGESTIONS = "rejected.jsonl"  # its name before issue #11
+OLD_SUGGESTIONS = "rejected.jsonl"  # its name in older searches, which still resume
 RANKING_SUMMARY = "ranking.json"
 
 
@@ -53,7 +54,7 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def suggestions_file(search_dir: Path) -> Path:
-    """A search's log of suggestions (under its old name in searches from before issue #11)."""
+    """A search's log of suggestions (under its old name in older searches)."""
     path = Path(search_dir) / SUGGESTIONS
     old = Path(search_dir) / OLD_SUGGESTIONS
     return old if not path.exists() and old.exists() else path

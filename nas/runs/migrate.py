@@ -49,7 +49,7 @@ def migrate(kind: str, record: dict) -> dict:
         if isinstance(latency, float) and math.isnan(latency):
             d["latency_ms"] = None
         return d
-    if kind == "search state":  # BudgetGuard's saved state: before issue #11 it had no order, and resumes unordered
+    if kind == "search state":  # BudgetGuard's saved state without an order resumes unordered
         d.setdefault("lag", None)
         d.setdefault("order", [])
         d.setdefault("finished", {})

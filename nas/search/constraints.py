@@ -4,7 +4,7 @@ from __future__ import annotations
 from searchspace import DEPLOYMENT, Arch, Budget, SearchSpace, arch_cost
 
 # What a rejected arch is told as latency when no table predicts it (``--latency measure``): finite, because
-# Optuna refuses NaN for a complete trial, and the worst a search could see (issue #11). Its constraint
+# Optuna refuses NaN for a complete trial, and the worst a search could see. Its constraint
 # violation, not this number, is what makes the sampler avoid it.
 UNMEASURED_LATENCY_MS = 1e6
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -24,18 +23,20 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from nas.cluster.session import check_fits_local_ray, ensure_ray
-from nas.cluster.tune_patches import (retry_trials_that_lost_their_actor_before_running, reuse_idle_trial_actors,
-                                      save_tune_state_on_trial_events)
+from nas.cluster.tune_patches import patched_tune
 from nas.errors import UserError, first_line
 from nas.runs.layout import SUGGESTIONS, suggestions_file
 from nas.runs.migrate import migrate
 from nas.runs.storage import Storage
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
+from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, tune_search_space
 from nas.search.samplers import make_optuna_sampler
 from nas.search.trial import TrialContext, evaluate_trial
 from searchspace import DEPLOYMENT, Arch, arch_cost
+
+TUNE_EXPERIMENT = "tune"  # the Tune experiment's folder under the run's storage
 
 
 def _trial_reporter():
@@ -92,89 +93,94 @@ def _storage_pusher():
 
 def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, address: str | None = None,
                trainable=evaluate_trial, storage: Storage | None = None) -> tuple[list[dict], bool]:
-    """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection,
-    and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later). ``storage``: where
-    Tune keeps its state (default: ``run_dir/ray``); a URI storage gets the run folder after every trial event."""
-    # Write the experiment state after every trial event, so a killed search loses no trial; never while the last
-    # state is still being copied to the run folder.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-    save_tune_state_on_trial_events()
-    retry_trials_that_lost_their_actor_before_running()
+    """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection, in suggestion
+    order, and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later).
+    ``storage``: where Tune keeps its state (default: ``run_dir/ray``); a URI storage gets the run folder after every
+    trial event."""
     cfg = ctx.config
-    space = ctx.space
     ensure_ray(address)
     if not address:
         check_fits_local_ray(cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
     storage = storage or Storage(run_dir)
-    storage_path, storage_filesystem = storage.ray_storage(run_dir)
-    name = "tune"
-    trainable = tune.with_parameters(trainable, ctx=ctx)
-    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
-    trainable = tune.with_resources(trainable, resources)
-    experiment = f"{storage_path}/{name}"
-    if resume:
-        if not tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem):
-            raise UserError(f"{run_dir}: no interrupted search to resume here")
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False, storage_filesystem=storage_filesystem)
-    else:
-        constraint = BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
-        optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
-                                     sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials),
-                                     seed=cfg.seed)
-        guard = BudgetGuard(optuna_search, constraint, run_dir / SUGGESTIONS,
-                            ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
-        searcher = ConcurrencyLimiter(guard, max_concurrent=cfg.max_concurrent)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=tune_search_space(space),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials, reuse_actors=True),
-            run_config=tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=storage_filesystem,
-                                      verbose=0, callbacks=[_trial_reporter()(cfg.trials),
-                                                            _storage_pusher()(storage, run_dir)],
-                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures, fail_fast=False)),
-        )
-    with reuse_idle_trial_actors():
+    trainable = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
+                                    {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    # The experiment state is saved after every trial event, so a killed search loses no trial; never while the last
+    # state is still being copied to the run folder.
+    with patched_tune(save_every_trial_event=True, keep_idle_actors=True):
+        tuner = (_restored_tuner(run_dir, trainable, storage) if resume
+                 else _new_tuner(ctx, run_dir, trainable, storage))
         results = tuner.fit()
-    rows = []
-    for result in results:
-        if not result.config:  # interrupted as it started: nothing ran or was saved; resume runs it
-            continue
-        m = result.metrics or {}
-        trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
-        arch = arch_from_params(result.config, space.num_stages)
-        if result.error is not None or "top1" not in m:
-            # no error and no result: the trial was running when the search was interrupted
-            state = "error" if result.error is not None else "interrupted"
-            cost = arch_cost(arch, DEPLOYMENT)
-            rows.append({"trial": trial_id, "arch": arch.key(), "top1": None, "flops": cost.flops,
-                         "params": cost.params, "latency_ms": None, "state": state,
-                         "error": first_line(result.error) if result.error else "",
-                         "stages": arch.to_dict()["stages"]})
-            continue
-        rows.append({"trial": trial_id, "arch": arch.key(), "top1": m["top1"], "flops": m["flops"],
-                     "params": m["params"], "latency_ms": m["latency_ms"], "state": m["state"], "error": "",
-                     "node": m.get("node", ""), "stages": arch.to_dict()["stages"]})
+    rows = [_trial_row(result, ctx.space.num_stages) for result in results
+            if result.config]  # no config: interrupted as it started, nothing ran or was saved; resume runs it
     finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
-    log = suggestions_file(run_dir)
-    suggested: dict[str, int] = {}  # Ray trial id -> its probe number
-    if log.exists():
-        seen = set()
-        for line in log.read_text().splitlines():
-            rec = migrate("suggestion", json.loads(line))
-            if rec["state"] == "suggested":
-                suggested[rec["trial"]] = probe_number(rec["probe"])
-                continue
-            if rec["probe"] in seen:
-                continue
-            seen.add(rec["probe"])
-            arch = Arch.from_dict(rec["arch"])
-            rows.append({"trial": rec["probe"], "arch": arch.key(), "top1": None, "flops": rec["flops"],
-                         "params": arch_cost(arch, DEPLOYMENT).params, "latency_ms": rec["latency_ms"],
-                         "state": rec["state"], "error": "", "stages": rec["arch"]["stages"]})
+    suggested, rejected = _read_suggestions(run_dir)
+    rows += rejected
     # Suggestion order, rejections included (runs from before the order was logged: by trial id, after the rest).
     rows.sort(key=lambda r: (suggested.get(r["trial"], probe_number(str(r["trial"]))), str(r["trial"])))
     return rows, finished
+
+
+def _restored_tuner(run_dir: Path, trainable, storage: Storage) -> tune.Tuner:
+    storage_path, storage_filesystem = storage.ray_storage(run_dir)
+    experiment = f"{storage_path}/{TUNE_EXPERIMENT}"
+    if not tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem):
+        raise UserError(f"{run_dir}: no interrupted search to resume here")
+    return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                              restart_errored=False, storage_filesystem=storage_filesystem)
+
+
+def _new_tuner(ctx: TrialContext, run_dir: Path, trainable, storage: Storage) -> tune.Tuner:
+    """Optuna's sampler behind the budget guard, at most ``max_concurrent`` trials at once."""
+    cfg = ctx.config
+    storage_path, storage_filesystem = storage.ray_storage(run_dir)
+    constraint = BudgetConstraint(ctx.space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
+    optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
+                                 sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials), seed=cfg.seed)
+    guard = BudgetGuard(optuna_search, constraint, run_dir / SUGGESTIONS,
+                        ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
+    return tune.Tuner(
+        trainable,
+        param_space=tune_search_space(ctx.space),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(guard, max_concurrent=cfg.max_concurrent),
+                                    num_samples=cfg.trials, reuse_actors=True),
+        run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=storage_path,
+                                  storage_filesystem=storage_filesystem, verbose=0,
+                                  callbacks=[_trial_reporter()(cfg.trials), _storage_pusher()(storage, run_dir)],
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures, fail_fast=False)),
+    )
+
+
+def _trial_row(result, num_stages: int) -> dict:
+    """The row of a trial that ran: completed, failed, or running when the search was interrupted."""
+    m = result.metrics or {}
+    trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
+    arch = arch_from_params(result.config, num_stages)
+    if result.error is None and "top1" in m:
+        return trial_row(trial_id, arch, m["state"], top1=m["top1"], flops=m["flops"], params=m["params"],
+                         latency_ms=m["latency_ms"], node=m.get("node", ""))
+    # no error and no result: the trial was running when the search was interrupted
+    cost = arch_cost(arch, DEPLOYMENT)
+    return trial_row(trial_id, arch, "error" if result.error is not None else "interrupted", flops=cost.flops,
+                     params=cost.params, error=first_line(result.error) if result.error else "")
+
+
+def _read_suggestions(run_dir: Path) -> tuple[dict[str, float], list[dict]]:
+    """From the suggestion log: each trial's probe number (its place in suggestion order), and a row per
+    suggestion rejected over the budget."""
+    log = suggestions_file(run_dir)
+    suggested, rejected, seen = {}, [], set()
+    if not log.exists():
+        return suggested, rejected
+    for line in log.read_text().splitlines():
+        rec = migrate("suggestion", json.loads(line))
+        if rec["state"] == "suggested":
+            suggested[rec["trial"]] = probe_number(rec["probe"])
+        elif rec["probe"] not in seen:
+            seen.add(rec["probe"])
+            arch = Arch.from_dict(rec["arch"])
+            rejected.append(trial_row(rec["probe"], arch, rec["state"], flops=rec["flops"],
+                                      params=arch_cost(arch, DEPLOYMENT).params, latency_ms=rec["latency_ms"]))
+    return suggested, rejected
 
 
 def probe_number(probe: str) -> float:

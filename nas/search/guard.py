@@ -1,9 +1,20 @@
-"""The searcher wrapper that keeps over-budget and repeated archs from becoming Ray trials, and tells results to the
-sampler in suggestion order (so the same seed gives the same trials)."""
+"""What stands between the sampler and Ray Tune: each suggestion passes a chain of small jobs before it may become a
+trial, and results reach the sampler in suggestion order (so the same seed gives the same trials).
+
+- :class:`OverBudget`: a suggestion over the budget is told to the sampler at once as infeasible, never run;
+- :class:`Duplicates`: one already evaluated is told its known result; one running now is pruned;
+- :class:`SuggestionOrder`: results are told in suggestion order, and a suggestion waits for the results it needs;
+- :class:`SuggestionLog`: ``suggestions.jsonl``, every suggestion that became a trial or was rejected, in order.
+
+:class:`BudgetGuard` composes them as a Ray Tune ``Searcher`` around ``OptunaSearch``. The filters speak to the
+sampler through a :class:`SamplerPort` only, so a plain Optuna ask/tell loop can run the very same chain.
+"""
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from typing import Protocol
 
 from ray.tune.search import Searcher
 
@@ -11,53 +22,212 @@ from nas.errors import UserError
 from nas.runs.migrate import migrate
 from nas.search.constraints import BudgetConstraint
 from nas.search.params import arch_from_params
+from searchspace import Arch
 
 OBJECTIVES = ("top1", "flops", "latency_ms")
 MODES = ("max", "min", "min")
 
 
-class BudgetGuard(Searcher):
-    """Wraps OptunaSearch so that only new, within-budget archs become Ray trials.
+class SamplerPort(Protocol):
+    """How a filter reaches the sampler about a suggestion (``probe``: the sampler's id for it)."""
 
-    Every suggestion gets its constraint values (``Trial.set_constraint``: <= 0 is feasible). One
-    over the budget is told to Optuna at once as infeasible under a probe id (never evaluated) and
-    logged to ``suggestions.jsonl`` (as is every suggestion that becomes a trial); one already
-    evaluated is told its known result; one running now is pruned. Then the next suggestion is
-    asked for.
+    def set_constraints(self, probe: str, violations: dict[str, float]) -> None: ...
+
+    def tell(self, probe: str, result: dict | None) -> None:
+        """``result`` (objectives) as the suggestion's outcome; None prunes it."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A suggestion that a filter dealt with: it does not become a trial."""
+    reason: str            # "rejected_over_budget", "repeat" or "running"
+    result: dict | None    # what the sampler was told
+
+
+class OverBudget:
+    """Sets every suggestion's constraint values (<= 0 is feasible); one over the budget is told at once as
+    infeasible, under its probe id, and never evaluated. A latency only a trial measures becomes a constraint when
+    the result is told."""
+
+    def __init__(self, constraint: BudgetConstraint) -> None:
+        self.constraint = constraint
+
+    def screen(self, probe: str, arch: Arch, sampler: SamplerPort) -> Handled | None:
+        violations, rejected = self.constraint.screen(arch)
+        sampler.set_constraints(probe, violations)
+        if rejected is None:
+            return None
+        sampler.tell(probe, rejected)
+        return Handled("rejected_over_budget", rejected)
+
+    def before_tell(self, probe: str, result: dict, sampler: SamplerPort) -> None:
+        """``--latency measure`` with a latency budget: the trial measured it; the sampler learns it as a
+        constraint, never as a feasible point."""
+        if self.constraint.latency_after_trial and "latency_ms" in result:
+            sampler.set_constraints(probe, {"latency_over_budget":
+                                            self.constraint.measured_violation(result["latency_ms"])})
+
+
+class Duplicates:
+    """An arch is evaluated once: a suggestion of one already evaluated is told its known result, one of an arch
+    running now is pruned. ``before_tell`` runs before a known result is told (:meth:`OverBudget.before_tell`)."""
+
+    def __init__(self, before_tell=None) -> None:
+        self.before_tell = before_tell
+        self.evaluated: dict[str, dict] = {}    # arch key -> objectives of its completed (and told) trial
+        self.pending: dict[str, str] = {}       # trial id -> arch key, until told
+
+    def screen(self, probe: str, arch: Arch, sampler: SamplerPort) -> Handled | None:
+        key = arch.key()
+        if key in self.evaluated:
+            if self.before_tell is not None:
+                self.before_tell(probe, self.evaluated[key], sampler)
+            sampler.tell(probe, self.evaluated[key])
+            return Handled("repeat", self.evaluated[key])
+        if key in self.pending.values():
+            sampler.tell(probe, None)
+            return Handled("running", None)
+        return None
+
+    def start(self, trial_id: str, arch: Arch) -> None:
+        self.pending[trial_id] = arch.key()
+
+    def finish(self, trial_id: str, objectives: dict | None) -> None:
+        """The trial's result is told: its objectives (None: it failed) answer later suggestions of its arch."""
+        key = self.pending.pop(trial_id, None)
+        if key is not None and objectives is not None:
+            self.evaluated[key] = objectives
+
+
+class SuggestionOrder:
+    """Reproducible order with ``lag`` (the number of concurrent trials c): results are told in suggestion order,
+    and suggestion n waits until trials 0..n-c have been told, so what the sampler knows at each suggestion never
+    depends on which trial finished first."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.order: list[str] = []              # trial ids in suggestion order
+        self.finished: dict[str, tuple] = {}    # trial id -> (result, error), finished but not yet told
+        self.told = 0                           # order[:told] have been told
+
+    def _needed(self) -> int:
+        return len(self.order) - self.lag + 1
+
+    def tellable(self) -> list[tuple[str, dict | None, bool]]:
+        """The finished trials whose turn has come, in suggestion order (each counted as told)."""
+        ready = []
+        while self.told < min(self._needed(), len(self.order)) and self.order[self.told] in self.finished:
+            trial_id = self.order[self.told]
+            ready.append((trial_id, *self.finished.pop(trial_id)))
+            self.told += 1
+        return ready
+
+    def may_suggest(self) -> bool:
+        return self.told >= self._needed()
+
+    def add(self, trial_id: str) -> None:
+        self.order.append(trial_id)
+
+    def finish(self, trial_id: str, result: dict | None, error: bool) -> list[tuple[str, dict | None, bool]]:
+        self.finished[trial_id] = (result, error)
+        return self.tellable()
+
+
+class SuggestionLog:
+    """``suggestions.jsonl``: each suggestion that became a trial (Ray's trial ids are random: this records the
+    order) or was rejected over the budget, one JSON line each."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+
+    def _write(self, line: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def suggested(self, probe: str, trial_id: str) -> None:
+        self._write({"probe": probe, "trial": trial_id, "state": "suggested"})
+
+    def rejected(self, probe: str, arch: Arch, result: dict, latency_known: bool) -> None:
+        self._write({"probe": probe, "arch": arch.to_dict(), "flops": result["flops"],
+                     "latency_ms": result["latency_ms"] if latency_known else None, "state": "rejected_over_budget"})
+
+
+def complete_objectives(result: dict | None, error: bool) -> dict | None:
+    """The objectives of a trial's result, or None when it failed or reported them not all."""
+    if not result or error or not all(m in result for m in OBJECTIVES):
+        return None
+    return {m: result[m] for m in OBJECTIVES}
+
+
+class _OptunaSearchPort:
+    """The port over Ray's ``OptunaSearch``: it keeps the asked Optuna trial per id, on which Optuna wants the
+    constraints set."""
+
+    def __init__(self, searcher) -> None:
+        self.searcher = searcher
+
+    def set_constraints(self, probe: str, violations: dict[str, float]) -> None:
+        trial = self.searcher._ot_trials[probe]
+        for name, value in violations.items():
+            trial.set_constraint(name, float(value))
+
+    def tell(self, probe: str, result: dict | None) -> None:
+        self.searcher.on_trial_complete(probe, result=result)
+
+
+class StudyPort:
+    """The port over a plain Optuna study driven by ask/tell in one process (no Ray): what
+    ``benchmarks/search_overhead.py`` runs the same chain through, as the baseline of the Ray Tune search."""
+
+    def __init__(self, study) -> None:
+        self.study, self.asked = study, {}
+
+    def ask(self, probe: str, distributions: dict):
+        self.asked[probe] = trial = self.study.ask(fixed_distributions=distributions)
+        return trial
+
+    def set_constraints(self, probe: str, violations: dict[str, float]) -> None:
+        for name, value in violations.items():
+            self.asked[probe].set_constraint(name, float(value))
+
+    def tell(self, probe: str, result: dict | None) -> None:
+        from optuna.trial import TrialState
+
+        trial = self.asked.pop(probe)
+        if result is None:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, [result[m] for m in OBJECTIVES])
+
+
+class BudgetGuard(Searcher):
+    """Wraps OptunaSearch so that only new, within-budget archs become Ray trials (module docstring: the chain).
+
+    Each Ray trial id gets the sampler's id of the suggestion it runs (its probe); the suggestions asked for it
+    that were dealt with are told under their own probe ids. ``ordered_concurrency``: see :class:`SuggestionOrder`
+    (None: results are told as trials finish).
     """
 
     def __init__(self, searcher, constraint: BudgetConstraint, log_path: str | os.PathLike,
                  max_skips_per_trial: int = 500, ordered_concurrency: int | None = None) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
-        self.searcher, self.constraint = searcher, constraint
-        self.log_path = str(log_path)
+        self.searcher, self.port = searcher, _OptunaSearchPort(searcher)
+        self.num_stages = constraint.space.num_stages
+        self.over_budget = OverBudget(constraint)
+        self.duplicates = Duplicates(before_tell=self.over_budget.before_tell)
+        self.order = SuggestionOrder(ordered_concurrency) if ordered_concurrency is not None else None
+        self.log = SuggestionLog(log_path)
         self.max_skips = max_skips_per_trial
-        # Reproducible order (``ordered_concurrency`` = the number of concurrent trials c): results are told in
-        # suggestion order, and suggestion n waits until trials 0..n-c have been told, so what the sampler knows at
-        # each suggestion never depends on which trial finished first (issue #11).
-        self.lag = ordered_concurrency
         self.aliases: dict[str, str] = {}       # Ray trial id -> the searcher's id for it
-        self.evaluated: dict[str, dict] = {}    # arch key -> objectives of its completed (and told) trial
-        self.pending: dict[str, str] = {}       # Ray trial id -> arch key, until told
-        self.order: list[str] = []              # Ray trial ids in suggestion order
-        self.finished: dict[str, tuple] = {}    # Ray trial id -> (result, error), finished but not yet told
-        self.told = 0                           # order[:told] have been told
         self.num_probes = 0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
-    def _set_constraints(self, probe: str, violations: dict[str, float]) -> None:
-        # Ray's OptunaSearch keeps the asked optuna Trial per id; Optuna 5 wants constraints set on it.
-        trial = self.searcher._ot_trials[probe]
-        for name, value in violations.items():
-            trial.set_constraint(name, float(value))
-
     def suggest(self, trial_id: str):
-        if self.lag is not None:
-            needed = len(self.order) - self.lag + 1  # trials 0..n-c must have been told
-            self._flush(needed)
-            if self.told < needed:
+        if self.order is not None:
+            self._tell_all(self.order.tellable())
+            if not self.order.may_suggest():
                 return None  # not now: Tune asks again when another trial finishes
         for _ in range(self.max_skips):
             self.num_probes += 1
@@ -65,29 +235,19 @@ class BudgetGuard(Searcher):
             config = self.searcher.suggest(probe)
             if not isinstance(config, dict):
                 return config  # None (not now) or Searcher.FINISHED
-            arch = arch_from_params(config, self.constraint.space.num_stages)
-            violations, rejected = self.constraint.screen(arch)
-            self._set_constraints(probe, violations)
-            if rejected is not None:
-                self.searcher.on_trial_complete(probe, result=rejected)
-                latency = rejected["latency_ms"] if self.constraint.latency_table is not None else None
-                with open(self.log_path, "a") as f:
-                    f.write(json.dumps({"probe": probe, "arch": arch.to_dict(), "flops": rejected["flops"],
-                                        "latency_ms": latency, "state": "rejected_over_budget"}) + "\n")
-                continue
-            if arch.key() in self.evaluated:  # seen: the sampler learns the known result, no new trial
-                known = self.evaluated[arch.key()]
-                self._set_measured_latency_constraint(probe, known)
-                self.searcher.on_trial_complete(probe, result=known)
-                continue
-            if arch.key() in self.pending.values():  # running now: pruned for the sampler, no new trial
-                self.searcher.on_trial_complete(probe, result=None)
+            arch = arch_from_params(config, self.num_stages)
+            handled = (self.over_budget.screen(probe, arch, self.port)
+                       or self.duplicates.screen(probe, arch, self.port))
+            if handled is not None:
+                if handled.reason == "rejected_over_budget":
+                    self.log.rejected(probe, arch, handled.result,
+                                      latency_known=self.over_budget.constraint.latency_table is not None)
                 continue
             self.aliases[trial_id] = probe
-            self.pending[trial_id] = arch.key()
-            self.order.append(trial_id)
-            with open(self.log_path, "a") as f:  # Ray's trial ids are random: this records the order
-                f.write(json.dumps({"probe": probe, "trial": trial_id, "state": "suggested"}) + "\n")
+            self.duplicates.start(trial_id, arch)
+            if self.order is not None:
+                self.order.add(trial_id)
+            self.log.suggested(probe, trial_id)
             return config
         raise UserError(f"{self.max_skips} suggestions in a row were over the budget or already evaluated: the "
                         f"budget may be near the cheapest arch (python launch.py space), or --trials exceeds "
@@ -96,48 +256,42 @@ class BudgetGuard(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searcher.on_trial_result(self.aliases.get(trial_id, trial_id), result)
 
-    def _set_measured_latency_constraint(self, probe: str, result: dict | None) -> None:
-        """``--latency measure`` with a latency budget: the trial measured it; the sampler learns it as a
-        constraint (regression: issue #11 -- a violation used to be told as a feasible point with top-1 0)."""
-        if self.constraint.latency_after_trial and result and "latency_ms" in result:
-            self._set_constraints(probe, {"latency_over_budget":
-                                          self.constraint.measured_violation(result["latency_ms"])})
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self.lag is None or trial_id not in self.pending:
+        if self.order is None or trial_id not in self.duplicates.pending:
             self._tell(trial_id, result, error)
-            return
-        self.finished[trial_id] = (result, error)
-        self._flush(len(self.order) - self.lag + 1)
+        else:
+            self._tell_all(self.order.finish(trial_id, result, error))
 
-    def _flush(self, count: int) -> None:
-        """Tell the finished trials among the first ``count`` in suggestion order, stopping at the first unfinished."""
-        while self.told < min(count, len(self.order)) and self.order[self.told] in self.finished:
-            trial_id = self.order[self.told]
-            self._tell(trial_id, *self.finished.pop(trial_id))
-            self.told += 1
+    def _tell_all(self, ready: list[tuple[str, dict | None, bool]]) -> None:
+        for trial_id, result, error in ready:
+            self._tell(trial_id, result, error)
 
     def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
-        key = self.pending.pop(trial_id, None)
-        complete = bool(result) and not error and all(m in result for m in OBJECTIVES)
-        if key is not None and complete:
-            self.evaluated[key] = {m: result[m] for m in OBJECTIVES}
+        objectives = complete_objectives(result, error)
+        self.duplicates.finish(trial_id, objectives)
         probe = self.aliases.get(trial_id, trial_id)
-        if complete:
-            self._set_measured_latency_constraint(probe, result)
+        if objectives is not None:
+            self.over_budget.before_tell(probe, result, self.port)
         self.searcher.on_trial_complete(probe, result=result, error=error)
 
     # Tune checkpoints a wrapper (anything with .searcher) by get_state/set_state and the wrapped
-    # OptunaSearch (study and sampler) by its own save_to_dir.
+    # OptunaSearch (study and sampler) by its own save_to_dir. One flat record: older searches resume from it.
     def get_state(self) -> dict:
-        return {"aliases": dict(self.aliases), "evaluated": dict(self.evaluated), "pending": dict(self.pending),
-                "num_probes": self.num_probes, "lag": self.lag, "order": list(self.order),
-                "finished": dict(self.finished), "told": self.told}
+        order = self.order or SuggestionOrder(0)
+        return {"aliases": dict(self.aliases), "evaluated": dict(self.duplicates.evaluated),
+                "pending": dict(self.duplicates.pending), "num_probes": self.num_probes,
+                "lag": None if self.order is None else self.order.lag, "order": list(order.order),
+                "finished": dict(order.finished), "told": order.told}
 
     def set_state(self, state: dict) -> None:
         state = migrate("search state", state)
-        self.aliases, self.evaluated = dict(state["aliases"]), dict(state["evaluated"])
-        self.pending, self.num_probes = dict(state["pending"]), state["num_probes"]
-        self.lag = state["lag"]
-        self.order, self.finished = list(state["order"]), dict(state["finished"])
-        self.told = state["told"]
+        self.aliases, self.num_probes = dict(state["aliases"]), state["num_probes"]
+        self.duplicates.evaluated, self.duplicates.pending = dict(state["evaluated"]), dict(state["pending"])
+        self.order = None if state["lag"] is None else SuggestionOrder(state["lag"])
+        if self.order is not None:
+            self.order.order, self.order.finished = list(state["order"]), dict(state["finished"])
+            self.order.told = state["told"]
+
+
+__all__ = ["OBJECTIVES", "MODES", "SamplerPort", "Handled", "OverBudget", "Duplicates", "SuggestionOrder",
+           "SuggestionLog", "complete_objectives", "StudyPort", "BudgetGuard"]

@@ -16,7 +16,16 @@ from nas.runs.files import write_csv_atomic
 from searchspace import Arch, Budget, Cost, atomic_path, save_arch_file, write_json_atomic
 
 # node: the Ray node that ran the trial's last attempt (a trial whose node was lost ran again elsewhere)
-CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "node", "error", "stages")
+# latency_on: whose device and backend the latency is of (a table built on the deployment machine, or this one)
+CSV_FIELDS = ("trial", "arch", "state", "top1", "flops", "params", "latency_ms", "latency_on", "node", "error",
+              "stages")
+
+
+def trial_row(trial: str, arch: Arch, state: str, *, flops: float, params: int, top1: float | None = None,
+              latency_ms: float | None = None, node: str = "", error: str = "") -> dict:
+    """One row of trials.csv (``CSV_FIELDS``): a trial that ran, or a suggestion rejected without running."""
+    return {"trial": trial, "arch": arch.key(), "state": state, "top1": top1, "flops": flops, "params": params,
+            "latency_ms": latency_ms, "node": node, "error": error, "stages": arch.to_dict()["stages"]}
 
 
 def feasible_rows(rows: Sequence[dict], budget: Budget) -> list[dict]:
@@ -48,13 +57,15 @@ def hypervolume(rows: Sequence[dict], budget_flops: float, latency_ref_ms: float
     return float(compute_hypervolume(points, np.ones(3))) if len(points) else 0.0
 
 
-def write_trials_csv(path: Path, rows: Sequence[dict]) -> None:
-    write_csv_atomic(path, [{**r, "stages": json.dumps(r["stages"])} for r in rows], CSV_FIELDS)
+def write_trials_csv(path: Path, rows: Sequence[dict], latency_on: str = "") -> None:
+    write_csv_atomic(path, [{**r, "latency_on": latency_on if r["latency_ms"] is not None else "",
+                             "stages": json.dumps(r["stages"])} for r in rows], CSV_FIELDS)
 
 
 def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
-               latency_budget_ms: float | None, title: str, weights: str) -> None:
-    """pareto.png: top-1 against FLOPs and against latency; ``weights`` says which weights gave the top-1."""
+               latency_budget_ms: float | None, title: str, weights: str, latency_on: str = "") -> None:
+    """pareto.png: top-1 against FLOPs and against latency (``latency_on``: whose); ``weights`` says which weights
+    gave the top-1."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -62,7 +73,9 @@ def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_f
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     evaluated = [r for r in rows if r["top1"] is not None and r["state"] == "completed"]
     for ax, key, scale, label, budget in ((axes[0], "flops", 1e-9, "GFLOPs (224x224, batch 1)", budget_flops * 1e-9),
-                                          (axes[1], "latency_ms", 1.0, "latency (ms)", latency_budget_ms)):
+                                          (axes[1], "latency_ms", 1.0,
+                                           f"latency (ms){', ' + latency_on if latency_on else ''}",
+                                           latency_budget_ms)):
         ax.scatter([r[key] * scale for r in evaluated], [100 * r["top1"] for r in evaluated], s=18, c="0.65",
                    label=f"evaluated ({len(evaluated)})")
         pts = sorted(front, key=lambda r: r[key])
@@ -103,11 +116,12 @@ def metrics_of(row: dict) -> dict[str, Any]:
 
 
 def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget: Budget, results_root: Path, title: str,
-                         extra: dict | None = None, search_info: dict | None = None) -> dict:
-    """Write every output; returns the summary (front, best, hypervolume)."""
+                         extra: dict | None = None, search_info: dict | None = None, latency_on: str = "") -> dict:
+    """Write every output; returns the summary (front, best, hypervolume). ``latency_on``: whose device and backend
+    the latency axis describes, written into each of them."""
     budget_flops = budget.flops
     latency_budget_ms = None if budget.latency_s is None else budget.latency_s * 1e3
-    write_trials_csv(run_dir / "trials.csv", rows)
+    write_trials_csv(run_dir / "trials.csv", rows, latency_on)
     feasible = feasible_rows(rows, budget)
     front = pareto_front(feasible)
     latency_ref = latency_budget_ms or max([r["latency_ms"] for r in feasible] or [1.0]) * 1.1
@@ -115,13 +129,14 @@ def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget: Budget,
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    summary = {"budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms, "counts": counts,
+    summary = {"budget_flops": budget_flops, "latency_budget_ms": latency_budget_ms, "latency_on": latency_on,
+               "counts": counts,
                "hypervolume": hv, "hypervolume_reference": {"top1": 0.0, "flops": budget_flops,
                                                              "latency_ms": latency_ref},
                "front": [{"arch": r["arch"], "stages": r["stages"], **metrics_of(r)} for r in front], **(extra or {})}
     write_json_atomic(run_dir / "pareto.json", summary)
     plot_front(run_dir / "pareto.png", rows, front, budget_flops, latency_budget_ms, title,
-               weights=(extra or {}).get("top1_weights", "inherited weights"))
+               weights=(extra or {}).get("top1_weights", "inherited weights"), latency_on=latency_on)
     best = max(feasible, key=lambda r: (r["top1"], -r["flops"]), default=None)
     if best is not None:
         arch = Arch.from_dict({"stages": best["stages"]})

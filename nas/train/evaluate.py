@@ -37,8 +37,8 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, num_batches: int, batc
     """Recompute every BatchNorm's running statistics as the plain average over ``num_batches``
     training batches (an inherited sub-network's statistics belong to the supernet's mix of paths).
     Only the norms switch to train mode: dropout and drop-path stay off. A dataset smaller than
-    ``batch_size`` is one batch of all its images (issue #11: it used to run no batch at all and
-    leave every norm at mean 0, variance 1)."""
+    ``batch_size`` is one batch of all its images, never no batch (which would leave every norm at mean 0,
+    variance 1)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or num_batches <= 0:
         return

@@ -8,7 +8,7 @@ import torch
 from ray import tune
 
 from nas.cluster.session import check_fits_local_ray, ensure_ray
-from nas.cluster.tune_patches import retry_trials_that_lost_their_actor_before_running, save_tune_state_on_trial_events
+from nas.cluster.tune_patches import patched_tune
 from nas.errors import first_line
 from nas.runs.layout import CHECKPOINT, RUN_CONFIG
 from nas.runs.storage import Storage
@@ -43,13 +43,11 @@ def retrain_in_parallel(jobs: dict[str, RetrainJob], base_dir: Path, *, cpus_per
     of each failed trial's error. A trial that fails starts again (at most ``max_failures`` times) from its last
     epoch's checkpoint. ``storage``: where Ray keeps the runs' state (default: ``base_dir/ray``); under a URI storage
     each trial pushes its folder there every epoch, and the folders are fetched here at the end."""
-    save_tune_state_on_trial_events()
-    retry_trials_that_lost_their_actor_before_running()
     base_dir = Path(base_dir).resolve()
     storage = storage or Storage(base_dir)
     storage_path, storage_filesystem = storage.ray_storage(base_dir)
 
-    # A trial resumes whatever checkpoint its folder holds: only if it was started with the same job (issue #11).
+    # A trial resumes whatever checkpoint its folder holds: only if it was started with the same job.
     for member, job in jobs.items():
         run_dir = Path(base_dir) / member
         check_same_job(run_dir, job.to_dict())
@@ -68,6 +66,7 @@ def retrain_in_parallel(jobs: dict[str, RetrainJob], base_dir: Path, *, cpus_per
                        run_config=tune.RunConfig(name=name, storage_path=storage_path,
                                                  storage_filesystem=storage_filesystem, verbose=0, callbacks=list(callbacks),
                                                  failure_config=tune.FailureConfig(max_failures=max_failures)))
-    errors = [first_line(r.error) for r in tuner.fit() if r.error is not None]
+    with patched_tune():
+        errors = [first_line(r.error) for r in tuner.fit() if r.error is not None]
     storage.pull(base_dir)
     return errors

@@ -1,18 +1,17 @@
 """benchmarks/cli_refusal.py: times launch.py's refusals in two checkouts and fails on a refusal that is not
 one line and exit code 2."""
+import pytest
 import json
 import subprocess
-import sys
 
-from tests.conftest import ROOT
-from tests.nas.train.test_supernet import save_untrained_supernet
+from tests.helpers import ROOT, run_benchmark, save_untrained_supernet
 
 
 def run_script(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cli_refusal.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return run_benchmark("cli_refusal", *args, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_times_both_checkouts_and_writes_the_ratios(tmp_path):
     # with a supernet: three more refusals, by the data and space it recorded
     save_untrained_supernet(tmp_path / "supernet.pt")

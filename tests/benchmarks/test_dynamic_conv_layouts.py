@@ -1,16 +1,13 @@
 """benchmarks/dynamic_conv_layouts.py compares the dynamic DW conv's two fold layouts: they must compute the same
 numbers (else its timings compare different ops), and its swap must reach every dynamic mixer of a network."""
+import pytest
 import json
-import subprocess
-import sys
 
 import torch
 
+from benchmarks import dynamic_conv_layouts as layouts
 from supernet import MixerNet
-from tests.conftest import ROOT, TINY, swin_t_arch
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import dynamic_conv_layouts as layouts  # noqa: E402  (a script, found through the path above)
+from tests.helpers import TINY, run_benchmark, swin_t_arch
 
 
 def test_the_layouts_agree_forward_and_backward_in_a_network():
@@ -32,12 +29,12 @@ def test_the_layouts_agree_forward_and_backward_in_a_network():
     assert len(swapped) == sum(1 for m in net.modules() if isinstance(m, layouts.DynamicDWConvMixer)) > 0
 
 
+@pytest.mark.slow
 def test_the_script_times_the_op_and_writes_its_rows(tmp_path):
     out = tmp_path / "layouts"
     args = ["--device", "cpu", "--sections", "op", "--dtypes", "fp32", "--batch", "1", "--repeats", "1",
             "--warmup", "0", "--out", str(out)]
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dynamic_conv_layouts.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    done = run_benchmark("dynamic_conv_layouts", *args)
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert [(r["channels"], r["side"]) for r in rows] == [(96, 56), (192, 28), (384, 14), (768, 7)]

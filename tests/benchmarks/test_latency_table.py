@@ -1,11 +1,9 @@
 """benchmarks/latency_table.py: the table's errors on archs it did not calibrate on, beside a second measurement."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import run_benchmark
 
 # Eight archs at the deployment setting, each component a few milliseconds: the whole script runs in seconds.
 SMALL_SPACE = {"stages": [
@@ -15,13 +13,13 @@ SMALL_SPACE = {"stages": [
     {"mixers": ["dwconv"], "kernels": [3, 5], "depths": [1], "pools": [2]}]}
 
 
+@pytest.mark.slow
 def test_reports_the_error_beside_the_measurements_own_spread(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps(SMALL_SPACE))
     args = ["--space", str(tmp_path / "space.json"), "--archs", "2", "--seed", "3", "--max-gflops", "0",
             "--warmup", "1", "--repeats", "2", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
             "--out-dir", str(tmp_path / "out")]
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency_table.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    done = run_benchmark("latency_table", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(next((tmp_path / "out").glob("latency_table-*-seed3.json")).read_text())
     summary, rows = data["summary"], data["rows"]

@@ -1,12 +1,14 @@
 """benchmarks/photo_input.py: both input paths of an image folder through the real Trainer, side by side."""
+import pytest
 import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.image_folders import write_image_folder
 
 
+@pytest.mark.slow
 def test_both_paths_train_an_epoch_and_the_ratio_is_written(tmp_path):
     root = write_image_folder(tmp_path / "photos", {"cat": (40, 2), "dog": (40, 2)})
     out = tmp_path / "bench" / "photo_input"
@@ -23,6 +25,7 @@ def test_both_paths_train_an_epoch_and_the_ratio_is_written(tmp_path):
     assert "x (in-memory data ready in" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_missing_folder_exits_2_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "benchmarks.photo_input", "--data-root", str(tmp_path / "none")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

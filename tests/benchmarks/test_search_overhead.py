@@ -1,20 +1,16 @@
 """The in-process baseline of benchmarks/search_overhead.py (also search_quality.py's runner): it must keep
 evaluating what ``run_search`` evaluates. It had stopped running when the budget constraints became named
 (a dict), unseen because no test ran it."""
-import sys
 
 import pytest
 
+from benchmarks import search_overhead
 from nas.runs import checkpoint as ckpt
 from nas.search.driver import run_search
 from nas.search.trial import TrialContext
 from nas.settings import SearchConfig
 from nas.train.supernet import train_supernet
-from tests.conftest import ROOT
-from tests.nas.train.test_supernet import tiny_job
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import search_overhead  # noqa: E402  (a script, found through the path above)
+from tests.helpers import tiny_job
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +21,7 @@ def context(tmp_path_factory):
     return TrialContext.from_supernet(state, cfg, fingerprint="t")
 
 
+@pytest.mark.slow
 def test_in_process_loop_evaluates_the_archs_the_ray_search_evaluates(context, tmp_path):
     inproc = search_overhead.run_inprocess(context)
     assert inproc["trials"] == 3 and inproc["rejected"] > 0, "half the tiny space is over 1.6 GFLOPs (seeded draw)"

@@ -1,13 +1,11 @@
 """benchmarks/search_vs_random.py: the draw rule and the verdict, per draw and pooled over draws."""
-import subprocess
-import sys
 
 import pytest
 
 from benchmarks.search_vs_random import compare, compare_with_seed_models, parse_draws, random_archs
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
-from tests.conftest import ROOT
+from tests.helpers import run_benchmark
 
 
 def row(*per_seed: float, flops: float = 1e9) -> dict:
@@ -64,8 +62,8 @@ def test_verdict_of_the_draw_where_the_search_lost():
     assert compare(row(1.0, 1.0), [row(0.5, 1.0)])["verdict"] == "search does not beat random"  # 0.25 vs 0.25
 
 
+@pytest.mark.slow
 def test_a_bad_draw_list_exits_2_with_one_line():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_vs_random.py"), "--seed", "0,x"],
-                          capture_output=True, text=True, timeout=120)
+    done = run_benchmark("search_vs_random", "--seed", "0,x", timeout=120)
     assert done.returncode == 2 and "--seed 0,x" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -4,8 +4,6 @@ and the script must score supernets as check-ranking does and report their ensem
 import json
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,9 @@ from nas.ranking.arch_sets import band_archs
 from nas.ranking.stats import kendall_tau
 from nas.train.supernet import train_supernet
 from searchspace import DEPLOYMENT, Arch, Budget, SearchSpace, arch_cost
-from tests.conftest import ROOT
-from tests.nas.train.test_supernet import TINY_SPACE, tiny_job
+from tests.helpers import ROOT, TINY_SPACE, run_benchmark, tiny_job
 
 TRUTH = sorted((ROOT / "benchmarks" / "truth").glob("mnist-cluttered-draw*.json"))
-SCRIPT = ROOT / "benchmarks" / "supernet_seeds.py"
 
 
 def test_the_kept_truth_is_what_check_ranking_draws():
@@ -70,9 +66,10 @@ def tiny_truth(tmp_path_factory):
 
 
 def run_script(*args, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return run_benchmark("supernet_seeds", *args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_scores_each_supernet_and_their_ensemble(tiny_truth, tmp_path):
     out = tmp_path / "out"
     done = run_script("--truth", str(tiny_truth), "--seeds", "0,1", "--finetune-steps", "0,2", "--out", str(out),
@@ -107,6 +104,7 @@ def test_scores_each_supernet_and_their_ensemble(tiny_truth, tmp_path):
     assert "an ensemble" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_kept_truth_without_its_supernet_names_the_command(tmp_path):
     truth = json.loads(TRUTH[0].read_text())
     truth["supernet"] = "results/supernet/no-such-supernet/supernet.pt"
@@ -118,6 +116,7 @@ def test_a_kept_truth_without_its_supernet_names_the_command(tmp_path):
     assert len(lines) == 1 and "does not exist" in lines[0] and "launch.py supernet --path-budget 4.5GFLOPs" in lines[0]
 
 
+@pytest.mark.slow
 def test_trains_sandwich_supernets_with_inplace_distillation(tiny_truth, tmp_path):
     out = tmp_path / "out"
     done = run_script("--truth", str(tiny_truth), "--seeds", "0", "--finetune-steps", "0", "--path-sampler",
@@ -138,6 +137,7 @@ def test_trains_sandwich_supernets_with_inplace_distillation(tiny_truth, tmp_pat
         assert len(refused.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_fine_tuning_variants_reach_the_evaluation_and_are_recorded(tiny_truth, tmp_path):
     out = tmp_path / "out"
     runs = {}

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
-from tests.conftest import run_launch
-from tests.nas.train.test_supernet import TINY_SPACE
-from tests.ray_cluster import free_ports, running_cluster
+from benchmarks.ray_cluster import free_ports
+from tests.helpers import BUDGET, SUPERNET_FLAGS, TINY_SPACE, run_launch, running_cluster
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,18 @@
 """Shared command-line checks: the ranges of the recipe and network flags, writable folders."""
-from dataclasses import fields
+import argparse
+from dataclasses import fields, replace
 
 import pytest
 
-from nas.cli import build_parser, main
+from nas.cli import COMMANDS, build_parser, main
+from nas.cli import search as search_cmd
+from nas.cli.check_ranking import STANDALONE_FLAGS
 from nas.cli.common import check_writable_dir
+from nas.cli.flags import settings_from_args
+from nas.cli.train_args import model_options, train_config
 from nas.errors import UserError
-from nas.settings import ModelOptions, RankingConfig, SearchConfig, TrainConfig
+from nas.settings import (SUPERNET_RECIPE, ModelOptions, RankingConfig, RunOptions, SearchConfig, TrainConfig,
+                          TrialResources)
 
 
 def test_every_bounded_setting_is_set_by_a_flag_of_that_name():
@@ -14,17 +20,50 @@ def test_every_bounded_setting_is_set_by_a_flag_of_that_name():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices.values()
     flags = {option for command in commands for action in command._actions for option in action.option_strings}
-    for record in (TrainConfig, ModelOptions, SearchConfig, RankingConfig):
+    for record in (TrainConfig, ModelOptions, SearchConfig, RankingConfig, RunOptions, TrialResources):
         for f in fields(record):
             if "flag" in f.metadata:
                 assert f.metadata["flag"] in flags, (record.__name__, f.name)
 
 
-@pytest.mark.parametrize("argv", [["supernet"], ["search"], ["retrain", "--arch", "a.json"], ["check-ranking"]])
-def test_the_defaults_of_every_command_make_valid_settings(argv):
-    args = build_parser().parse_args(argv)
-    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    ModelOptions(getattr(args, "embed_dim", None), getattr(args, "patch_size", None), getattr(args, "drop_path", 0.0))
+def parse(argv: list[str]):
+    return build_parser().parse_args(argv)
+
+
+def test_the_defaults_of_every_command_are_the_records_defaults():
+    # each setting has one default, on its field: a command's recipe is a declared record, not flags of its own
+    assert train_config(parse(["supernet"])) == SUPERNET_RECIPE
+    assert train_config(parse(["search"])) == SUPERNET_RECIPE  # the supernet a search trains when it has none
+    assert train_config(parse(["retrain", "--arch", "a.json"])) == TrainConfig()
+    assert settings_from_args(TrainConfig(), parse(["check-ranking"]), STANDALONE_FLAGS) == TrainConfig()
+    assert search_cmd._config_from_args(parse(["search"])) == SearchConfig(budget_flops=4.5e9)
+    assert settings_from_args(RankingConfig(), parse(["check-ranking"])) == RankingConfig()
+    for argv in (["supernet"], ["retrain", "--arch", "a.json"]):
+        assert model_options(parse(argv)) == ModelOptions()
+    assert SUPERNET_RECIPE == replace(TrainConfig(), epochs=SUPERNET_RECIPE.epochs)  # it differs in epochs only
+
+
+def test_a_flag_given_reaches_its_record():
+    args = parse(["search", "--recalib-batches", "3", "--max-failures", "1", "--supernet-seed", "7", "--seed", "5",
+                  "--drop-path", "0.1"])
+    assert search_cmd._config_from_args(args).recalib_batches == 3 and train_config(args).recalib_batches == 3
+    assert search_cmd._config_from_args(args).max_failures == 1
+    assert train_config(args).seed == 7 and search_cmd._config_from_args(args).seed == 5
+    assert model_options(args).drop_path_rate == 0.1
+    retrain = train_config(parse(["retrain", "--arch", "a.json", "--ema", "0.99", "--mixup", "0.2", "--clip-grad", "0"]))
+    assert (retrain.ema_decay, retrain.mixup, retrain.clip_grad) == (0.99, 0.2, None)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_of_every_command_shows_its_default_in_help(command):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    formatter = sub._get_formatter()
+    for action in sub._actions:
+        if not action.option_strings or action.nargs == 0 or action.required or action.default is argparse.SUPPRESS:
+            continue  # switches (off unless given), the required ones, --help
+        text = formatter._expand_help(action) if action.help else ""
+        assert "default" in text, (command, action.option_strings, text)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost
-from tests.conftest import run_launch
+from tests.helpers import run_launch
 
 SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--recalib-batches", "2",
                   "--warmup-epochs", "0"]
@@ -27,6 +27,7 @@ def test_space_lists_the_extended_choices():
     assert data["stages"][1]["pool_ops"] == ["merge", "maxpool"] and "pool_ops" not in data["stages"][0]
 
 
+@pytest.mark.slow
 def test_cost_of_an_extended_arch_and_refusals(tmp_path):
     path = tmp_path / "arch.json"
     path.write_text(json.dumps(EXTENDED_ARCH))
@@ -39,7 +40,7 @@ def test_cost_of_an_extended_arch_and_refusals(tmp_path):
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "'linear_angular' is not one of" in refused.stderr
     unknown = run_launch("space", "--space", "extnded")
-    assert unknown.returncode == 2 and "neither a built-in space (default, extended) nor a file" in unknown.stderr
+    assert unknown.returncode == 2 and "neither a built-in space (default, extended, tiny) nor a file" in unknown.stderr
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"stages": [{**EXTENDED_ARCH["stages"][0], "pool_op": "maxpool"}]}))
     refused = run_launch("cost", "--arch", str(bad), "--space", "extended")
@@ -57,6 +58,7 @@ def searched(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_supernet_and_search_over_the_extended_space(searched):
     space = SearchSpace.builtin("extended")
     rows = [r for r in csv.DictReader((searched / "results" / "search-x" / "trials.csv").open())
@@ -69,6 +71,7 @@ def test_supernet_and_search_over_the_extended_space(searched):
     space.validate(Arch.from_dict(best))
 
 
+@pytest.mark.slow
 def test_retrain_an_extended_arch(searched):
     (searched / "arch.json").write_text(json.dumps(EXTENDED_ARCH))
     done = run_launch("retrain", "--arch", "arch.json", "--space", "extended", "--epochs", "1", "--batch-size", "50",
@@ -79,6 +82,7 @@ def test_retrain_an_extended_arch(searched):
     assert 0 <= metrics["test_top1"] <= 1
 
 
+@pytest.mark.slow
 def test_retrain_of_the_searched_best_takes_the_search_space(searched):
     """No --space: the arch of an extended search is checked against the space the search recorded."""
     done = run_launch("retrain", "--arch", "results/best.json", "--epochs", "1", "--batch-size", "50",

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from searchspace import save_arch_file
-from tests.conftest import run_launch
+from tests.helpers import ARCH, run_launch
 from tests.image_folders import write_image_folder, write_unreadable
-from tests.nas.train.test_retrain import ARCH
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--warmup-epochs", "0", "--img-size", "32"]
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from searchspace import Arch, save_arch_file
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # In a fresh interpreter: run the preamble (argv 2), then each command line (argv 1) through launch.py's main, and
 # list the heavy modules then loaded.
@@ -128,9 +128,7 @@ def test_flags_that_contradict_a_supernet_are_refused_before_any_heavy_import(tm
     import torch
 
     from nas.runs import checkpoint as ckpt
-    from tests.cli.test_check_ranking_cli import BUDGET
-    from tests.nas.train.test_retrain import ARCH
-    from tests.nas.train.test_supernet import TINY_SPACE, save_untrained_supernet
+    from tests.helpers import ARCH, BUDGET, TINY_SPACE, save_untrained_supernet
 
     save_untrained_supernet(tmp_path / "supernet.pt")
     ckpt.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "model.pt")

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from searchspace import save_arch_file
-from tests.conftest import run_launch
-from tests.nas.train.test_retrain import ARCH
+from tests.helpers import ARCH, run_launch
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -1,6 +1,7 @@
 """``launch.py retrain`` and ``launch.py export`` as a user runs them."""
 import csv
 import json
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -9,10 +10,10 @@ import torch
 
 from nas.hub import load_model
 from nas.runs import checkpoint as ckpt
-from searchspace import DEPLOYMENT, arch_cost, save_arch_file
-from tests.conftest import run_launch
-from tests.nas.train.test_retrain import ARCH
-from tests.nas.train.test_supernet import TINY_SPACE
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, save_arch_file
+from tests.helpers import ARCH, TINY_SPACE, run_launch
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 FAST = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--warmup-epochs", "0"]
 
@@ -43,6 +44,7 @@ def test_retrain_then_export(work):
     exported = run_launch("export", "--run", str(run), "--onnx", str(onnx_file), cwd=work)
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert "matches PyTorch" in exported.stdout
+    assert re.search(r"latency here: [0-9.]+ ms in torch \(\d+ threads, batch 1\)", exported.stdout)
     # regression: the weights sat beside the file, in a data file named after its temp path; the .onnx alone,
     # as a user ships it, did not load. Now it is the only file written, and it loads from anywhere.
     assert [p.name for p in onnx_file.parent.iterdir()] == ["model.onnx"]
@@ -53,6 +55,15 @@ def test_retrain_then_export(work):
     x = torch.randn(1, 1, 32, 32)
     got = ort.InferenceSession(str(shipped)).run(None, {"image": x.numpy()})[0]
     assert np.abs(got - net(x).detach().numpy()).max() <= 1e-4
+
+    # a search that predicted with an ONNX Runtime table (its copy sits in the search folder): the latency is
+    # measured in ONNX Runtime, with that table's threads, on the exported file
+    from nas.latency.table import LatencyTable
+    LatencyTable({}, space=SearchSpace.from_dict(TINY_SPACE), settings=DEPLOYMENT, device="onnxruntime-cpu-box-t1-b1",
+                 batch_size=1, backend="onnxruntime", meta={"threads": 1}).save(search_run / "latency_table.json")
+    again = run_launch("export", "--run", str(run), "--onnx", str(onnx_file), cwd=work)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert re.search(r"latency here: [0-9.]+ ms in onnxruntime \(1 threads, batch 1\)", again.stdout)
 
     # an opset the network cannot be converted to, or one onnx does not know: one line, nothing written
     for opset, message in (("17", "--opset 17: these networks export at opset 18 or above"),

@@ -15,12 +15,9 @@ import pytest
 
 from nas.cluster.session import auth_token
 from nas.settings import FINETUNE_STEPS
-from tests.conftest import ROOT, run_launch
-from tests.nas.train.test_supernet import TINY_SPACE
+from tests.helpers import BUDGET, ROOT, SUPERNET_FLAGS, TINY_SPACE, run_launch
 
-SUPERNET_FLAGS = ["--epochs", "1", "--batch-size", "50", "--train-subset", "1000", "--recalib-batches", "2",
-                  "--warmup-epochs", "0"]
-BUDGET = "1.6GFLOPs"  # the tiny space spans about 1.36 to 1.9 GFLOPs: some archs are over
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 
 @pytest.fixture(scope="module")

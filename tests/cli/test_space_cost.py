@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_launch, swin_t_arch
+from tests.helpers import run_launch, swin_t_arch
 
 
 def test_space_lists_choices_size_and_extremes():
@@ -17,6 +17,7 @@ def test_space_lists_choices_size_and_extremes():
     assert data["cheapest"]["flops"] < 4.5e9 < data["dearest"]["flops"]
 
 
+@pytest.mark.slow
 def test_cost_of_swin_t_is_timm_swin_tiny(tmp_path):
     path = tmp_path / "swin_t.json"
     path.write_text(json.dumps({**swin_t_arch().to_dict(), "name": "Swin-T", "metrics": {"top1": 81.2}}))

@@ -4,13 +4,15 @@ holds; a storage that cannot be used exits 2 with one line before any work."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import shlex
 
 import pytest
 
-from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
-from tests.conftest import run_launch
-from tests.nas.train.test_supernet import TINY_SPACE
+from tests.helpers import BUDGET, SUPERNET_FLAGS, TINY_SPACE, StoredRuns, run_launch
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 COMMANDS = [["supernet", "--epochs", "1"], ["search", "--budget", "4.5GFLOPs"],
             ["retrain", "--arch", "arch.json", "--epochs", "1"], ["check-ranking", "--archs", "2"]]
@@ -37,8 +39,16 @@ def test_a_storage_that_cannot_be_used_exits_2_in_one_line_before_any_work(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "arch.json"]
 
 
-def test_runs_kept_at_a_uri_are_retrained_and_checked_from_another_machine(tmp_path):
-    uri = f"file://{tmp_path / 'bucket'}"
+@pytest.fixture(params=["file", "s3"])
+def storage_uri(request, tmp_path):
+    """A folder URI, and a prefix on a live S3 endpoint (moto's server): the same runs through either."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'bucket'}"
+    return request.getfixturevalue("s3_server").uri(f"runs-{tmp_path.name.lower().replace('_', '-')}"[:60])
+
+
+def test_runs_kept_at_a_uri_are_retrained_and_checked_from_another_machine(tmp_path, storage_uri):
+    uri = storage_uri
     first, env = machine(tmp_path, "first")
     trained = run_launch("supernet", "--space", "space.json", *SUPERNET_FLAGS, "--storage", uri, cwd=first, env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -47,26 +57,26 @@ def test_runs_kept_at_a_uri_are_retrained_and_checked_from_another_machine(tmp_p
                           env=env)
     assert searched.returncode == 0, searched.stderr[-3000:]
     assert "no supernet checkpoint for these settings" not in searched.stdout  # found at the URI by its settings
-    assert f"retrain --storage {uri} --arch best.json" in searched.stdout
-    bucket = tmp_path / "bucket"
+    assert f"retrain --storage {shlex.quote(uri)} --arch best.json" in searched.stdout
+    stored = StoredRuns(uri)
     assert not (first / "results").exists()  # nothing beside the storage
-    trials = list(csv.DictReader((bucket / "s" / "trials.csv").open()))
+    trials = list(csv.DictReader(io.StringIO(stored.read_text("s/trials.csv"))))
     assert sum(r["state"] == "completed" for r in trials) == 3
-    assert {"best.json", "s", "supernet", "latency"} <= {p.name for p in bucket.iterdir()}
-    assert list((bucket / "s" / "ray" / "tune").glob("*/result.json"))  # Ray Tune's state is at the URI itself
+    assert {"best.json", "s", "supernet", "latency"} <= {f.split("/")[0] for f in stored.files()}
+    assert stored.glob("s/ray/tune/*/result.json")  # Ray Tune's state is at the URI itself
 
     second, env = machine(tmp_path, "second")
     retrained = run_launch("retrain", "--storage", uri, "--arch", "best.json", "--epochs", "1", "--batch-size", "50",
                            cwd=second, env=env)
     assert retrained.returncode == 0, retrained.stderr[-3000:]
-    metrics = json.loads((bucket / "s" / "retrain" / "metrics.json").read_text())  # beside its search, at the URI
-    assert metrics["name"] == json.loads((bucket / "best.json").read_text())["name"]
-    assert (bucket / "s" / "retrain" / "model.pt").is_file()
+    metrics = json.loads(stored.read_text("s/retrain/metrics.json"))  # beside its search, at the URI
+    assert metrics["name"] == json.loads(stored.read_text("best.json"))["name"]
+    assert "s/retrain/model.pt" in stored.files()
 
     third, env = machine(tmp_path, "third")
     checked = run_launch("check-ranking", "--storage", uri, "--archs", "2", "--seeds", "1", "--epochs", "1",
                          "--batch-size", "50", "--budget", BUDGET, cwd=third, env=env)
     assert checked.returncode == 0, checked.stderr[-3000:]
-    ranking = next(bucket.glob("supernet/*/ranking/ranking.json"))
-    assert json.loads(ranking.read_text())["num_archs"] == 2
-    assert len(list(ranking.parent.glob("standalone/*/*/model.pt"))) == 2  # each run pushed from its trial
+    ranking = stored.glob("supernet/*/ranking/ranking.json")
+    assert len(ranking) == 1 and json.loads(stored.read_text(ranking[0]))["num_archs"] == 2
+    assert len(stored.glob("supernet/*/ranking/standalone/*/*/model.pt")) == 2  # each run pushed from its trial

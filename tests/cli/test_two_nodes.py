@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.ray_cluster import FAST_NODE_DEATH, command_lines
 from nas.runs import checkpoint as ckpt
-from tests.cli.test_search_cli import BUDGET, SUPERNET_FLAGS
-from tests.conftest import ROOT, run_launch
-from tests.nas.train.test_supernet import TINY_SPACE
-from tests.ray_cluster import FAST_NODE_DEATH, command_lines, running_cluster
+from tests.helpers import BUDGET, ROOT, SUPERNET_FLAGS, TINY_SPACE, run_launch, running_cluster
+
+pytestmark = pytest.mark.slow  # every test here runs launch.py with training or Ray
 
 SECOND = {"second": 1}  # the second node's custom resource
 
@@ -68,6 +68,28 @@ def launch(*args: str, cwd: Path, env: dict | None = None, out: Path) -> subproc
 
 def completed(path: Path) -> list[dict]:
     return [r for r in csv.DictReader(path.open()) if r["state"] == "completed"]
+
+
+def stored_finished_trials(tune_dir: Path) -> dict[str, dict]:
+    """Trial id -> last result of every finished trial in the newest Tune state saved under ``tune_dir``."""
+    states = sorted(tune_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        trial_data = json.loads(states[-1].read_text())["trial_data"]
+    except (json.JSONDecodeError, KeyError):  # caught mid-write
+        return {}
+    finished = {}
+    for meta, runtime in trial_data:
+        meta, runtime = json.loads(meta), json.loads(runtime)
+        if meta["status"] == "TERMINATED":
+            finished[meta["trial_id"]] = runtime["last_result"]
+    return finished
+
+
+def printed_results(lines: list[str]) -> dict[str, str]:
+    """Arch -> top-1 (as printed, 4 decimals) of each finished trial's progress line."""
+    return {line.split()[2]: line.split()[4] for line in lines if line.startswith("[") and " top1 " in line}
 
 
 def test_a_search_that_loses_its_second_node_completes_every_trial_once(cluster, second_node, work):
@@ -126,28 +148,39 @@ def test_a_driver_killed_with_kill_9_is_resumed_from_the_storage_by_another_driv
     assert trained.returncode == 0, trained.stderr[-3000:]
     proc = launch(*search_args("s", 8), "--address", cluster.address, "--storage", uri, cwd=first, env=env_a,
                   out=first / "search.stderr")
-    lines = []
+    lines, stored = [], {}
     for line in proc.stdout:
         lines.append(line)
         if sum(l.startswith("[") for l in lines) == 3:
             # Ray copies Tune's state to the URI in the background: the claim is about what reached the storage,
             # so wait until its saved state holds these 3 trials (a driver killed before that resumes from an
             # older state; seen once under load: a state older than the searcher's, and the resume failed)
-            states = tmp_path / "bucket" / "s" / "ray" / "tune"
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and max(
-                    (p.read_text().count("TERMINATED") for p in states.glob("experiment_state-*.json")), default=0) < 3:
+            while time.monotonic() < deadline and len(stored) < 3:
                 time.sleep(0.2)
+                stored = stored_finished_trials(tmp_path / "bucket" / "s" / "ray" / "tune")
             proc.send_signal(signal.SIGKILL)  # no handler runs, nothing is flushed: as when the machine dies
             break
     proc.wait(timeout=60)
     proc.stdout.close()
-    done_before = {line.split()[2] for line in lines if line.startswith("[")}  # the arch of each finished trial
+    stored = stored_finished_trials(tmp_path / "bucket" / "s" / "ray" / "tune")  # what the next driver reads
+    before = printed_results(lines)
+    assert len(before) == 3 and len(stored) >= 3, "".join(lines)
 
     resumed = run_launch("search", "--resume", "--search-dir", "s", "--address", cluster.address, "--storage", uri,
                          cwd=second, env=env_b)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     trials = completed(tmp_path / "bucket" / "s" / "trials.csv")
     assert len(trials) == 8 and len({r["trial"] for r in trials}) == 8 and len({r["arch"] for r in trials}) == 8
-    assert done_before <= {r["arch"] for r in trials}  # what finished before the kill is kept, not lost
+    # Kept, not run again: a search restarted from scratch with the same seed would find the same archs, but under
+    # new trial ids, and would print them again.
+    by_id = {r["trial"]: r for r in trials}
+    for trial_id, result in stored.items():
+        assert trial_id in by_id and by_id[trial_id]["arch"] == result["arch"]
+        assert float(by_id[trial_id]["top1"]) == result["top1"]
+    by_arch = {r["arch"]: r for r in trials}
+    assert all(f"{float(by_arch[arch]['top1']):.4f}" == top1 for arch, top1 in before.items())
+    again = printed_results(resumed.stdout.splitlines())
+    assert not set(again) & {result["arch"] for result in stored.values()}
+    assert len(again) == 8 - len(stored)
     assert not (second / "results").exists() and not (first / "results").exists()

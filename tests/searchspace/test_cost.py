@@ -5,10 +5,9 @@ import random
 import pytest
 import timm
 
-from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, dearest_arch_within, extreme_archs
 from supernet import MixerNet, fvcore_flops, num_params
-from searchspace import NetSettings
-from tests.conftest import NARROW_DEPLOYMENT, TINY, swin_t_arch
+from tests.helpers import NARROW_DEPLOYMENT, TINY, swin_t_arch
 
 MID = NetSettings(img_size=112, embed_dim=16, num_classes=10, head_dim=16)
 
@@ -53,6 +52,7 @@ def covering_archs(space: SearchSpace, rng: random.Random) -> list[Arch]:
     return archs
 
 
+@pytest.mark.slow
 def test_analytic_cost_agrees_with_fvcore_on_every_stage_choice_and_map_size(space):
     """fvcore costs about one forward pass (its trace), so the covering set runs at 112 px / patch 4 (maps 28, 14,
     7, 4: window padding, window clamping and odd-size patch merging all occur); random archs then run at the
@@ -81,6 +81,7 @@ def test_analytic_cost_agrees_with_fvcore_on_every_stage_choice_and_map_size(spa
     assert worst == 0
 
 
+@pytest.mark.slow
 def test_extended_space_costs_agree_with_fvcore():
     """The extended space's operators (issue #12) follow the same rules: 60 random archs at 112 px,
     8 at the deployment resolution (narrow), 4 at the small setting; exact."""

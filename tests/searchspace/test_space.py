@@ -4,7 +4,7 @@ import random
 import pytest
 
 from searchspace import Arch, SearchSpace, SpaceError, load_arch_file, save_arch_file
-from tests.conftest import swin_t_arch
+from tests.helpers import swin_t_arch
 
 
 def test_default_space_has_the_published_choices(space):

@@ -13,8 +13,7 @@ from searchspace import DEPLOYMENT, Arch, SearchSpace, StageChoice, arch_cost
 from supernet import MixerNet, fvcore_flops, num_params
 from supernet.mixers import InhomogeneousDWConvMixer, LinearAngularAttentionMixer
 from supernet.network import MaxPoolEntry
-from tests.conftest import TINY, briefly_trained_supernet
-from tests.supernet.test_supernet import assert_random_paths_extract_exactly
+from tests.helpers import TINY, assert_random_paths_extract_exactly, briefly_trained_supernet
 
 
 def arch(mixer, kernels=(3, 5, 7, 5), depths=(1, 2, 2, 1), pools=(1, 2, 2, 2), pool_op="merge"):
@@ -210,6 +209,7 @@ def test_standalone_networks_train_every_parameter():
         assert all(p.grad is not None for p in net.parameters())
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime():
     ort = pytest.importorskip("onnxruntime")
     import io

@@ -5,7 +5,7 @@ from torch import nn
 
 from searchspace import Arch, StageChoice
 from supernet import BatchNormNHWC, DWConvMixer, DynamicDWConvMixer, MixerNet, WindowAttentionMixer
-from tests.conftest import TINY, swin_t_arch
+from tests.helpers import TINY, swin_t_arch
 
 
 def test_dwnet_block_is_as_published():

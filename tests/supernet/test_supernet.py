@@ -7,7 +7,7 @@ import torch
 
 from searchspace import DEPLOYMENT, Arch, SearchSpace, SpaceError, StageChoice, arch_cost
 from supernet import make_path_sampler
-from tests.conftest import briefly_trained_supernet
+from tests.helpers import assert_random_paths_extract_exactly, briefly_trained_supernet
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +27,6 @@ def test_extraction_equals_the_active_path(trained_supernet, mixer, kernel, pool
     # the extracted network is plain: only the active choice's weights, at their own size
     assert set(sub.stages[0].blocks[0].mixers) == {mixer}
     assert len(sub.stages[2].blocks) == 4
-
-
-def assert_random_paths_extract_exactly(supernet, seed: int, count: int) -> None:
-    rng = random.Random(seed)
-    x = torch.randn(3, 1, 32, 32)
-    for _ in range(count):
-        arch = supernet.space.sample(rng)
-        supernet.set_active(arch)
-        with torch.no_grad():
-            torch.testing.assert_close(supernet.extract(arch).eval()(x), supernet(x), rtol=0, atol=1e-5)
 
 
 def test_extraction_on_mixed_random_archs(trained_supernet):

@@ -45,6 +45,7 @@ def test_worker_hook_silences_only_the_exit_raised_in_a_gc_callback():
     assert "ValueError: a real error" in hooked.stderr
 
 
+@pytest.mark.slow
 def test_ray_workers_run_the_setup_hook():
     import ray
 
@@ -57,6 +58,7 @@ def test_ray_workers_run_the_setup_hook():
     assert ray.get(hook_name.remote()) == "nas.cluster.session._unraisable_hook"
 
 
+@pytest.mark.slow
 def test_a_local_ray_never_takes_a_job_meant_for_a_cluster():
     ensure_ray(announce=False)  # this process runs a local Ray (as a search's earlier step may have started)
     with pytest.raises(UserError, match="already runs Ray \\(a local one\\)"):

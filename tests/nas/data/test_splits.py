@@ -10,8 +10,7 @@ from nas.train.evaluate import evaluate_arch, recalibrate_bn
 from nas.train.trainer import Trainer
 from searchspace import SearchSpace
 from supernet import MixerNet
-from tests.conftest import TINY
-from tests.nas.train.test_supernet import TINY_SPACE
+from tests.helpers import TINY, TINY_SPACE
 
 
 def digests(images: torch.Tensor) -> set[str]:

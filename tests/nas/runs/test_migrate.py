@@ -7,8 +7,7 @@ from nas.runs.record import read_supernet_record
 from nas.train.supernet import load_supernet
 from searchspace import Arch, SearchSpace, save_arch_file
 from supernet import MixerNet
-from tests.conftest import TINY, run_launch
-from tests.nas.train.test_supernet import TINY_SPACE, tiny_job
+from tests.helpers import TINY, TINY_SPACE, run_launch, tiny_job
 
 ARCH = {"stages": [{"mixer": "dwconv", "kernel": 3, "depth": 1, "pool": p} for p in (1, 2, 2, 2)]}
 

@@ -17,8 +17,7 @@ from nas.runs.record import SUPERNET_RECORD, SupernetRecord
 from nas.runs.record import read_supernet_record as supernet_record
 from nas.settings import ModelOptions
 from nas.train.supernet import train_supernet
-from tests.conftest import ROOT
-from tests.nas.train.test_supernet import tiny_job
+from tests.helpers import ROOT, tiny_job
 
 
 def test_checkpoint_file_accepts_what_torch_save_wrote_and_refuses_the_rest(tmp_path):

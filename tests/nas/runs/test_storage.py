@@ -85,11 +85,12 @@ def test_a_storage_that_cannot_be_opened_is_one_line(value, message):
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_an_s3_endpoint_where_nothing_answers_is_one_line(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")  # no credential lookup on the network
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    from tests.ray_cluster import free_ports
+    from benchmarks.ray_cluster import free_ports
 
     port, = free_ports(1)
     uri = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http"

@@ -14,7 +14,7 @@ from nas.search.trial import TrialContext, evaluate_trial
 from nas.settings import SearchConfig
 from nas.train.supernet import train_supernet
 from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost
-from tests.nas.train.test_supernet import tiny_job
+from tests.helpers import tiny_job
 
 FAILING_MIXER = "window_attention"
 
@@ -32,6 +32,7 @@ def supernet_state(tmp_path_factory):
     return ckpt.load(path)
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_path):
     budget = 1.6e9
     # the fine-tuning runs in Ray too; a failure that would fail again is not retried here, to keep it short
@@ -72,6 +73,7 @@ def dies_once_per_arch(config, ctx):
     evaluate_trial(config, ctx)
 
 
+@pytest.mark.slow
 def test_a_trial_whose_process_dies_is_retried_and_no_trial_is_lost_or_counted_twice(supernet_state, tmp_path):
     # issue #44 item 2: Ray Tune restarts the trial (max_failures), the sampler hears of it once
     kills = tmp_path / "killed"
@@ -173,6 +175,7 @@ def jittered_trial(config, ctx):
     tune.report({**metrics, "latency_ms": metrics["flops"] / 1e8})
 
 
+@pytest.mark.slow
 def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
     # regression: issue #11 item 5 -- with 2 concurrent trials the front depended on which trial finished first
     cfg = SearchConfig(budget_flops=1.6e9, sampler="tpe", trials=10, seed=5, latency="measure", max_concurrent=2,
@@ -207,12 +210,13 @@ def tune_state_saving(tmp_path):
     from nas.cluster.tune_patches import save_tune_state_on_trial_events
 
     ensure_ray(announce=False)  # Tune's staging folder lives in the Ray session's folder
-    save_tune_state_on_trial_events()
-    save_tune_state_on_trial_events()  # idempotent: wrapped once
-    storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
-    os.makedirs(storage.experiment_driver_staging_path, exist_ok=True)
-    yield storage, _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
-    storage.syncer.wait()
+    original = _ExperimentCheckpointManager.sync_up_experiment_state
+    with save_tune_state_on_trial_events():
+        storage = StorageContext(storage_path=str(tmp_path / "run"), experiment_dir_name="tune")
+        os.makedirs(storage.experiment_driver_staging_path, exist_ok=True)
+        yield storage, _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+        storage.syncer.wait()
+    assert _ExperimentCheckpointManager.sync_up_experiment_state is original  # undone after the experiment
 
 
 def test_tune_saves_its_state_only_after_the_last_copy_finished(tune_state_saving, tmp_path):
@@ -286,7 +290,7 @@ def test_the_tune_internals_that_the_lost_node_patch_wraps_still_exist():
     for name in ("_process_trial_failure", "_cleanup_cached_actors", "_set_trial_status",
                  "_unstage_trial_with_resources", "_actor_failed"):
         assert callable(getattr(TuneController, name, None)), name
-    retry_trials_that_lost_their_actor_before_running()
-    wrapped = TuneController._process_trial_failure
-    retry_trials_that_lost_their_actor_before_running()  # idempotent: wrapped once
-    assert TuneController._process_trial_failure is wrapped and wrapped._retries_pending
+    original = TuneController._process_trial_failure
+    with retry_trials_that_lost_their_actor_before_running():
+        assert TuneController._process_trial_failure is not original
+    assert TuneController._process_trial_failure is original  # undone after the experiment

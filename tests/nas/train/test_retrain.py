@@ -8,13 +8,9 @@ from nas.runs import checkpoint as ckpt
 from nas.settings import RetrainJob, TrainConfig
 from nas.train.retrain import build_network, retrain, retrain_worker
 from nas.train.steps import WorkerContext
-from searchspace import Arch, SearchSpace, StageChoice
+from searchspace import SearchSpace
 from supernet import MixerNet
-from tests.conftest import TINY
-from tests.nas.train.test_supernet import TINY_DATA, TINY_SPACE
-
-ARCH = Arch((StageChoice("dwconv", 3, 1, 1), StageChoice("dynamic_dwconv", 3, 1, 2),
-             StageChoice("window_attention", 3, 2, 2), StageChoice("dwconv", 3, 1, 2)))
+from tests.helpers import ARCH, TINY, TINY_DATA, TINY_SPACE
 
 
 def job(epochs: int = 1) -> RetrainJob:
@@ -22,6 +18,7 @@ def job(epochs: int = 1) -> RetrainJob:
                       train=TrainConfig(epochs=epochs, batch_size=50, warmup_epochs=0, lr=3e-3))
 
 
+@pytest.mark.slow
 def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
     m = retrain(job(2), tmp_path, progress=False)
     for key in ("test_top1", "val_top1", "best_val_top1", "best_epoch", "splits", "params", "flops_deployment", "latency_ms_deployment", "wall_time_s", "config"):
@@ -40,6 +37,7 @@ def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
         assert net(x).argmax(1).shape == (3,)
 
 
+@pytest.mark.slow
 def test_retrain_resumes_exactly(tmp_path):
     retrain(job(2), tmp_path / "straight", progress=False, measure_latency=False)
 
@@ -67,6 +65,7 @@ def test_init_from_supernet_inherits_its_weights(tmp_path):
     assert not all(torch.equal(scratch[k], expected[k]) for k in expected)
 
 
+@pytest.mark.slow
 def test_retrain_with_two_ray_train_workers(tmp_path):
     m = retrain(job(1), tmp_path, num_workers=2, progress=False, measure_latency=False)
     assert m["epochs"] == 1 and (tmp_path / "model.pt").exists()

@@ -13,40 +13,17 @@ from nas.runs import checkpoint as ckpt
 from nas.settings import DataConfig, SupernetJob, TrainConfig
 from nas.train.steps import WorkerContext
 from nas.train.supernet import load_supernet, train_supernet, train_supernet_worker
-from searchspace import DEPLOYMENT, NetSettings, SearchSpace, arch_cost, extreme_archs
+from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
 from supernet import MixerNet
 from supernet.sampler import make_path_sampler
-from tests.conftest import run_launch
-
-# A space small enough that an epoch on the 3,000 training digits takes seconds on one core.
-TINY_SPACE = {"stages": [
-    {"mixers": ["dwconv", "window_attention"], "kernels": [3, 5], "depths": [1], "pools": [1]},
-    {"mixers": ["dwconv", "dynamic_dwconv"], "kernels": [3], "depths": [1], "pools": [2]},
-    {"mixers": ["dwconv", "dynamic_dwconv", "window_attention"], "kernels": [3], "depths": [1, 2], "pools": [2]},
-    {"mixers": ["dwconv"], "kernels": [3], "depths": [1], "pools": [2]}]}
-
-
-TINY_DATA = DataConfig("mnist", train_subset=1000)  # plain digits: a tiny run learns them in 2 epochs
-
-
-def tiny_job(epochs: int, sampler: str = "spos", **fields) -> SupernetJob:
-    return SupernetJob(data=TINY_DATA, train=TrainConfig(epochs=epochs, batch_size=50, recalib_batches=2,
-                                                         warmup_epochs=0, lr=3e-3),
-                       path_sampler=sampler, space=SearchSpace.from_dict(TINY_SPACE), **fields)
-
-
-def save_untrained_supernet(path) -> None:
-    """A supernet.pt of ``tiny_job`` as train_supernet writes it, untrained: for what reads only its record."""
-    settings = NetSettings(img_size=32, in_chans=1, num_classes=10, embed_dim=16, patch_size=2)
-    net = MixerNet(SearchSpace.from_dict(TINY_SPACE), settings)
-    ckpt.save_atomic({"model": net.state_dict(), "space": TINY_SPACE, "settings": settings.to_dict(),
-                      "job": tiny_job(1).to_dict(), "history": []}, path)
+from tests.helpers import TINY_SPACE, run_launch, tiny_job
 
 
 def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_its_files(tmp_path):
     final = train_supernet(tiny_job(2), tmp_path, progress=False)
     assert final == tmp_path / "supernet.pt"
@@ -63,6 +40,7 @@ def test_training_learns_and_writes_its_files(tmp_path):
     assert net.space == SearchSpace.from_dict(TINY_SPACE)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     straight = tmp_path / "straight"
     train_supernet(tiny_job(2), straight, progress=False)
@@ -82,6 +60,7 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path):
     from nas.errors import UserError
     train_supernet(tiny_job(1), tmp_path, progress=False)
@@ -89,6 +68,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train_supernet(tiny_job(1, "sandwich"), tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_path, monkeypatch):
     # regression: issue #11 item 7 -- this test used to check only that a sampler state was saved
     trained, set_active = [], MixerNet.set_active
@@ -106,6 +86,7 @@ def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_pa
     assert ckpt.load(tmp_path / "checkpoint.pt")["path_sampler"] is not None
 
 
+@pytest.mark.slow
 def test_inplace_distillation_teaches_the_other_paths_the_largest_paths_predictions(tmp_path, monkeypatch):
     import timm.loss
 
@@ -147,6 +128,7 @@ def test_inplace_distillation_is_off_by_default_and_needs_the_sandwich():
         tiny_job(1, "spos", inplace_distill=True)
 
 
+@pytest.mark.slow
 def test_ray_train_with_two_cpu_workers(tmp_path):
     final = train_supernet(tiny_job(1), tmp_path, num_workers=2)
     assert final.exists()
@@ -174,6 +156,7 @@ def dies_after_the_first_epoch(job, run_dir, **kwargs):
     return train_supernet_worker(job, run_dir, **{**kwargs, "on_epoch_end": on_epoch_end})
 
 
+@pytest.mark.slow
 def test_a_ray_train_worker_that_dies_restarts_from_the_last_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
     # issue #44 items 2-3: Ray Train starts the group again (max_failures) from the first epoch's checkpoint
     job = tiny_job(2)
@@ -195,8 +178,9 @@ ATTENTION_SPACE = {"stages": [{"mixers": ["window_attention"], "kernels": [3, 5]
                    [{"mixers": ["window_attention"], "kernels": [3], "depths": [1], "pools": [2]}] * 3}
 
 
+@pytest.mark.slow
 def test_two_ddp_workers_at_half_the_batch_train_like_one_worker_at_the_whole_batch(tmp_path):
-    # issue #44 item 4: gloo DDP averages the gradients of equal shares, and DistributedSampler deals each global
+    # gloo DDP averages the gradients of equal shares, and DistributedSampler deals each global
     # batch of 1 x 50 as 2 x 25: the same steps, the same weights (up to the order of float sums)
     def job(batch_size: int) -> SupernetJob:
         return SupernetJob(data=DataConfig("mnist", train_subset=1000, augment=False),  # augmentation draws per worker
@@ -208,14 +192,18 @@ def test_two_ddp_workers_at_half_the_batch_train_like_one_worker_at_the_whole_ba
                       use_gpu=False, find_unused_parameters=True, max_failures=0)
     one, two = (ckpt.load(tmp_path / name / "supernet.pt") for name in ("one", "two"))
     # the loss of each epoch is over every worker's images (all-reduced), so the curves compare
-    for a, b in zip(one["history"], two["history"], strict=True):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-    for name, weight in one["model"].items():
-        torch.testing.assert_close(two["model"][name], weight, rtol=1e-3, atol=5e-4, msg=name)  # measured: 9e-5
+    loss_gap = max(abs(b["train_loss"] - a["train_loss"]) / abs(a["train_loss"])
+                   for a, b in zip(one["history"], two["history"], strict=True))
+    weight_gap = max((two["model"][name].float() - w.float()).abs().max().item() for name, w in one["model"].items()
+                     if w.is_floating_point())
+    print(f"DDP 2 x 25 vs 1 x 50: loss curve within {loss_gap:.1e} (relative), weights within {weight_gap:.1e}")
+    assert loss_gap <= 1e-6  # docs/BENCHMARKS.md: 1e-7
+    assert weight_gap <= 3e-4  # docs/BENCHMARKS.md: 8.7e-5; float sums in another order, over 2 epochs
     moved = MixerNet(SearchSpace.from_dict(ATTENTION_SPACE), load_supernet(tmp_path / "one" / "supernet.pt").settings)
     assert not all(torch.equal(moved.state_dict()[k], v) for k, v in one["model"].items())  # it did train
 
 
+@pytest.mark.slow
 def test_supernet_command(tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(TINY_SPACE))
@@ -230,6 +218,7 @@ def test_supernet_command(tmp_path):
     assert again.returncode == 0 and "resumed from" in again.stdout
 
 
+@pytest.mark.slow
 def test_supernet_command_sandwich_with_inplace_distillation_under_a_path_budget(tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(TINY_SPACE))

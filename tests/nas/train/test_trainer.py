@@ -19,14 +19,7 @@ from nas.train.steps import hard_label_loss
 from nas.train.trainer import Trainer
 from searchspace import SearchSpace
 from supernet import MixerNet
-from tests.conftest import TINY
-from tests.nas.train.test_retrain import ARCH
-from tests.nas.train.test_supernet import TINY_DATA, TINY_SPACE
-
-
-def conv_bn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.9), nn.BatchNorm2d(4))  # dropout must stay off
+from tests.helpers import ARCH, RECIPE, TINY, TINY_DATA, TINY_SPACE, conv_bn
 
 
 @pytest.mark.parametrize("images, batch_size", [(40, 8), (20, 128)])
@@ -49,6 +42,7 @@ def test_recalibrate_bn_refuses_a_single_image():
         recalibrate_bn(conv_bn(), TensorDataset(torch.randn(1, 1, 8, 8), torch.zeros(1)), num_batches=1)
 
 
+@pytest.mark.slow
 def test_evaluate_arch_recalibrates_on_train_and_scores_validation():
     data = build_data(TINY_DATA)
     torch.manual_seed(0)
@@ -65,13 +59,11 @@ def test_evaluate_arch_recalibrates_on_train_and_scores_validation():
 
 # --- fine-tuning an extracted arch before it is evaluated (issue #9) -------------------------------
 
-RECIPE = TrainConfig(batch_size=50, lr=3e-3)
-
-
 def state_of(model: nn.Module) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_finetune_trains_the_extracted_arch_alone_and_leaves_the_supernet_as_it_was():
     data = build_data(TINY_DATA)
     torch.manual_seed(0)
@@ -122,13 +114,6 @@ def test_finetune_returns_the_mean_training_loss_of_its_steps():
     assert got == pytest.approx(sum(losses) / 4, rel=1e-5)
 
 
-def params_seen_by_each_forward(net: nn.Module) -> list[list[torch.Tensor]]:
-    """A list that fills, at every forward of ``net``, with its parameters then: forward k sees those after step k-1."""
-    seen = []
-    net.register_forward_pre_hook(lambda module, args: seen.append([p.detach().clone() for p in module.parameters()]))
-    return seen
-
-
 def test_finetune_refuses_no_steps():
     with pytest.raises(ValueError, match="at least 1 step"):
         finetune(conv_bn(), TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)), RECIPE, steps=0)
@@ -152,6 +137,7 @@ def test_evaluate_arch_fine_tunes_then_recalibrates_then_scores_validation():
 
 # --- mixed precision (issue #10, item 2) ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     """--amp bf16: the forward runs in bfloat16 (no gradient scaler), the weights stay float32 and learn."""
     data = build_data(TINY_DATA)
@@ -221,6 +207,7 @@ def test_the_local_device_is_cuda_only_where_torch_sees_it():
             local_device(True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit_s, expected_lines", [(0.0, 1), (1e9, 0)])
 def test_a_run_that_will_take_hours_says_so_once_with_the_flags_that_shrink_it(tmp_path, capsys, monkeypatch,
                                                                                  limit_s, expected_lines):
@@ -238,6 +225,7 @@ def test_a_run_that_will_take_hours_says_so_once_with_the_flags_that_shrink_it(t
         assert "--img-size 16" in lines[0] and "--train-subset N" in lines[0] and "--epochs N" in lines[0]
 
 
+@pytest.mark.slow
 def test_unreadable_files_met_in_an_epoch_are_reported_once_at_its_end(tmp_path, capsys):
     from nas.settings import DataConfig, ModelOptions
     from tests.image_folders import write_image_folder, write_unreadable

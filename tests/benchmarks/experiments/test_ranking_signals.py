@@ -1,15 +1,15 @@
-"""benchmarks/ranking_signals.py: the from-scratch training loss is the product's fine-tuning run on fresh weights,
+"""benchmarks/experiments/ranking_signals.py: the from-scratch training loss is the product's fine-tuning run on fresh weights,
 the calibration scores each draw by a ridge fitted without it (its ridge strength chosen without it too), and an
 ensemble's tau is that of each arch's mean score over the supernets."""
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.experiments.ranking_signals import (arch_features, ensemble_taus, fit_ridge, leave_one_draw_out,
+                                                    nested_calibration)
 from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau
@@ -18,12 +18,7 @@ from nas.train.supernet import load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
 from supernet import MixerNet
 from supernet.network import NetSettings
-from tests.conftest import ROOT
-from tests.nas.train.test_supernet import TINY_SPACE, tiny_job
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from ranking_signals import (arch_features, ensemble_taus, fit_ridge, leave_one_draw_out,  # noqa: E402
-                             nested_calibration)
+from tests.helpers import TINY_SPACE, run_benchmark, tiny_job
 
 
 def test_held_out_draw_labels_never_reach_its_prediction():
@@ -75,17 +70,16 @@ def seeds_result(tmp_path_factory):
                            for i, a in enumerate(chosen)]}
         paths.append(root / f"truth{draw}.json")
         paths[-1].write_text(json.dumps(truth))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "supernet_seeds.py"), "--truth",
-                           *map(str, paths), "--seeds", "0,1", "--finetune-steps", "2", "--out", str(root)],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    done = run_benchmark("supernet_seeds", "--truth", *map(str, paths), "--seeds", "0,1", "--finetune-steps", "2",
+                         "--out", str(root), cwd=root)
     assert done.returncode == 0, done.stderr
     return root / "supernet_seeds-e1.json"
 
 
+@pytest.mark.slow
 def test_reports_the_scratch_loss_and_the_calibration(seeds_result, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ranking_signals.py"), "--rows", str(seeds_result),
-                           "--finetune-steps", "2", "--scratch-steps", "2", "--out", str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = run_benchmark("experiments.ranking_signals", "--rows", str(seeds_result), "--finetune-steps", "2",
+                         "--scratch-steps", "2", "--out", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "ranking_signals-scratch2.json").read_text())
     rows, (line, _) = data["rows"], data["summary"]["by_seed"]
@@ -132,9 +126,9 @@ def test_ensembles_cover_every_subset_and_need_every_seed():
         ensemble_taus(rows[:-1], {})
 
 
+@pytest.mark.slow
 def test_bad_rows_file_exits_2(tmp_path):
     bad = tmp_path / "rows.json"
     bad.write_text(json.dumps({"archs": []}))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ranking_signals.py"), "--rows", str(bad)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = run_benchmark("experiments.ranking_signals", "--rows", str(bad), cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "supernet_seeds.py" in done.stderr

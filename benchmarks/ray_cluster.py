@@ -1,4 +1,4 @@
-"""Real Ray clusters on this machine for the tests and benchmarks: a head (``ray start --head --block`` on
+"""Real Ray clusters on this machine for the benchmarks and tests: a head (``ray start --head --block`` on
 127.0.0.1 with its own ports and temp folder) and extra nodes that join it (``ray start --address``), each with its
 own ports, CPUs and a custom resource. Stopping the head stops every process of its cluster, and only those; a node
 can be killed alone, as when a machine is lost."""
@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -155,24 +156,17 @@ class RayNode(_RayProcess):
         self._log.close()
 
 
-def running_cluster(**head_options):
-    """A generator for a pytest fixture: a RayHead that is up (skips without the `ray` command), stopped after the
-    tests; every process of the cluster must be gone then."""
-    import pytest
-
-    ray_bin = shutil.which("ray")
-    if ray_bin is None:
-        pytest.skip("the `ray` command is not on PATH")
-    head = RayHead(ray_bin, **head_options)
-    try:
-        try:
-            head.wait_until_up()
-        except RuntimeError as e:
-            pytest.fail(str(e))
-        yield head
-    finally:
-        _, started, left = head.stop()
-    assert started > 0 and not left, f"{len(left)} of the {started} processes of the cluster outlived it: {left}"
+def ray_executable() -> str:
+    """The `ray` command of the running Python's environment (beside its interpreter, so a virtual environment
+    need not be activated), else the one on PATH."""
+    beside = Path(sys.executable).with_name("ray")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("ray")
+    if found is None:
+        raise RuntimeError(f"no `ray` command beside {sys.executable} or on PATH: install ray[default] into this "
+                           f"environment")
+    return found
 
 
 def live_processes() -> dict[int, int]:

@@ -8,7 +8,7 @@ the last epoch trains the network exactly as it is evaluated. Both variants trai
 retrain recipe (10 epochs, embedded digits) for each seed; the test split is read once per run, for this
 report. Variants alternate, seed by seed.
 
-    python benchmarks/castling_aux.py --arch la7x2p1-la5x2p2-la5x6p2-la3x2p2 --seeds 0 1 2
+    python -m benchmarks.experiments.castling_aux --arch la7x2p1-la5x2p2-la5x6p2-la3x2p2 --seeds 0 1 2
 """
 from __future__ import annotations
 
@@ -22,18 +22,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_common import run, write_rows  # noqa: E402
-from nas.data.datasets import build_data  # noqa: E402
-from nas.runs import checkpoint as ckpt  # noqa: E402
-from nas.settings import DataConfig, TrainConfig  # noqa: E402
-from nas.train.evaluate import evaluate  # noqa: E402
+from benchmarks.bench_common import run, write_rows
+from nas.data.datasets import build_data
+from nas.runs import checkpoint as ckpt
+from nas.settings import DataConfig, TrainConfig
+from nas.train.evaluate import evaluate
 from nas.train.trainer import Trainer
-from searchspace import SMALL, Arch, StageChoice  # noqa: E402
-from searchspace.arch import MIXER_SHORT  # noqa: E402
-from supernet import MixerNet  # noqa: E402
-from supernet.mixers import LinearAngularAttentionMixer  # noqa: E402
+from searchspace import SMALL, Arch, StageChoice
+from searchspace.arch import MIXER_SHORT
+from supernet import MixerNet
+from supernet.mixers import LinearAngularAttentionMixer
 
 
 class LinearAngularWithSoftmaxAux(LinearAngularAttentionMixer):
@@ -114,8 +112,7 @@ def main() -> int:
         summary[f"{variant}_test_top1_range"] = [min(tops), max(tops)]
     print(f"{arch.key()}: plain {summary['plain_test_top1_mean']:.4f} {summary['plain_test_top1_range']}, "
           f"aux {summary['aux_test_top1_mean']:.4f} {summary['aux_test_top1_range']} (test top-1, mean [range])")
-    path = write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
-    print(f"outputs: {path}.json, {path}.csv")
+    write_rows(Path(args.out).parent, Path(args.out).name, summary, rows)
     return 0
 
 

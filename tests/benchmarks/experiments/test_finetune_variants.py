@@ -1,21 +1,15 @@
-"""benchmarks/finetune_variants.py: the fine-tuning variants the ranking experiments measured (not the product's)."""
-import sys
+"""benchmarks/experiments/finetune_variants.py: the fine-tuning variants the ranking experiments measured (not the product's)."""
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from benchmarks.experiments.finetune_variants import finetune_variant
 from nas.data.datasets import build_data
 from nas.train.finetune import finetune
 from searchspace import SearchSpace
 from supernet import MixerNet
-from tests.conftest import ROOT, TINY
-from tests.nas.train.test_retrain import ARCH
-from tests.nas.train.test_supernet import TINY_DATA, TINY_SPACE
-from tests.nas.train.test_trainer import RECIPE, conv_bn, params_seen_by_each_forward
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from finetune_variants import finetune_variant  # noqa: E402
+from tests.helpers import ARCH, RECIPE, TINY, TINY_DATA, TINY_SPACE, conv_bn, params_seen_by_each_forward
 
 
 def test_a_warmup_starts_the_learning_rate_at_zero():

@@ -6,22 +6,17 @@ and check-ranking do. This script reads that run's rows at one step count, score
 ``--extra`` more seeds (the check's seed + 1000 k, k = 1..extra) through the same ``evaluate_arch``, and reports
 per supernet and draw the tau of each single seed and of the mean over seeds (top-1, and minus the validation loss).
 
-    python benchmarks/supernet_seeds.py --truth d0.json d1.json --seeds 0,1,2 --finetune-steps 0,48
-    python benchmarks/finetune_seeds.py --rows results/benchmarks/supernet_seeds-e16.json --extra 1
+    python -m benchmarks.supernet_seeds --truth d0.json d1.json --seeds 0,1,2 --finetune-steps 0,48
+    python -m benchmarks.experiments.finetune_seeds --rows results/benchmarks/supernet_seeds-e16.json --extra 1
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from supernet_seeds import read_result_rows
-
-from bench_common import run, write_rows
+from benchmarks.bench_common import ROOT, run, write_rows
+from benchmarks.supernet_seeds import read_result_rows
 from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau
@@ -91,8 +86,7 @@ def main() -> int:
                "pooled_mean_tau_of_mean": statistics.fmean(t["tau_mean_top1"] for t in pooled)}
     print(f"pooled, mean over supernets: tau of one fine-tuning seed {summary['pooled_mean_tau_single_seed']:.3f}, "
           f"of the mean of {args.extra + 1} {summary['pooled_mean_tau_of_mean']:.3f}")
-    out = write_rows(args.out, f"finetune_seeds-e{first[0]['epochs']}", summary, rows)
-    print(f"wrote {out}.json and .csv")
+    write_rows(args.out, f"finetune_seeds-e{first[0]['epochs']}", summary, rows)
     return 0
 
 

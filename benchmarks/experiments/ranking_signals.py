@@ -18,15 +18,14 @@ seed) and the truth files they were scored against, then reports, pooled over th
   more of the supernets (the same arch fine-tuned from each), of each score ``supernet_seeds.py`` reports, and of
   minus the three losses with the from-scratch loss added once to that mean. What averaging supernets buys, and at what cost.
 
-    python benchmarks/supernet_seeds.py --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
-    python benchmarks/ranking_signals.py --rows results/benchmarks/supernet_seeds-e16.json --scratch-steps 48
+    python -m benchmarks.supernet_seeds --truth benchmarks/truth/mnist-cluttered-draw*.json --seeds 0,1,2 --finetune-steps 48
+    python -m benchmarks.experiments.ranking_signals --rows results/benchmarks/supernet_seeds-e16.json --scratch-steps 48
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,12 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from supernet_seeds import SCORES, average_over_supernets, read_result_rows, read_truth, score_taus
-
-from bench_common import run, write_rows
+from benchmarks.bench_common import ROOT, run, write_rows
+from benchmarks.supernet_seeds import SCORES, average_over_supernets, read_result_rows, read_truth, score_taus
 from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau
@@ -225,8 +220,7 @@ def main() -> int:
     summary = {"rows": args.rows, "finetune_steps": args.finetune_steps, "scratch_steps": args.scratch_steps,
                "scratch_seed": args.scratch_seed, "truth": truth_paths, "by_seed": table, "mean": means,
                "ensembles": ensembles, "ensemble_mean_by_size": ensemble_means}
-    out = write_rows(args.out, f"ranking_signals-scratch{args.scratch_steps}", summary, out_rows)
-    print(f"wrote {out}.json and .csv")
+    write_rows(args.out, f"ranking_signals-scratch{args.scratch_steps}", summary, out_rows)
     return 0
 
 
