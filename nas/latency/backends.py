@@ -26,6 +26,10 @@ def ort_session(model: bytes | str, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # A session's worker threads spin after each run by default. A table holds one session per component, timed in
+    # turn: the last one's spinning threads took the cores from the next (components summed to 5-8x the whole
+    # network on 2 cores). Without spinning, each session has the cores to itself, as one network's ops do.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
