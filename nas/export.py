@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from nas.errors import UserError
-from nas.hub import load_model
 from nas.settings import ONNX_MIN_OPSET
 from searchspace import atomic_path
 
@@ -46,10 +45,10 @@ def onnx_model(module: torch.nn.Module, example: tuple, *, opset: int = ONNX_MIN
     return proto
 
 
-def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, opset: int = ONNX_MIN_OPSET,
+def export_onnx(model: torch.nn.Module, onnx_path: str | Path, *, batch_size: int = 1, opset: int = ONNX_MIN_OPSET,
                 check: bool = True, atol: float = 1e-4) -> dict:
-    """Write ``onnx_path`` (atomically) from the retrained model in ``run``; with ``check``, run it in
-    onnxruntime on random input and return the largest absolute difference from PyTorch."""
+    """Write ``onnx_path`` (atomically) from a retrained ``model`` (``nas.hub.load_model``); with ``check``, run it
+    in onnxruntime on random input and return the largest absolute difference from PyTorch."""
     try:
         import onnx  # torch.onnx needs it
         import onnxruntime as ort
@@ -58,7 +57,6 @@ def export_onnx(run: str | Path, onnx_path: str | Path, *, batch_size: int = 1, 
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
         raise UserError(f"--opset {opset}: onnx {onnx.__version__} knows opsets up to {newest}")
-    model = load_model(run)
     s = model.settings
     # The dynamic conv folds the batch into its groups, so the graph is exported for one batch size.
     # torch.export (dynamo=True) handles its generated kernels; the TorchScript exporter cannot.

@@ -34,21 +34,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     check_writable_dir(Path(args.onnx).parent, f"--onnx {args.onnx}: its folder")
     from nas.export import export_onnx
+    from nas.hub import load_model
 
-    result = export_onnx(args.run, args.onnx, batch_size=args.batch_size, opset=args.opset)
+    model = load_model(args.run)
+    result = export_onnx(model, args.onnx, batch_size=args.batch_size, opset=args.opset)
     verdict = "matches" if result["matches"] else "DOES NOT match"
     print(f"wrote {result['onnx']} (input {result['input']}); onnxruntime {verdict} PyTorch: "
           f"max |diff| {result['max_abs_diff']:.2e} (tolerance {result['atol']:.0e})")
-    print(_latency_line(args))
+    print(_latency_line(args, model))
     return 0 if result["matches"] else 1
 
 
-def _latency_line(args: argparse.Namespace) -> str:
+def _latency_line(args: argparse.Namespace, model) -> str:
     """The exported model's latency here, in the backend the search's latency axis used (the search's own table
     when the run sits in its search folder), beside what that table predicted."""
     import torch
 
-    from nas.hub import load_model
     from nas.latency.backends import network_call, ort_session, time_prepared
     from nas.latency.table import LatencyTable
 
@@ -56,7 +57,6 @@ def _latency_line(args: argparse.Namespace) -> str:
     table = LatencyTable.load(table_path) if args.latency_table or table_path.exists() else None
     backend = table.backend if table else "torch"
     threads = int(table.meta.get("threads") or torch.get_num_threads()) if table else torch.get_num_threads()
-    model = load_model(args.run)
     if backend == "onnxruntime":
         session = ort_session(args.onnx, threads)
         s = model.settings

@@ -134,10 +134,10 @@ class _Head(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.norm, self.net = net.norm, net
+        self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.norm(x))
+        return self.net.forward_head(self.net.norm(x))
 
 
 class _Modules:
