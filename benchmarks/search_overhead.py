@@ -37,6 +37,7 @@ import torch
 from benchmarks.bench_common import ROOT, run
 from nas.errors import UserError
 from nas.runs import checkpoint as ckpt
+from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import Duplicates, OverBudget, StudyPort, complete_objectives
 from nas.search.outputs import trial_row
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n[{i + 1}/{len(runs_spec)}] Ray Tune run_search, {args.trials} trials, max_concurrent {conc}, "
                   f"{args.cpus_per_trial:g} CPU per trial ({run_dir})", flush=True)
             t0, t_start = time.perf_counter(), time.time()
-            rows, finished = run_search(ctx, run_dir)
+            rows, finished = run_search(ctx, Run(run_dir))
             wall = time.perf_counter() - t0
             if not finished:
                 raise UserError("the Ray search did not finish")

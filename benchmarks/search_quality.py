@@ -26,6 +26,7 @@ from benchmarks.bench_common import run
 from benchmarks.search_overhead import (ROOT, command_line, default_supernet_path, load_inputs, machine, make_context,
                                         run_inprocess)
 from nas.errors import UserError
+from nas.runs.run import Run
 from nas.search.outputs import feasible_rows, hypervolume, pareto_front
 from nas.search.trial import trial_metrics
 from nas.settings import SearchConfig
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 from nas.search.driver import run_search
                 run_dir = Path(args.work_dir) / f"quality-{stamp}" / f"{sampler}-seed{seed}"
                 run_dir.mkdir(parents=True, exist_ok=True)
-                rows, finished = run_search(ctx, run_dir)
+                rows, finished = run_search(ctx, Run(run_dir))
                 if not finished:
                     raise UserError(f"{run_dir}: the search did not finish")
             wall = time.perf_counter() - t0

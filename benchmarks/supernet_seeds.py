@@ -39,6 +39,7 @@ from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau, noise_ceiling_tau
 from nas.runs.layout import SUPERNET as FINAL
+from nas.runs.run import Run
 from nas.settings import FINETUNE_STEPS, SupernetJob
 from nas.train.supernet import load_supernet, load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
@@ -118,7 +119,7 @@ def supernet_for(job: SupernetJob, checked: Path, checked_job: SupernetJob, out_
         return checked
     run_dir = out_dir / f"e{job.train.epochs}-s{job.train.seed}-{job.fingerprint()}"
     if not (run_dir / FINAL).exists():
-        train_supernet(job, run_dir, resume=True, progress=False)
+        train_supernet(job, Run(run_dir), resume=True, progress=False)
     return run_dir / FINAL
 
 

@@ -92,11 +92,6 @@ def finetune_steps_setting():
                    NON_NEGATIVE)
 
 
-def max_failures_setting():
-    return setting(MAX_FAILURES, "--max-failures", "times a Ray trial or Ray Train run whose process or node died (or "
-                   "that failed) starts again, from its last epoch where it has one", NON_NEGATIVE)
-
-
 # No range here: TrialResources refuses a negative count, or a trial of no CPU and no GPU, in its own words.
 def cpus_per_trial_setting():
     return setting(1.0, "--cpus-per-trial", "CPUs each parallel run (Ray trial) holds", dest="cpus_per_trial")
@@ -326,7 +321,20 @@ class RunOptions(Record):
     a failed run starts again."""
     num_workers: int = setting(1, "--num-workers", "DDP workers under Ray Train (1: train in this process)",
                                AT_LEAST_ONE)
-    max_failures: int = max_failures_setting()
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class Cluster(Record):
+    """Where a run's Ray work runs (``address``: a cluster's head, from --address or RAY_ADDRESS; None: a Ray of
+    this process's own) and how many times a Ray trial or Ray Train run whose process or node died starts again.
+    Not part of any job or search record: a resumed run may run on another cluster, with another policy."""
+    address: str | None = None
+    max_failures: int = setting(MAX_FAILURES, "--max-failures", "times a Ray trial or Ray Train run whose process or "
+                                "node died (or that failed) starts again, from its last epoch where it has one",
+                                NON_NEGATIVE)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -371,7 +379,6 @@ class SearchConfig(Record):
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
-    max_failures: int = max_failures_setting()
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -435,7 +442,6 @@ class RankingConfig(Record):
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()  # as the search evaluates
     cpus_per_trial: float = cpus_per_trial_setting()
-    max_failures: int = max_failures_setting()
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -446,4 +452,4 @@ class RankingConfig(Record):
 __all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
            "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
            "setting", "check_value", "check_bounds", "flag_of", "Record", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
-           "EVAL_ONLY_TRAIN_FIELDS", "SUPERNET_RECIPE", "SupernetJob", "RetrainJob", "RunOptions", "TrialResources", "SearchConfig", "LATENCY_BACKENDS", "LatencyConfig", "RankingConfig"]
+           "EVAL_ONLY_TRAIN_FIELDS", "SUPERNET_RECIPE", "SupernetJob", "RetrainJob", "RunOptions", "Cluster", "TrialResources", "SearchConfig", "LATENCY_BACKENDS", "LatencyConfig", "RankingConfig"]

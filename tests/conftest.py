@@ -43,3 +43,11 @@ def s3_server():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(params=["file", "s3"])
+def storage_uri(request, tmp_path):
+    """A folder URI, and a prefix on a live S3 endpoint (moto's server): the same runs through either."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'bucket'}"
+    return request.getfixturevalue("s3_server").uri(f"runs-{tmp_path.name.lower().replace('_', '-')}"[:60])

@@ -179,6 +179,13 @@ class StoredRuns:
 
         return [f for f in self.files() if fnmatch.fnmatch(f, pattern)]
 
-    def read_text(self, relative: str) -> str:
+    def read_bytes(self, relative: str) -> bytes:
         with self.fs.open_input_stream(f"{self.base}/{relative}") as f:
-            return f.read().decode()
+            return f.read()
+
+    def read_text(self, relative: str) -> str:
+        return self.read_bytes(relative).decode()
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        with self.fs.open_output_stream(f"{self.base}/{relative}") as out:
+            out.write(data)

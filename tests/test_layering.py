@@ -113,3 +113,21 @@ def test_test_modules_share_through_helpers_not_through_each_other():
     for path, names in package_imports("tests").items():
         bad = sorted(n for n in names if n.startswith("tests.") and n.split(".")[-1].startswith("test_"))
         assert not bad, f"{path} imports {bad}"
+
+
+def storage_calls(path: Path) -> list[str]:
+    """The calls of a storage's folder transfers (``<x>.push(...)``, ``<x>.pull(...)``, its Ray storage) in a module."""
+    methods = {"push", "pull", "ray_storage"}
+    return sorted(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()"
+                  for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods
+                  and "storage" in ast.unparse(node.func.value))
+
+
+def test_only_the_run_object_moves_files_to_and_from_the_storage():
+    # issue #50 item 1: a command opens its run, and what it writes reaches the storage through the run, not through
+    # a push at each call site. Reads of one file a user names or a run recorded (file_path, localize, pulled,
+    # latest_run) stay the storage's own.
+    assert storage_calls(ROOT / "nas" / "runs" / "run.py")  # the reader itself finds them where they are
+    calls = [c for p in sorted((ROOT / "nas").rglob("*.py")) if p.parent.name != "runs" for c in storage_calls(p)]
+    assert not calls, calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from dataclasses import replace
 from typing import Sequence
 
 from nas.errors import USER_ERRORS
@@ -57,10 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "address"):
             from nas.cluster.session import cluster_address, prepare_cluster_connection
+            from nas.settings import Cluster
+
+            from .flags import settings_from_args
+
+            cluster = settings_from_args(Cluster(), args)  # the failure policy's range, before any work
             address = cluster_address(args.address)  # RAY_ADDRESS counts as --address
             if address:  # before any work: a wrong address must not cost a supernet
                 prepare_cluster_connection(address)
-            args = argparse.Namespace(**{**vars(args), "address": address})
+            args = argparse.Namespace(**{**vars(args), "address": address,
+                                         "cluster": replace(cluster, address=address)})
         if hasattr(args, "storage"):  # before any work too: a storage that cannot be written must not cost a run
             args = argparse.Namespace(**{**vars(args), "storage": open_storage(args.storage)})
         return int(args._run(args) or 0)

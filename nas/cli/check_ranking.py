@@ -10,11 +10,11 @@ from nas.ranking.arch_sets import band_archs, read_archs_file
 from nas.runs.layout import ranking_dir
 from nas.runs.record import read_supernet_record
 from nas.runs.storage import Storage
-from nas.settings import DEFAULT_BUDGET, DRAWS, RankingConfig, TrainConfig
+from nas.settings import DEFAULT_BUDGET, DRAWS, Cluster, RankingConfig, TrainConfig
 from searchspace import Budget, format_flops
 from searchspace.arch import read_json_file
 
-from .common import add_address_argument, add_storage_argument, check_writable_dir
+from .common import add_address_argument, add_storage_argument, check_writable_dir, open_run
 from .flags import add_setting_flags, settings_from_args
 
 HELP = "train K archs alone (N seeds) and report how well the supernet ranks them (Kendall tau, Spearman rho)"
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", default=None,
                         help="the band the archs are drawn from (default: the supernet's path budget, else 4.5GFLOPs)")
     add_setting_flags(parser, RankingConfig(), ("seeds", "seed", "cpus_per_trial", "recalib_batches",
-                                                 "finetune_steps", "max_failures"))
+                                                 "finetune_steps"))
+    add_setting_flags(parser, Cluster(), ("max_failures",))
     add_address_argument(parser)
     add_storage_argument(parser)
     g = parser.add_argument_group("stand-alone recipe (the retrain defaults)")
@@ -77,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from nas.train.supernet import load_supernet_state
 
     state = load_supernet_state(supernet)
-    summary = check_ranking(supernet, archs, cfg, train, address=args.address, rule=rule, state=state,
-                            storage=storage)
-    storage.push(ranking_dir(supernet))
+    summary = check_ranking(supernet, archs, cfg, train, run=open_run(args, ranking_dir(supernet)),
+                            rule=rule, state=state)
 
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "
           f"mean of {cfg.seeds} seeds)")

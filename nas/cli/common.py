@@ -46,6 +46,15 @@ def add_storage_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
                              "under it (default: results/)")
 
 
+def open_run(args: argparse.Namespace, folder: str | Path):
+    """The command's run in ``folder``, opened once: its ``--storage``, and the Ray cluster of ``--address`` with the
+    failure policy of ``--max-failures`` (both checked by ``nas.cli.main``); what the storage holds of the folder is
+    fetched here."""
+    from nas.runs.run import Run
+
+    return Run.open(folder, args.storage, args.cluster)
+
+
 def check_writable_dir(path: str | Path, what: str) -> None:
     """Raise UserError, naming ``what`` (a flag or "the output folder"), when ``path`` cannot be made or written: a
     file in the way, no permission, a read-only disk. Before any work, so that a run does not fail with a traceback

@@ -14,7 +14,7 @@ from nas.settings import INITS, DataConfig, ModelOptions, RetrainJob, TrainConfi
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
 
-from .common import add_space_argument, check_writable_dir, load_space
+from .common import add_space_argument, check_writable_dir, load_space, open_run
 from .flags import add_setting_flags
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, inherit_data_config,
                          inherit_model_settings, model_options, train_config)
@@ -117,16 +117,14 @@ def run(args: argparse.Namespace) -> int:
     data, model = _inherit_settings(args, info, search_config, supernet)
     run_dir = storage.run_path(args.run_dir, Path(info["run"]) / "retrain" if info.get("run")
                                else storage.root / f"retrain-{arch.key()}")
-    if args.resume:
-        storage.pull(run_dir)
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
+    retrain_run = open_run(args, run_dir)
     from nas.train.retrain import retrain  # after the checks: a bad flag is refused before torch is imported
 
     job = RetrainJob(arch.to_dict(), data, train, model, args.init, supernet)
     print(f"retraining {arch.key()} ({format_flops(cost.flops)} FLOPs at 224x224) from {args.init} in {run_dir}",
           flush=True)
-    m = retrain(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                address=args.address, max_failures=args.max_failures, storage=storage)
+    m = retrain(job, retrain_run, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu)
     print(f"\n{m['name']}: test top-1 {100 * m['test_top1']:.2f}% ({m['weights']} weights; validation "
           f"{100 * m['val_top1']:.2f}%, best validation epoch {m['best_epoch']}), {m['params'] / 1e6:.2f}M params here, deployment "
           f"{format_flops(m['flops_deployment'])} FLOPs / {m['params_deployment'] / 1e6:.2f}M params / "
@@ -158,14 +156,14 @@ def _run_front(args: argparse.Namespace, train) -> int:
     data, model = _inherit_settings(args, {"run": search_run}, search_config, supernet)
     base = storage.run_path(args.run_dir, path.parent / f"retrain-top{len(members)}")
     check_writable_dir(base, "--run-dir" if args.run_dir else "the run folder")
+    front_run = open_run(args, base)
     from nas.ranking.front import retrain_front  # after the checks: a bad flag is refused before torch and Ray
 
     template = RetrainJob({}, data, train, model, args.init, supernet)
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
     weights = migrate("pareto", pareto)["top1_weights"]
-    rows = retrain_front(members, template, base, cpus_per_trial=args.cpus_per_trial, address=args.address,
-                         estimate_weights=weights, max_failures=args.max_failures, storage=storage)
-    storage.push(base)
+    rows = retrain_front(members, template, front_run, cpus_per_trial=args.cpus_per_trial,
+                         estimate_weights=weights)
     summary = json.loads((base / "front_retrained.json").read_text())
     print(f"\n{'arch':<34} {'GFLOPs':>7} {'estimated':>10} {'retrained':>10}   (estimated: validation, "
           f"supernet weights {weights}; retrained: test split)")

@@ -17,7 +17,7 @@ from searchspace import DEPLOYMENT, Budget, SearchSpace, format_flops, write_jso
 from searchspace.arch import read_json_file
 
 from . import supernet as supernet_cmd
-from .common import check_trial_fits_here, check_writable_dir, load_space
+from .common import check_trial_fits_here, check_writable_dir, load_space, open_run
 from .flags import add_setting_flags, settings_from_args
 from .train_args import inherit_data_config, inherit_model_settings
 
@@ -47,25 +47,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     supernet_cmd.add_arguments(parser, seed_flag="--supernet-seed", path_budget=False)
 
 
-def _search_dir(args: argparse.Namespace) -> Path:
-    """The run folder: one holding a search to resume (under a URI storage, fetched from it), or one where no search
-    ran (checked before any training)."""
+def _open_search_run(args: argparse.Namespace):
+    """The search's run: one holding a search to resume (under a URI storage, fetched from it), or one where no
+    search ran (checked before any training)."""
     storage = args.storage
-    if args.resume:
-        if args.search_dir:
-            search_dir = storage.run_path(args.search_dir, storage.root)
-            storage.pull(search_dir)
-        else:
-            search_dir = storage.latest_run("search-*", RUN_CONFIG)
-            if search_dir is None:
-                raise UserError(f"{storage.describe()}: no search to resume (pass --search-dir)")
-        if not (search_dir / RUN_CONFIG).exists():
-            raise UserError(f"{search_dir}: no search to resume (no config.json)")
+    if args.resume and not args.search_dir:
+        search_dir = storage.latest_run("search-*", RUN_CONFIG)
+        if search_dir is None:
+            raise UserError(f"{storage.describe()}: no search to resume (pass --search-dir)")
     else:
         search_dir = storage.run_path(args.search_dir, storage.root / time.strftime("search-%Y%m%d-%H%M%S"))
-        if (search_dir / RUN_CONFIG).exists():
-            raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
-    return search_dir
+    check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
+    search_run = open_run(args, search_dir)
+    if args.resume and not search_run.path(RUN_CONFIG).exists():
+        raise UserError(f"{search_dir}: no search to resume (no config.json)")
+    if not args.resume and search_run.path(RUN_CONFIG).exists():
+        raise UserError(f"{search_dir}: a search already ran here (use --resume, or another --search-dir)")
+    return search_run
 
 
 def _supernet_data(args: argparse.Namespace, space: SearchSpace, record: SupernetRecord, path: str | Path) -> DataConfig:
@@ -107,8 +105,9 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def run(args: argparse.Namespace) -> int:
     storage = args.storage
-    results = storage.root  # best.json, the latency cache, a supernet the search trains
-    search_dir = _search_dir(args)
+    search_run = _open_search_run(args)
+    search_dir = search_run.folder
+    results = search_run.beside(storage.root)  # best.json, the latency cache, a supernet the search trains
     if args.resume:
         saved = migrate("search config", json.loads((search_dir / RUN_CONFIG).read_text()))
         config = SearchConfig.from_dict(saved["search"])
@@ -120,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
         config.budget.check_covers_cheapest(space, f"budget {args.budget}")
         if config.latency_table:
             _check_latency_table(storage.file_path(config.latency_table), space, config.latency_batch)
-    check_writable_dir(search_dir, "--search-dir" if args.search_dir else "the search folder")
-    check_writable_dir(results, "the results folder")
+    check_writable_dir(results.folder, "the results folder")
     job = None  # the supernet the flags describe, when the search trains (or finds) its own
     if args.supernet and not args.resume:  # its settings read without torch: a flag contradicting them costs no imports
         supernet_path = storage.file_path(args.supernet)
@@ -132,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from nas.search.driver import run_search
-    from nas.search.outputs import write_search_outputs
     from nas.search.trial import TrialContext
     from nas.train.supernet import load_supernet_state
 
@@ -142,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
             check_trial_fits_here(config.cpus_per_trial, config.gpus_per_trial, torch.cuda.device_count())
         if not args.supernet:  # (a --supernet's data settings are the search's: checked above)
-            supernet_path = _supernet_for(job, args)
+            supernet_path = _supernet_for(job, args, results)
 
     state = load_supernet_state(supernet_path)
     record = SupernetRecord.from_state(state, supernet_path)
@@ -158,13 +155,23 @@ def run(args: argparse.Namespace) -> int:
         "supernet_job": record.job.to_dict(), **{k: v for k, v in record.to_state().items() if k != "job"},
         "objective_split": "val", "deployment": DEPLOYMENT.to_dict(), "torch": torch.__version__})
 
-    table, latency_on = _latency_axis(config, record.space, search_dir, storage, resume=args.resume)
+    table, latency_on = _latency_axis(config, record.space, search_run, results, resume=args.resume)
     ctx = TrialContext.from_supernet(state, config, data=data_cfg, latency_table=table,
                                      fingerprint=str(supernet_path.resolve()))
     start = time.perf_counter()
-    rows, finished = run_search(ctx, search_dir, resume=args.resume, address=args.address, storage=storage)
-    summary = write_search_outputs(
-        search_dir, rows, budget=config.budget, results_root=results,
+    with search_run:
+        rows, finished = run_search(ctx, search_run, resume=args.resume)
+        summary = _write_outputs(rows, config, search_dir, results, supernet_path, data_cfg, record, latency_on)
+    results.sync("best.json")
+    return _report(summary, finished, time.perf_counter() - start, config, search_dir, supernet_path, storage)
+
+
+def _write_outputs(rows: list[dict], config: SearchConfig, search_dir: Path, results, supernet_path: Path,
+                   data_cfg: DataConfig, record: SupernetRecord, latency_on: str) -> dict:
+    from nas.search.outputs import write_search_outputs
+
+    return write_search_outputs(
+        search_dir, rows, budget=config.budget, results_root=results.folder,
         title=f"{search_dir.name}: {config.sampler}, {config.trials} trials, budget "
               f"{format_flops(config.budget_flops)} FLOPs",
         extra={"sampler": config.sampler, "seed": config.seed, "supernet": str(supernet_path),
@@ -172,30 +179,27 @@ def run(args: argparse.Namespace) -> int:
                "top1_weights": config.top1_weights},
         search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict(),
                      "latency_on": latency_on}, latency_on=latency_on)
-    for done in (search_dir, results / "best.json", results / "latency"):
-        storage.push(done)
-    return _report(summary, finished, time.perf_counter() - start, config, search_dir, supernet_path, storage)
 
 
-def _latency_axis(config: SearchConfig, space: SearchSpace, search_dir: Path, storage, *, resume: bool):
+def _latency_axis(config: SearchConfig, space: SearchSpace, search_run, results, *, resume: bool):
     """The table the search predicts latency with (None: ``--latency measure``), and whose latency it is."""
     import torch
 
     from nas.latency.table import LatencyTable, load_or_build_table
     from nas.latency.timing import device_tag
 
-    results = storage.root
     device = "cuda" if config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
     table, latency_on = None, f"{device_tag(device, config.latency_batch)} (torch, each arch measured in its trial)"
     if config.latency_table:
-        kept = search_dir / LATENCY_TABLE  # the run's own copy: a driver that resumes elsewhere reads the same
+        kept = search_run.path(LATENCY_TABLE)  # the run's own copy: a driver that resumes elsewhere reads the same
         if not resume:
-            shutil.copyfile(storage.file_path(config.latency_table), kept)
+            shutil.copyfile(results.storage.file_path(config.latency_table), kept)
+            search_run.sync(LATENCY_TABLE)
         table = LatencyTable.load(kept)
     elif config.latency == "lut":
         table = load_or_build_table(space, DEPLOYMENT, device=device, batch_size=config.latency_batch,
-                                    cache_dir=storage.pulled(results / "latency"))
-        storage.push(results / "latency")  # a driver that resumes elsewhere predicts with the same table
+                                    cache_dir=results.fetch("latency"))
+        results.sync("latency")  # a driver that resumes elsewhere predicts with the same table
     if table is not None:
         latency_on = (f"{table.device} ({table.backend}, {table.meta.get('processor', 'processor not recorded')}, "
                       f"batch {table.batch_size})")
@@ -204,18 +208,16 @@ def _latency_axis(config: SearchConfig, space: SearchSpace, search_dir: Path, st
     return table, latency_on
 
 
-def _supernet_for(job, args: argparse.Namespace) -> Path:
+def _supernet_for(job, args: argparse.Namespace, results) -> Path:
     """The supernet of ``job`` under the storage, trained now if no run trained it before (perhaps elsewhere)."""
     from nas.train.supernet import train_supernet
 
-    storage = args.storage
-    supernet_dir = job.default_run_dir(storage.root)
-    supernet_path = supernet_dir / SUPERNET
-    storage.pull(supernet_path)
+    supernet_run = results.beside(job.default_run_dir(results.folder))
+    supernet_path = supernet_run.fetch(SUPERNET)
     if not supernet_path.exists():
         print(f"no supernet checkpoint for these settings ({supernet_path}): training one", flush=True)
-        train_supernet(job, supernet_dir, resume=True, num_workers=args.num_workers, use_gpu=args.gpu,
-                       address=args.address, max_failures=args.max_failures, storage=storage)
+        supernet_run.fetch()  # the epochs a run elsewhere reached
+        train_supernet(job, supernet_run, resume=True, num_workers=args.num_workers, use_gpu=args.gpu)
     return supernet_path
 
 

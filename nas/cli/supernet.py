@@ -7,7 +7,7 @@ import time
 from nas.settings import PATH_SAMPLERS, SUPERNET_RECIPE, SupernetJob
 from searchspace import Budget, SearchSpace
 
-from .common import add_space_argument, check_writable_dir, load_space
+from .common import add_space_argument, check_writable_dir, load_space, open_run
 from .train_args import (add_data_arguments, add_model_arguments, add_train_arguments, data_config, model_options,
                          train_config)
 
@@ -51,14 +51,12 @@ def run(args: argparse.Namespace) -> int:
     job = job_from_args(args, load_space(args.space))
     storage = args.storage
     run_dir = storage.run_path(args.run_dir, job.default_run_dir(storage.root))
-    if args.resume:
-        storage.pull(run_dir)  # under a URI storage: what a driver elsewhere left
     check_writable_dir(run_dir, "--run-dir" if args.run_dir else "the run folder")
+    supernet_run = open_run(args, run_dir)  # under a URI storage: what a driver elsewhere left
     from nas.train.supernet import train_supernet  # after the checks: a bad flag is refused before torch is imported
 
     print(f"supernet run: {run_dir}", flush=True)
     start = time.perf_counter()
-    final = train_supernet(job, run_dir, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu,
-                           address=args.address, max_failures=args.max_failures, storage=storage)
+    final = train_supernet(job, supernet_run, resume=args.resume, num_workers=args.num_workers, use_gpu=args.gpu)
     print(f"supernet trained in {time.perf_counter() - start:.0f}s: {final} (metrics: {run_dir / 'metrics.csv'})")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from nas.errors import UserError
-from nas.settings import (AMP_MODES, DATASETS, DEFAULT_DATASET, DataConfig, ModelOptions, RunOptions, TrainConfig,
+from nas.settings import (AMP_MODES, DATASETS, DEFAULT_DATASET, Cluster, DataConfig, ModelOptions, RunOptions, TrainConfig,
                           flag_of)
 from searchspace import NetSettings
 
@@ -44,7 +44,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, recipe: TrainConfig, *,
     g = parser.add_argument_group("training")
     add_setting_flags(g, recipe, RECIPE_FLAGS, flags={"seed": seed_flag})
     g.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    add_setting_flags(g, RunOptions(), ("num_workers", "max_failures"))
+    add_setting_flags(g, RunOptions(), ("num_workers",))
+    add_setting_flags(g, Cluster(), ("max_failures",))
     g.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL between Ray Train workers)")
     g.add_argument("--amp", choices=(*AMP_MODES, "off"), default=None,
                    help="mixed precision: bf16 (autocast; the default with --gpu where the GPU supports it; also "

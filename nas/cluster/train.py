@@ -15,8 +15,7 @@ from typing import Callable
 
 from nas.errors import UserError
 from nas.runs.layout import CHECKPOINT
-from nas.runs.storage import Storage
-from nas.settings import MAX_FAILURES
+from nas.runs.run import Run
 from searchspace import atomic_path
 
 
@@ -53,17 +52,17 @@ def _worker_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy2(checkpoint_path, Path(tmp) / checkpoint_path.name)
             ray.train.report(numeric, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        storage.push(run_dir)  # rank 0 (the one with a checkpoint), wherever it runs: a URI storage has the epoch
+        run.sync()  # rank 0 (the one with a checkpoint), wherever it runs: a URI storage has the epoch
 
-    storage = config["storage"]
-    run_dir = storage.here(config["run_dir"])  # under a URI storage: this node's mirror of the run folder
-    storage.pull(run_dir)  # ... as the URI has it (a resumed run's checkpoint, from wherever it was written)
+    run = config["run"]  # unpickled here: under a URI storage, its folder is this node's mirror of the run
+    run.fetch()  # ... as the storage has it (a resumed run's checkpoint, from wherever it was written)
+    run_dir = run.folder
     resume = config["resume"] or _restarted(run_dir, config["started"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
     config["worker"](config["job"], run_dir, resume=resume, context=ctx,
                      progress=ctx.rank == 0, wrap_model=wrap, sampler_factory=sampler_factory, on_epoch_end=report)
     if ctx.rank == 0:
-        storage.push(run_dir)  # the final weights, written by rank 0 on its node
+        run.sync()  # the final weights, written by rank 0 on its node
 
 
 def _restarted(run_dir: Path, started: float) -> bool:
@@ -83,19 +82,18 @@ def _restarted(run_dir: Path, started: float) -> bool:
     return path.exists() and path.stat().st_mtime >= started
 
 
-def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, resume: bool, num_workers: int,
-                  use_gpu: bool, address: str | None = None, find_unused_parameters: bool = False,
-                  max_failures: int = MAX_FAILURES, storage: Storage | None = None) -> None:
+def run_ray_train(worker: Callable[..., object], job: object, run: Run, *, resume: bool, num_workers: int,
+                  use_gpu: bool, find_unused_parameters: bool = False) -> None:
     """Run ``worker(job, run_dir, resume=, context=, progress=, wrap_model=, sampler_factory=, on_epoch_end=)``
-    as ``num_workers`` DDP workers under Ray Train's TorchTrainer.
+    as ``num_workers`` DDP workers under Ray Train's TorchTrainer, on ``run``'s cluster.
 
     ``worker`` is a module-level function (it travels to the workers by reference). ``find_unused_parameters``:
     a supernet step trains one path, so the other paths' parameters get no gradient; a standalone network uses
     every parameter, and DDP's search for unused ones would only cost time. A worker that dies (its process, its
-    node) makes Ray Train start the group again, at most ``max_failures`` times, from the last epoch's checkpoint.
-    ``storage``: where Ray Train keeps its state and reported checkpoints (default: ``run_dir/ray``); under a URI
-    storage, rank 0 pushes the run folder there every epoch and this process fetches it at the end, so a worker on
-    a node without the driver's disk still hands back its files.
+    node) makes Ray Train start the group again, at most ``run.cluster.max_failures`` times, from the last epoch's
+    checkpoint. Ray Train keeps its state and reported checkpoints in the run's storage; under a URI storage rank 0
+    sends the run folder there every epoch and this process fetches it at the end, so a worker on a node without
+    the driver's disk still hands back its files.
     """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -103,18 +101,18 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
 
     from nas.cluster.session import check_fits_local_ray, ensure_ray
 
+    address = run.cluster.address
     ensure_ray(address=address)
     cpus = ray.cluster_resources().get("CPU", 1)
     if not use_gpu and num_workers > cpus:
         raise UserError(f"--num-workers {num_workers} needs {num_workers} CPUs; the Ray cluster has {cpus:g}")
     if not address:  # the local Ray holds what it holds: workers it cannot place would wait forever
         check_fits_local_ray(cpus=0, gpus=num_workers if use_gpu else 0, gpus_flag="--gpu")
-    run_dir = Path(run_dir).resolve()
-    storage = storage or Storage(run_dir.parent)
-    storage_path, storage_filesystem = storage.ray_storage(run_dir)
+    run_dir = run.folder.resolve()
+    storage_path, storage_filesystem = run.ray_storage()
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"worker": worker, "job": job, "run_dir": str(run_dir), "resume": resume, "storage": storage,
+        train_loop_config={"worker": worker, "job": job, "run": run.beside(run_dir), "resume": resume,
                            "started": time.time(),  # a checkpoint written since: a restart continues from it
                            "find_unused_parameters": find_unused_parameters,
                            "threads_per_worker": max(1, int(cpus // num_workers))},
@@ -122,9 +120,9 @@ def run_ray_train(worker: Callable[..., object], job: object, run_dir: Path, *, 
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=run_dir.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
-                             failure_config=FailureConfig(max_failures=max_failures)),
+                             failure_config=FailureConfig(max_failures=run.cluster.max_failures)),
     )
     result = trainer.fit()
-    storage.pull(run_dir)
+    run.fetch()
     if result.error:
         raise result.error

@@ -24,9 +24,9 @@ def _trial_table(controller) -> tuple | None:
 
 
 @contextlib.contextmanager
-def save_tune_state_on_trial_events():
+def save_tune_state_on_trial_events(on_saved=None):
     """Within this block, Ray Tune saves its experiment state when a trial changed, and only after its previous copy
-    finished.
+    finished; ``on_saved(staging_folder)``, when given, runs after each save, before Tune copies it.
 
     Tune saves the experiment state (trial table, searcher state, each through temp files) into its driver staging
     folder and then copies that folder to the run folder in a background thread without waiting; the next save
@@ -57,6 +57,8 @@ def save_tune_state_on_trial_events():
                                self._storage.experiment_fs_path, e)
             save_fn()
             self._saved_trial_table = table  # (Tune's own throttle may skip a save: then this is not reached)
+            if on_saved is not None:
+                on_saved(self._storage.experiment_driver_staging_path)
 
         return original(self, save_after_last_sync, force=force, wait=wait)
 
@@ -141,16 +143,17 @@ def reuse_idle_trial_actors():
 
 
 @contextlib.contextmanager
-def patched_tune(*, save_every_trial_event: bool = False, keep_idle_actors: bool = False):
+def patched_tune(*, save_every_trial_event: bool = False, keep_idle_actors: bool = False, on_state_saved=None):
     """The patches an experiment of ours runs under, undone after it: a trial that lost its actor before it ran is
     retried, and each state save waits for the last copy. ``save_every_trial_event``: Tune saves its state at every
     trial event (``TUNE_GLOBAL_CHECKPOINT_S=0`` unless the user set it; a killed search loses no finished trial)
-    instead of periodically. ``keep_idle_actors``: :func:`reuse_idle_trial_actors`."""
+    instead of periodically. ``keep_idle_actors``: :func:`reuse_idle_trial_actors`. ``on_state_saved``: see
+    :func:`save_tune_state_on_trial_events`."""
     with contextlib.ExitStack() as stack:
         if save_every_trial_event and "TUNE_GLOBAL_CHECKPOINT_S" not in os.environ:
             os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
             stack.callback(os.environ.pop, "TUNE_GLOBAL_CHECKPOINT_S", None)
-        stack.enter_context(save_tune_state_on_trial_events())
+        stack.enter_context(save_tune_state_on_trial_events(on_state_saved))
         stack.enter_context(retry_trials_that_lost_their_actor_before_running())
         if keep_idle_actors:
             stack.enter_context(reuse_idle_trial_actors())

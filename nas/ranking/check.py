@@ -36,7 +36,7 @@ from nas.runs.files import write_csv_atomic
 from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord
-from nas.runs.storage import Storage
+from nas.runs.run import Run
 from nas.settings import RankingConfig, RetrainJob, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from nas.train.parallel import retrain_in_parallel
@@ -64,22 +64,31 @@ def _trial_lines(total: int):
 
 
 def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, *,
-                  address: str | None = None, rule: str = "", report_dir: str | Path | None = None,
-                  state: dict | None = None, storage: Storage | None = None) -> dict:
+                  run: Run | None = None, rule: str = "", report_dir: str | Path | None = None,
+                  state: dict | None = None) -> dict:
     """Train ``archs`` stand-alone (cached), evaluate them with inherited weights, write the report; returns it.
 
-    The report goes to ``report_dir`` (default: the supernet's ranking folder, where ``search`` looks for the last
-    check); the stand-alone cache is always the supernet's."""
+    ``run``: the supernet's ranking folder, in its storage, with the cluster the stand-alone runs go to (default:
+    that folder on this machine's own Ray). The report goes to ``report_dir`` (default: the ranking folder, where
+    ``search`` looks for the last check); the stand-alone cache is always the supernet's."""
     supernet_path = Path(supernet_path)
+    run = run if run is not None else Run(ranking_dir(supernet_path))
+    with run:
+        return _check_ranking(supernet_path, archs, cfg, train, run, rule, report_dir, state)
+
+
+def _check_ranking(supernet_path: Path, archs: list[Arch], cfg: RankingConfig, train: TrainConfig, run: Run,
+                   rule: str, report_dir: str | Path | None, state: dict | None) -> dict:
     state = state if state is not None else load_supernet_state(supernet_path)
     record = SupernetRecord.from_state(state, supernet_path)
     job = record.job
     for arch in archs:
         record.space.validate(arch)
-    out = ranking_dir(supernet_path).resolve()
+    out = run.folder.resolve()
     template = RetrainJob({}, job.data, train, job.model)
-    cache = out / "standalone" / template.recipe_key()
-    _train_standalone(archs, cfg, template, cache, address=address, storage=storage)
+    standalone = run.beside(out / "standalone" / template.recipe_key())
+    _train_standalone(archs, cfg, template, standalone)
+    cache = standalone.folder
 
     supernet = load_supernet(supernet_path, state=state)
     data = build_data(job.data)
@@ -101,11 +110,10 @@ def check_ranking(supernet_path: str | Path, archs: list[Arch], cfg: RankingConf
     return summary
 
 
-def _train_standalone(archs: list[Arch], cfg: RankingConfig, template: RetrainJob, cache: Path, *,
-                      address: str | None, storage: Storage | None) -> None:
-    """Every arch x seed run missing from ``cache``, as parallel Ray Tune trials; a failed run raises UserError."""
-    if storage is not None:
-        storage.pull(cache)  # under a URI storage: the runs a check elsewhere trained
+def _train_standalone(archs: list[Arch], cfg: RankingConfig, template: RetrainJob, standalone: Run) -> None:
+    """Every arch x seed run missing from the run ``standalone`` (the cache), as parallel Ray Tune trials; a failed
+    run raises UserError."""
+    cache = standalone.fetch()  # under a URI storage: the runs a check elsewhere trained
     jobs, cached = {}, 0
     for arch in archs:
         for s in range(cfg.seeds):
@@ -119,9 +127,9 @@ def _train_standalone(archs: list[Arch], cfg: RankingConfig, template: RetrainJo
           f"train ({template.train.epochs} epochs each, {cfg.cpus_per_trial:g} CPUs a trial)", flush=True)
     if not jobs:
         return
-    errors = retrain_in_parallel(jobs, cache, cpus_per_trial=cfg.cpus_per_trial, address=address,
+    errors = retrain_in_parallel(jobs, standalone, cpus_per_trial=cfg.cpus_per_trial,
                                  name=f"check-ranking-{time.strftime('%Y%m%d-%H%M%S')}",
-                                 callbacks=[_trial_lines(len(jobs))], max_failures=cfg.max_failures, storage=storage)
+                                 callbacks=[_trial_lines(len(jobs))])
     if errors:
         raise UserError(f"{len(errors)} of {total} stand-alone runs failed (first: {errors[0]}); run again to retry")
 

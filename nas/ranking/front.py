@@ -9,18 +9,24 @@ from nas.ranking.stats import kendall_tau
 from nas.runs import checkpoint as ckpt
 from nas.runs.files import write_csv_atomic
 from nas.runs.layout import MODEL
-from nas.runs.storage import Storage
-from nas.settings import MAX_FAILURES, RetrainJob
+from nas.runs.run import Run
+from nas.settings import RetrainJob
 from nas.train.parallel import retrain_in_parallel
 from searchspace import Arch, atomic_path, write_json_atomic
 
 
-def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path, *, cpus_per_trial: float = 1.0,
-                  address: str | None = None, estimate_weights: str, max_failures: int = MAX_FAILURES,
-                  storage: Storage | None = None) -> list[dict]:
-    """Retrain ``members`` (front entries: stages + top1 + flops) in parallel; returns comparison rows.
-    ``estimate_weights`` says which weights the members' top1 was measured with (a search's ``top1_weights``)."""
-    base_dir = Path(base_dir).resolve()
+def retrain_front(members: list[dict], job_template: RetrainJob, run: Run, *, cpus_per_trial: float = 1.0,
+                  estimate_weights: str) -> list[dict]:
+    """Retrain ``members`` (front entries: stages + top1 + flops) in parallel, each in a folder of ``run``, and
+    write the comparison there; returns its rows. ``estimate_weights`` says which weights the members' top1 was
+    measured with (a search's ``top1_weights``)."""
+    with run:
+        return _retrain_front(members, job_template, run, cpus_per_trial, estimate_weights)
+
+
+def _retrain_front(members: list[dict], job_template: RetrainJob, run: Run, cpus_per_trial: float,
+                   estimate_weights: str) -> list[dict]:
+    base_dir = run.folder.resolve()
     jobs = {}
     for m in members:
         arch = Arch.from_dict({"stages": m["stages"]})
@@ -28,8 +34,7 @@ def retrain_front(members: list[dict], job_template: RetrainJob, base_dir: Path,
                          job_template.init, job_template.supernet)
         jobs[arch.key()] = job
     start = time.perf_counter()
-    errors = retrain_in_parallel(jobs, base_dir, cpus_per_trial=cpus_per_trial, address=address,
-                                 name="retrain-front", max_failures=max_failures, storage=storage)
+    errors = retrain_in_parallel(jobs, run, cpus_per_trial=cpus_per_trial, name="retrain-front")
     rows = []
     for m in members:
         key = Arch.from_dict({"stages": m["stages"]}).key()

@@ -31,6 +31,7 @@ def migrate(kind: str, record: dict) -> dict:
         return d
     if kind == "search config":  # a search folder's config.json
         d["search"] = {"finetune_steps": 0, **d["search"]}  # searches before the fine-tuning steps scored without
+        d["search"].pop("max_failures", None)  # the failure policy is the cluster's, given to each run
         d["data"] = migrate("data", d["data"])
         if "supernet_job" in d:
             d["supernet_job"] = migrate("supernet job", d["supernet_job"])
@@ -54,6 +55,7 @@ def migrate(kind: str, record: dict) -> dict:
         d.setdefault("order", [])
         d.setdefault("finished", {})
         d.setdefault("told", 0)
+        d.setdefault("log", None)  # states that did not hold the suggestion log keep the file as it is
         return d
     if kind == "ranking summary":  # a ranking.json: checks before the fine-tuning steps scored without them
         d["config"] = {"finetune_steps": 0, **(d.get("config") or {})}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
@@ -25,15 +26,16 @@ from ray.tune.search.optuna import OptunaSearch
 from nas.cluster.session import check_fits_local_ray, ensure_ray
 from nas.cluster.tune_patches import patched_tune
 from nas.errors import UserError, first_line
-from nas.runs.layout import SUGGESTIONS, suggestions_file
+from nas.runs.layout import suggestions_file
 from nas.runs.migrate import migrate
-from nas.runs.storage import Storage
+from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
 from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, tune_search_space
 from nas.search.samplers import make_optuna_sampler
-from nas.search.trial import TrialContext, evaluate_trial
+from nas.search.trial import Evaluations, TrialContext, evaluate_trial
+from nas.search.tune_state import bundle_saved_state, restore_saved_state
 from searchspace import DEPLOYMENT, Arch, arch_cost
 
 TUNE_EXPERIMENT = "tune"  # the Tune experiment's folder under the run's storage
@@ -51,9 +53,10 @@ def _trial_reporter():
             self.done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
             r = trial.last_result or {}
             rate = self.done / max(time.perf_counter() - self.start, 1e-9) * 60
+            kept = "  (kept: evaluated before the driver restarted)" if r.get("kept") else ""
             print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}  "
                   f"{r.get('flops', 0) / 1e9:6.2f} GFLOPs  {r.get('latency_ms', float('nan')):7.1f} ms  "
-                  f"({rate:.1f} trials/min)", flush=True)
+                  f"({rate:.1f} trials/min){kept}", flush=True)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             # Tune counts this failure before it calls back; FailureConfig(max_failures) allows that many retries
@@ -68,48 +71,48 @@ def _trial_reporter():
     return TrialLines
 
 
-def _storage_pusher():
-    class PushRunFolder(tune.Callback):
-        """Under a URI storage: the run folder (suggestions, config) reaches the URI after every trial event, as
-        Tune's own state does, so a driver elsewhere can resume from there."""
+def _run_syncer():
+    class SyncRunFolder(tune.Callback):
+        """The run folder (suggestions, config) reaches the run's storage after every trial event, as Tune's own
+        state does, so a driver elsewhere can resume from there. Restored from Tune's state by a driver on another
+        machine, the run is that machine's mirror of the folder."""
 
-        def __init__(self, storage: Storage, run_dir: Path) -> None:
-            self.storage, self.run_dir = storage, run_dir
-
-        def push(self) -> None:
-            # restored from Tune's state by a driver that may mirror the URI elsewhere: its own copy of the folder
-            self.storage.push(self.storage.here(self.run_dir))
+        def __init__(self, run: Run) -> None:
+            self.run = run
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.push()
+            self.run.sync()
 
         on_trial_complete = on_trial_error = on_trial_start
 
         def on_experiment_end(self, trials, **info):
-            self.push()
+            self.run.sync()
 
-    return PushRunFolder
+    return SyncRunFolder
 
 
-def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, address: str | None = None,
-               trainable=evaluate_trial, storage: Storage | None = None) -> tuple[list[dict], bool]:
-    """Run (or resume) the Ray Tune search in ``run_dir``. Returns one row per trial and rejection, in suggestion
-    order, and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later).
-    ``storage``: where Tune keeps its state (default: ``run_dir/ray``); a URI storage gets the run folder after every
-    trial event."""
+def run_search(ctx: TrialContext, run: Run, *, resume: bool = False,
+               trainable=evaluate_trial) -> tuple[list[dict], bool]:
+    """Run (or resume) the Ray Tune search in ``run``'s folder, on its cluster; Tune keeps its state in the run's
+    storage, and the folder reaches it after every trial event. Returns one row per trial and rejection, in
+    suggestion order, and whether the search is complete (False after Ctrl-C: Tune saved its state; resume later).
+    """
     cfg = ctx.config
+    address = run.cluster.address
     ensure_ray(address)
     if not address:
         check_fits_local_ray(cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
-    storage = storage or Storage(run_dir)
+    run_dir = run.folder
+    ctx = replace(ctx, evaluations=Evaluations(run))
     trainable = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     # The experiment state is saved after every trial event, so a killed search loses no trial; never while the last
-    # state is still being copied to the run folder.
-    with patched_tune(save_every_trial_event=True, keep_idle_actors=True):
-        tuner = (_restored_tuner(run_dir, trainable, storage) if resume
-                 else _new_tuner(ctx, run_dir, trainable, storage))
-        results = tuner.fit()
+    # state is still being copied to the run folder; and each save is kept whole beside it (nas.search.tune_state).
+    with patched_tune(save_every_trial_event=True, keep_idle_actors=True,
+                      on_state_saved=lambda staging: bundle_saved_state(staging, run)):
+        tuner = _restored_tuner(run, trainable) if resume else _new_tuner(ctx, run, trainable)
+        with run:
+            results = tuner.fit()
     rows = [_trial_row(result, ctx.space.num_stages) for result in results
             if result.config]  # no config: interrupted as it started, nothing ran or was saved; resume runs it
     finished = sum(r["state"] != "interrupted" for r in rows) >= cfg.trials
@@ -120,23 +123,24 @@ def run_search(ctx: TrialContext, run_dir: Path, *, resume: bool = False, addres
     return rows, finished
 
 
-def _restored_tuner(run_dir: Path, trainable, storage: Storage) -> tune.Tuner:
-    storage_path, storage_filesystem = storage.ray_storage(run_dir)
+def _restored_tuner(run: Run, trainable) -> tune.Tuner:
+    storage_path, storage_filesystem = run.ray_storage()
     experiment = f"{storage_path}/{TUNE_EXPERIMENT}"
+    restore_saved_state(run, experiment, storage_filesystem)  # one whole save, whatever a killed driver left
     if not tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem):
-        raise UserError(f"{run_dir}: no interrupted search to resume here")
+        raise UserError(f"{run.folder}: no interrupted search to resume here")
     return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False,
                               restart_errored=False, storage_filesystem=storage_filesystem)
 
 
-def _new_tuner(ctx: TrialContext, run_dir: Path, trainable, storage: Storage) -> tune.Tuner:
+def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
     """Optuna's sampler behind the budget guard, at most ``max_concurrent`` trials at once."""
     cfg = ctx.config
-    storage_path, storage_filesystem = storage.ray_storage(run_dir)
+    storage_path, storage_filesystem = run.ray_storage()
     constraint = BudgetConstraint(ctx.space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
     optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
                                  sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials), seed=cfg.seed)
-    guard = BudgetGuard(optuna_search, constraint, run_dir / SUGGESTIONS,
+    guard = BudgetGuard(optuna_search, constraint, run,
                         ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
     return tune.Tuner(
         trainable,
@@ -145,8 +149,9 @@ def _new_tuner(ctx: TrialContext, run_dir: Path, trainable, storage: Storage) ->
                                     num_samples=cfg.trials, reuse_actors=True),
         run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=storage_path,
                                   storage_filesystem=storage_filesystem, verbose=0,
-                                  callbacks=[_trial_reporter()(cfg.trials), _storage_pusher()(storage, run_dir)],
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures, fail_fast=False)),
+                                  callbacks=[_trial_reporter()(cfg.trials), _run_syncer()(run)],
+                                  failure_config=tune.FailureConfig(max_failures=run.cluster.max_failures,
+                                                                    fail_fast=False)),
     )
 
 

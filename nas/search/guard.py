@@ -12,17 +12,19 @@ sampler through a :class:`SamplerPort` only, so a plain Optuna ask/tell loop can
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ray.tune.search import Searcher
 
 from nas.errors import UserError
+from nas.runs.layout import SUGGESTIONS
 from nas.runs.migrate import migrate
+from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.params import arch_from_params
-from searchspace import Arch
+from searchspace import Arch, atomic_path
 
 OBJECTIVES = ("top1", "flops", "latency_ms")
 MODES = ("max", "min", "min")
@@ -134,13 +136,21 @@ class SuggestionOrder:
 
 
 class SuggestionLog:
-    """``suggestions.jsonl``: each suggestion that became a trial (Ray's trial ids are random: this records the
-    order) or was rejected over the budget, one JSON line each."""
+    """``suggestions.jsonl`` in the search's run folder: each suggestion that became a trial (Ray's trial ids are
+    random: this records the order) or was rejected over the budget, one JSON line each. Its lines are part of the
+    guard's saved state, so a resumed search rewrites the file as that state had it: lines a killed driver wrote
+    after the state it is resumed from would name trials the search no longer has."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = str(path)
+    def __init__(self, run: Run) -> None:
+        self.run = run  # unpickled by a driver on another machine: that machine's mirror of the run folder
+        self.lines: list[dict] = []
+
+    @property
+    def path(self) -> Path:
+        return self.run.path(SUGGESTIONS)
 
     def _write(self, line: dict) -> None:
+        self.lines.append(line)
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
 
@@ -150,6 +160,12 @@ class SuggestionLog:
     def rejected(self, probe: str, arch: Arch, result: dict, latency_known: bool) -> None:
         self._write({"probe": probe, "arch": arch.to_dict(), "flops": result["flops"],
                      "latency_ms": result["latency_ms"] if latency_known else None, "state": "rejected_over_budget"})
+
+    def restore(self, lines: list[dict]) -> None:
+        """The log as a saved state had it, written whole."""
+        self.lines = list(lines)
+        with atomic_path(self.path) as tmp:
+            Path(tmp).write_text("".join(json.dumps(line) + "\n" for line in self.lines))
 
 
 def complete_objectives(result: dict | None, error: bool) -> dict | None:
@@ -208,15 +224,15 @@ class BudgetGuard(Searcher):
     (None: results are told as trials finish).
     """
 
-    def __init__(self, searcher, constraint: BudgetConstraint, log_path: str | os.PathLike,
-                 max_skips_per_trial: int = 500, ordered_concurrency: int | None = None) -> None:
+    def __init__(self, searcher, constraint: BudgetConstraint, run: Run, max_skips_per_trial: int = 500,
+                 ordered_concurrency: int | None = None) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher, self.port = searcher, _OptunaSearchPort(searcher)
         self.num_stages = constraint.space.num_stages
         self.over_budget = OverBudget(constraint)
         self.duplicates = Duplicates(before_tell=self.over_budget.before_tell)
         self.order = SuggestionOrder(ordered_concurrency) if ordered_concurrency is not None else None
-        self.log = SuggestionLog(log_path)
+        self.log = SuggestionLog(run)
         self.max_skips = max_skips_per_trial
         self.aliases: dict[str, str] = {}       # Ray trial id -> the searcher's id for it
         self.num_probes = 0
@@ -281,7 +297,7 @@ class BudgetGuard(Searcher):
         return {"aliases": dict(self.aliases), "evaluated": dict(self.duplicates.evaluated),
                 "pending": dict(self.duplicates.pending), "num_probes": self.num_probes,
                 "lag": None if self.order is None else self.order.lag, "order": list(order.order),
-                "finished": dict(order.finished), "told": order.told}
+                "finished": dict(order.finished), "told": order.told, "log": list(self.log.lines)}
 
     def set_state(self, state: dict) -> None:
         state = migrate("search state", state)
@@ -291,6 +307,8 @@ class BudgetGuard(Searcher):
         if self.order is not None:
             self.order.order, self.order.finished = list(state["order"]), dict(state["finished"])
             self.order.told = state["told"]
+        if state["log"] is not None:
+            self.log.restore(state["log"])
 
 
 __all__ = ["OBJECTIVES", "MODES", "SamplerPort", "Handled", "OverBudget", "Duplicates", "SuggestionOrder",

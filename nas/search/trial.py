@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,34 @@ from nas.data.splits import DataBundle
 from nas.latency.table import LatencyTable
 from nas.latency.timing import device_lock, measure_latency
 from nas.runs.record import SupernetRecord
+from nas.runs.run import Run
 from nas.search.params import arch_from_params
 from nas.settings import DataConfig, SearchConfig, TrainConfig
 from nas.train.evaluate import evaluate_arch
-from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost
+from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, write_json_atomic
 from supernet import MixerNet
+
+
+class Evaluations:
+    """Each evaluated arch's result, written by its trial into the search's run folder (``evaluations/<arch>.json``)
+    and sent to the run's storage before the trial reports it. A driver killed after a trial ended but before Tune's
+    state holding that end reached the storage resumes from an earlier save: Tune runs that trial again, or the
+    restored sampler suggests the same arch again, and the trial reads the result here instead of evaluating the arch
+    a second time."""
+
+    FOLDER = "evaluations"
+
+    def __init__(self, search_run: Run) -> None:
+        self.run = search_run.sub(self.FOLDER)  # unpickled in a trial on another node: that node's mirror
+
+    def get(self, arch: Arch) -> dict | None:
+        path = self.run.fetch(f"{arch.key()}.json")
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, arch: Arch, metrics: dict) -> None:
+        self.run.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run.path(f"{arch.key()}.json"), metrics)
+        self.run.sync(f"{arch.key()}.json")
 
 
 @dataclass
@@ -32,6 +56,7 @@ class TrialContext:
     latency_table: LatencyTable | None = None  # None with ``--latency measure``
     fingerprint: str = ""
     recipe: TrainConfig | None = None     # the supernet's recipe: what fine-tuning an arch follows
+    evaluations: Evaluations | None = None  # where each trial keeps its result (the search driver sets it)
 
     @classmethod
     def from_supernet(cls, state: dict, config: SearchConfig, *, data: DataConfig | None = None,
@@ -82,9 +107,17 @@ def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[s
 
 
 def evaluate_trial(config: dict, ctx: TrialContext) -> None:
-    """The Ray Tune function trainable: one arch, one report."""
+    """The Ray Tune function trainable: one arch, one report (``kept``: 1 when the arch's result was kept from
+    before the driver restarted)."""
+    arch = arch_from_params(config, ctx.space.num_stages)
+    kept = ctx.evaluations.get(arch) if ctx.evaluations is not None else None
+    if kept is not None:
+        tune.report({**kept, "kept": 1})
+        return
     torch.set_num_threads(max(1, int(ctx.config.cpus_per_trial)))
     device = torch.device("cuda" if ctx.config.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
-    arch = arch_from_params(config, ctx.space.num_stages)
     node = ray.get_runtime_context().get_node_id()  # trials.csv says where each trial ran
-    tune.report({**trial_metrics(arch, ctx, device), "node": node})
+    metrics = {**trial_metrics(arch, ctx, device), "node": node}
+    if ctx.evaluations is not None:
+        ctx.evaluations.put(arch, metrics)
+    tune.report({**metrics, "kept": 0})

@@ -23,8 +23,8 @@ from nas.latency import timing
 from nas.runs import checkpoint as ckpt
 from nas.runs.layout import MODEL, RUN_CONFIG
 from nas.runs.migrate import migrate
-from nas.runs.storage import Storage
-from nas.settings import MAX_FAILURES, RetrainJob
+from nas.runs.run import Run
+from nas.settings import RetrainJob
 from nas.train.evaluate import evaluate
 from nas.train.steps import WorkerContext, local_device
 from nas.train.supernet import load_supernet
@@ -80,16 +80,15 @@ def check_same_job(run_dir: Path, job_dict: dict) -> None:
                         f"use the same flags, or another --run-dir")
 
 
-def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
-            progress: bool = True, address: str | None = None, measure_latency: bool = True,
-            max_failures: int = MAX_FAILURES, storage: Storage | None = None) -> dict:
-    """Train ``job`` in ``run_dir`` (in this process or with Ray Train, where a worker that dies makes the run start
-    again from its last epoch, at most ``max_failures`` times); returns metrics.json's content."""
-    run_dir = Path(run_dir)
-    storage = storage or Storage(run_dir)  # where Ray keeps the run's state; a URI the run folder is pushed to
+def retrain(job: RetrainJob, run: Run, *, resume: bool = False, num_workers: int = 1, use_gpu: bool = False,
+            progress: bool = True, measure_latency: bool = True) -> dict:
+    """Train ``job`` in ``run``'s folder, every epoch reaching the run's storage (in this process, or under Ray
+    Train on the run's cluster, where a worker that dies makes the run start again from its last epoch); returns
+    metrics.json's content."""
+    run_dir = run.folder
     arch = Arch.from_dict(job.arch)
     build_data(job.data)  # a missing dataset fails before anything is written
-    distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
+    distributed = num_workers > 1 or run.cluster.address is not None  # on a cluster, even one worker runs there
     device = None if distributed else local_device(use_gpu)  # no GPU here: refused before anything is written
     if job.init == "supernet" and not (job.supernet and Path(job.supernet).is_file()):
         raise UserError(f"--init supernet: no supernet checkpoint at {job.supernet}")
@@ -100,14 +99,20 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
     write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
                                     "torch": torch.__version__})
     save_arch_file(run_dir / "arch.json", arch, name=arch.key())
-    start = time.perf_counter()
-    if distributed:
-        run_ray_train(retrain_worker, job, run_dir, resume=resume, num_workers=num_workers,
-                      use_gpu=use_gpu, address=address, max_failures=max_failures, storage=storage)
-    else:
-        retrain_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress,
-                       on_epoch_end=lambda metrics, saved: storage.push(run_dir))
-    wall = time.perf_counter() - start
+    with run:
+        start = time.perf_counter()
+        if distributed:
+            run_ray_train(retrain_worker, job, run, resume=resume, num_workers=num_workers, use_gpu=use_gpu)
+        else:
+            retrain_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress,
+                           on_epoch_end=lambda metrics, saved: run.sync())
+        wall = time.perf_counter() - start
+        return _write_metrics(job, arch, run_dir, wall, num_workers, measure_latency)
+
+
+def _write_metrics(job: RetrainJob, arch: Arch, run_dir: Path, wall: float, num_workers: int,
+                   measure_latency: bool) -> dict:
+    """metrics.json of a finished run: its test top-1 (read once, in model.pt), validation history and costs."""
     state = ckpt.load(run_dir / MODEL)
     history = state["history"]
     key = "val_top1_ema" if job.train.ema_decay else "val_top1"
@@ -130,6 +135,5 @@ def retrain(job: RetrainJob, run_dir: Path, *, resume: bool = False, num_workers
         metrics["latency_ms_deployment"] = 1e3 * timing.measure_latency(net, DEPLOYMENT, repeats=5)
         metrics["latency_device"] = timing.device_tag("cpu", 1)
     write_json_atomic(run_dir / "metrics.json", metrics)
-    storage.push(run_dir)
     return metrics
 

@@ -19,8 +19,8 @@ from nas.errors import UserError
 from nas.runs import checkpoint as ckpt
 from nas.runs.layout import CHECKPOINT, RUN_CONFIG, SUPERNET
 from nas.runs.record import SUPERNET_RECORD, SupernetRecord
-from nas.runs.storage import Storage
-from nas.settings import MAX_FAILURES, SupernetJob
+from nas.runs.run import Run
+from nas.settings import SupernetJob
 from nas.train.steps import WorkerContext, local_device, unwrap
 from nas.train.trainer import Trainer
 from searchspace import DEPLOYMENT, NetSettings, SearchSpace, dearest_arch_within, extreme_archs, write_json_atomic
@@ -60,18 +60,15 @@ def monitor_archs(space: SearchSpace, path_budget_flops: float | None) -> dict:
     return {"largest": largest, "smallest": smallest}
 
 
-def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num_workers: int = 0,
-                   use_gpu: bool = False, progress: bool = True, address: str | None = None,
-                   max_failures: int = MAX_FAILURES, storage: Storage | None = None) -> Path:
-    """Train (or resume) the supernet of ``job`` in ``run_dir``; returns the path of supernet.pt. Under Ray Train a
-    worker that dies makes the run start again from its last epoch, at most ``max_failures`` times. ``storage``:
-    where Ray keeps the run's state, and the URI the run folder is pushed to every epoch (default: ``run_dir/ray``,
-    nothing pushed)."""
-    storage = storage or Storage(run_dir)
+def train_supernet(job: SupernetJob, run: Run, *, resume: bool = False, num_workers: int = 0,
+                   use_gpu: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the supernet of ``job`` in ``run``'s folder; returns the path of supernet.pt. Every epoch
+    reaches the run's storage. On the run's cluster (or with several workers) it trains under Ray Train, where a
+    worker that dies makes the run start again from its last epoch."""
     data = build_data(job.data)  # a missing or malformed dataset fails here, before anything is written
-    distributed = num_workers > 1 or address is not None  # on a cluster, even one worker runs there
+    distributed = num_workers > 1 or run.cluster.address is not None  # on a cluster, even one worker runs there
     device = None if distributed else local_device(use_gpu)  # no GPU here: refused before anything is written
-    run_dir = Path(run_dir)
+    run_dir = run.folder
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / RUN_CONFIG
     if resume and config_path.exists():
@@ -81,13 +78,13 @@ def train_supernet(job: SupernetJob, run_dir: Path, *, resume: bool = False, num
                             f"(see {config_path})")
     write_json_atomic(config_path, {"job": job.to_dict(), "num_workers": num_workers, "use_gpu": use_gpu,
                                     "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if distributed:  # each worker process builds its own data
-        run_ray_train(train_supernet_worker, job, run_dir, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
-                      address=address, find_unused_parameters=True, max_failures=max_failures, storage=storage)
-    else:
-        train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device), progress=progress,
-                              data=data, on_epoch_end=lambda metrics, saved: storage.push(run_dir))
-    storage.push(run_dir)
+    with run:
+        if distributed:  # each worker process builds its own data
+            run_ray_train(train_supernet_worker, job, run, resume=resume, num_workers=num_workers, use_gpu=use_gpu,
+                          find_unused_parameters=True)
+        else:
+            train_supernet_worker(job, run_dir, resume=resume, context=WorkerContext(device=device),
+                                  progress=progress, data=data, on_epoch_end=lambda metrics, saved: run.sync())
     return run_dir / SUPERNET
 
 

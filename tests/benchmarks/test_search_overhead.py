@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import search_overhead
 from nas.runs import checkpoint as ckpt
+from nas.runs.run import Run
 from nas.search.driver import run_search
 from nas.search.trial import TrialContext
 from nas.settings import SearchConfig
@@ -15,7 +16,7 @@ from tests.helpers import tiny_job
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
-    state = ckpt.load(train_supernet(tiny_job(1), tmp_path_factory.mktemp("supernet"), progress=False))
+    state = ckpt.load(train_supernet(tiny_job(1), Run(tmp_path_factory.mktemp("supernet")), progress=False))
     cfg = SearchConfig(budget_flops=1.6e9, sampler="random", trials=3, seed=3, latency="measure", max_concurrent=1,
                        recalib_batches=1, finetune_steps=0)
     return TrialContext.from_supernet(state, cfg, fingerprint="t")
@@ -29,7 +30,7 @@ def test_in_process_loop_evaluates_the_archs_the_ray_search_evaluates(context, t
     assert all(r["flops"] <= 1.6e9 and 0 <= r["top1"] <= 1 for r in evaluated)
     assert all(r["flops"] > 1.6e9 for r in inproc["rows"] if r["state"] == "rejected_over_budget")
 
-    rows, finished = run_search(context, tmp_path)
+    rows, finished = run_search(context, Run(tmp_path))
     assert finished
     by_ray = [r for r in rows if not r["state"].startswith("rejected")]
     assert [r["arch"] for r in by_ray] == [r["arch"] for r in evaluated]

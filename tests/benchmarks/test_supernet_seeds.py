@@ -10,6 +10,7 @@ import pytest
 
 from nas.ranking.arch_sets import band_archs
 from nas.ranking.stats import kendall_tau
+from nas.runs.run import Run
 from nas.train.supernet import train_supernet
 from searchspace import DEPLOYMENT, Arch, Budget, SearchSpace, arch_cost
 from tests.helpers import ROOT, TINY_SPACE, run_benchmark, tiny_job
@@ -53,7 +54,7 @@ def tiny_truth(tmp_path_factory):
     """A check-ranking-shaped truth over 4 archs of the tiny space, on a tiny supernet (stand-alone figures made up:
     the script only compares with them)."""
     root = tmp_path_factory.mktemp("seeds")
-    supernet = train_supernet(tiny_job(1), root / "supernet", progress=False)
+    supernet = train_supernet(tiny_job(1), Run(root / "supernet"), progress=False)
     rng, space = random.Random(0), SearchSpace.from_dict(TINY_SPACE)
     archs = list({a.key(): a for a in (space.sample(rng) for _ in range(40))}.values())[:4]
     truth = {"supernet": str(supernet), "config": {"recalib_batches": 1, "seed": 0},

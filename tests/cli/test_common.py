@@ -11,7 +11,7 @@ from nas.cli.common import check_writable_dir
 from nas.cli.flags import settings_from_args
 from nas.cli.train_args import model_options, train_config
 from nas.errors import UserError
-from nas.settings import (SUPERNET_RECIPE, ModelOptions, RankingConfig, RunOptions, SearchConfig, TrainConfig,
+from nas.settings import (SUPERNET_RECIPE, Cluster, ModelOptions, RankingConfig, RunOptions, SearchConfig, TrainConfig,
                           TrialResources)
 
 
@@ -38,6 +38,8 @@ def test_the_defaults_of_every_command_are_the_records_defaults():
     assert settings_from_args(TrainConfig(), parse(["check-ranking"]), STANDALONE_FLAGS) == TrainConfig()
     assert search_cmd._config_from_args(parse(["search"])) == SearchConfig(budget_flops=4.5e9)
     assert settings_from_args(RankingConfig(), parse(["check-ranking"])) == RankingConfig()
+    for argv in (["supernet"], ["search"], ["retrain", "--arch", "a.json"], ["check-ranking"]):
+        assert settings_from_args(Cluster(), parse(argv)) == Cluster()
     for argv in (["supernet"], ["retrain", "--arch", "a.json"]):
         assert model_options(parse(argv)) == ModelOptions()
     assert SUPERNET_RECIPE == replace(TrainConfig(), epochs=SUPERNET_RECIPE.epochs)  # it differs in epochs only
@@ -47,7 +49,7 @@ def test_a_flag_given_reaches_its_record():
     args = parse(["search", "--recalib-batches", "3", "--max-failures", "1", "--supernet-seed", "7", "--seed", "5",
                   "--drop-path", "0.1"])
     assert search_cmd._config_from_args(args).recalib_batches == 3 and train_config(args).recalib_batches == 3
-    assert search_cmd._config_from_args(args).max_failures == 1
+    assert settings_from_args(Cluster(), args) == Cluster(max_failures=1)
     assert train_config(args).seed == 7 and search_cmd._config_from_args(args).seed == 5
     assert model_options(args).drop_path_rate == 0.1
     retrain = train_config(parse(["retrain", "--arch", "a.json", "--ema", "0.99", "--mixup", "0.2", "--clip-grad", "0"]))

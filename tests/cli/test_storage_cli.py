@@ -39,14 +39,6 @@ def test_a_storage_that_cannot_be_used_exits_2_in_one_line_before_any_work(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "arch.json"]
 
 
-@pytest.fixture(params=["file", "s3"])
-def storage_uri(request, tmp_path):
-    """A folder URI, and a prefix on a live S3 endpoint (moto's server): the same runs through either."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'bucket'}"
-    return request.getfixturevalue("s3_server").uri(f"runs-{tmp_path.name.lower().replace('_', '-')}"[:60])
-
-
 def test_runs_kept_at_a_uri_are_retrained_and_checked_from_another_machine(tmp_path, storage_uri):
     uri = storage_uri
     first, env = machine(tmp_path, "first")

@@ -13,6 +13,7 @@ from benchmarks.experiments.ranking_signals import (arch_features, ensemble_taus
 from nas.data.datasets import build_data
 from nas.errors import UserError
 from nas.ranking.stats import kendall_tau
+from nas.runs.run import Run
 from nas.train.finetune import finetune
 from nas.train.supernet import load_supernet_state, train_supernet
 from searchspace import Arch, SearchSpace
@@ -58,7 +59,7 @@ def test_arch_features_follow_the_space():
 def seeds_result(tmp_path_factory):
     """supernet_seeds.py's result on two tiny supernets (seeds 0, 1) against three made-up truth draws of 3 archs."""
     root = tmp_path_factory.mktemp("signals")
-    supernet = train_supernet(tiny_job(1), root / "supernet", progress=False)
+    supernet = train_supernet(tiny_job(1), Run(root / "supernet"), progress=False)
     rng, space = random.Random(0), SearchSpace.from_dict(TINY_SPACE)
     archs = list({a.key(): a for a in (space.sample(rng) for _ in range(200))}.values())[:9]
     paths = []

@@ -15,6 +15,7 @@ from nas.runs.layout import SUPERNET as FINAL
 from nas.runs.layout import checkpoint_file
 from nas.runs.record import SUPERNET_RECORD, SupernetRecord
 from nas.runs.record import read_supernet_record as supernet_record
+from nas.runs.run import Run
 from nas.settings import ModelOptions
 from nas.train.supernet import train_supernet
 from tests.helpers import ROOT, tiny_job
@@ -51,7 +52,7 @@ class _RunsOnLoad:
 
 def test_supernet_record_reads_without_torch_what_the_loader_reads(tmp_path):
     run = tmp_path / "sn"
-    train_supernet(tiny_job(1), run, progress=False)
+    train_supernet(tiny_job(1), Run(run), progress=False)
     for name in (FINAL, CHECKPOINT):  # the final weights, and an epoch checkpoint with RNG and optimizer states
         state = torch.load(run / name, weights_only=False)
         record = supernet_record(run / name)

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from nas.runs import checkpoint as ckpt
+from nas.runs.run import Run
 from nas.search.driver import run_search
 from nas.search.outputs import hypervolume, pareto_front
 from nas.search.params import arch_from_params, tune_search_space
 from nas.search.trial import TrialContext, evaluate_trial
-from nas.settings import SearchConfig
+from nas.settings import Cluster, SearchConfig
 from nas.train.supernet import train_supernet
 from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost
 from tests.helpers import tiny_job
@@ -28,7 +29,7 @@ def failing_for_attention(config, ctx):
 
 @pytest.fixture(scope="module")
 def supernet_state(tmp_path_factory):
-    path = train_supernet(tiny_job(1), tmp_path_factory.mktemp("supernet"), progress=False)
+    path = train_supernet(tiny_job(1), Run(tmp_path_factory.mktemp("supernet")), progress=False)
     return ckpt.load(path)
 
 
@@ -37,9 +38,9 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(supernet_state, tmp_
     budget = 1.6e9
     # the fine-tuning runs in Ray too; a failure that would fail again is not retried here, to keep it short
     cfg = SearchConfig(budget_flops=budget, sampler="random", trials=6, seed=3, latency="measure",
-                       max_concurrent=2, recalib_batches=1, finetune_steps=2, max_failures=0)
+                       max_concurrent=2, recalib_batches=1, finetune_steps=2)
     ctx = TrialContext.from_supernet(supernet_state, cfg, fingerprint="t")
-    rows, finished = run_search(ctx, tmp_path, trainable=failing_for_attention)
+    rows, finished = run_search(ctx, Run(tmp_path, cluster=Cluster(max_failures=0)), trainable=failing_for_attention)
     assert finished
     trials = [r for r in rows if not r["state"].startswith("rejected")]
     assert len(trials) == 6
@@ -79,9 +80,9 @@ def test_a_trial_whose_process_dies_is_retried_and_no_trial_is_lost_or_counted_t
     kills = tmp_path / "killed"
     kills.mkdir()
     cfg = SearchConfig(budget_flops=1.6e9, sampler="random", trials=3, seed=3, latency="measure", max_concurrent=2,
-                       recalib_batches=1, finetune_steps=0, max_failures=1)
+                       recalib_batches=1, finetune_steps=0)
     rows, finished = run_search(TrialContext.from_supernet(supernet_state, cfg, fingerprint=str(kills)),
-                                tmp_path / "s", trainable=dies_once_per_arch)
+                                Run(tmp_path / "s", cluster=Cluster(max_failures=1)), trainable=dies_once_per_arch)
     assert finished
     trials = [r for r in rows if not r["state"].startswith("rejected")]
     assert [r["state"] for r in trials] == ["completed"] * 3, trials
@@ -137,7 +138,7 @@ def test_measured_latency_rejections_and_violations_reach_the_sampler(sampler, t
     search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
                           seed=0)
     guard = BudgetGuard(search, BudgetConstraint(space, Budget(flops=budget, latency_s=latency_budget_ms / 1e3), latency_table=None),
-                        tmp_path / "suggestions.jsonl")
+                        Run(tmp_path))
     guard.set_search_properties(None, None, tune_search_space(space))
     for i in range(12):
         config = guard.suggest(f"t{i}")
@@ -183,7 +184,7 @@ def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
     ctx = TrialContext.from_supernet(supernet_state, cfg, fingerprint="t")
     runs = []
     for name in ("a", "b"):
-        rows, finished = run_search(ctx, tmp_path / name, trainable=jittered_trial)
+        rows, finished = run_search(ctx, Run(tmp_path / name), trainable=jittered_trial)
         assert finished
         trials = [(r["arch"], r["top1"]) for r in rows if r["state"] == "completed"]
         rejected = [r["arch"] for r in rows if r["state"] == "rejected_over_budget"]

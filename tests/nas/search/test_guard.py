@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import (OBJECTIVES, Duplicates, OverBudget, SuggestionLog, SuggestionOrder, StudyPort,
                               complete_objectives)
@@ -95,9 +96,21 @@ def test_complete_objectives_needs_every_objective_and_no_error():
 
 
 def test_the_log_records_suggestions_and_rejections_in_order(tmp_path):
-    log = SuggestionLog(tmp_path / "suggestions.jsonl")
+    log = SuggestionLog(Run(tmp_path))
     log.rejected("a~1", swin_t_arch(), {"top1": 0.0, "flops": 4.5e9, "latency_ms": 1e6}, latency_known=False)
     log.suggested("a~2", "a")
     lines = [json.loads(line) for line in (tmp_path / "suggestions.jsonl").read_text().splitlines()]
     assert [line["state"] for line in lines] == ["rejected_over_budget", "suggested"]
     assert lines[0]["latency_ms"] is None and lines[0]["flops"] == 4.5e9 and lines[1]["trial"] == "a"
+
+
+def test_a_restored_log_is_the_saved_states_not_what_a_killed_driver_wrote_after_it(tmp_path):
+    log = SuggestionLog(Run(tmp_path))
+    log.suggested("a~1", "a")
+    saved = list(log.lines)  # the state a resume starts from
+    log.suggested("b~2", "b")  # written after that save, then the driver was killed
+    resumed = SuggestionLog(Run(tmp_path))
+    resumed.restore(saved)
+    resumed.suggested("c~2", "c")
+    lines = [json.loads(line) for line in (tmp_path / "suggestions.jsonl").read_text().splitlines()]
+    assert [line["trial"] for line in lines] == ["a", "c"] and resumed.lines == lines

@@ -5,6 +5,7 @@ import torch
 
 from nas.hub import load_model
 from nas.runs import checkpoint as ckpt
+from nas.runs.run import Run
 from nas.settings import RetrainJob, TrainConfig
 from nas.train.retrain import build_network, retrain, retrain_worker
 from nas.train.steps import WorkerContext
@@ -20,7 +21,7 @@ def job(epochs: int = 1) -> RetrainJob:
 
 @pytest.mark.slow
 def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
-    m = retrain(job(2), tmp_path, progress=False)
+    m = retrain(job(2), Run(tmp_path), progress=False)
     for key in ("test_top1", "val_top1", "best_val_top1", "best_epoch", "splits", "params", "flops_deployment", "latency_ms_deployment", "wall_time_s", "config"):
         assert key in m
     assert m["test_top1"] > 0.3 and 1 <= m["best_epoch"] <= 2 and m["latency_ms_deployment"] > 0 and m["epochs"] == 2
@@ -39,7 +40,7 @@ def test_retrain_writes_metrics_and_a_loadable_model(tmp_path):
 
 @pytest.mark.slow
 def test_retrain_resumes_exactly(tmp_path):
-    retrain(job(2), tmp_path / "straight", progress=False, measure_latency=False)
+    retrain(job(2), Run(tmp_path / "straight"), progress=False, measure_latency=False)
 
     def interrupt(metrics, path):
         raise KeyboardInterrupt
@@ -48,7 +49,7 @@ def test_retrain_resumes_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         retrain_worker(job(2), split, resume=False, context=WorkerContext(), progress=False,
                        on_epoch_end=interrupt)
-    retrain(job(2), split, resume=True, progress=False, measure_latency=False)
+    retrain(job(2), Run(split), resume=True, progress=False, measure_latency=False)
     a, b = ckpt.load(tmp_path / "straight" / "model.pt"), ckpt.load(split / "model.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
@@ -67,6 +68,6 @@ def test_init_from_supernet_inherits_its_weights(tmp_path):
 
 @pytest.mark.slow
 def test_retrain_with_two_ray_train_workers(tmp_path):
-    m = retrain(job(1), tmp_path, num_workers=2, progress=False, measure_latency=False)
+    m = retrain(job(1), Run(tmp_path), num_workers=2, progress=False, measure_latency=False)
     assert m["epochs"] == 1 and (tmp_path / "model.pt").exists()
     assert load_model(tmp_path)(torch.randn(2, 1, 32, 32)).shape == (2, 10)

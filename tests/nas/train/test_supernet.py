@@ -10,7 +10,8 @@ import torch
 
 from nas.cluster.train import run_ray_train
 from nas.runs import checkpoint as ckpt
-from nas.settings import DataConfig, SupernetJob, TrainConfig
+from nas.runs.run import Run
+from nas.settings import Cluster, DataConfig, SupernetJob, TrainConfig
 from nas.train.steps import WorkerContext
 from nas.train.supernet import load_supernet, train_supernet, train_supernet_worker
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost, extreme_archs
@@ -25,7 +26,7 @@ def states_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.slow
 def test_training_learns_and_writes_its_files(tmp_path):
-    final = train_supernet(tiny_job(2), tmp_path, progress=False)
+    final = train_supernet(tiny_job(2), Run(tmp_path), progress=False)
     assert final == tmp_path / "supernet.pt"
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
@@ -43,7 +44,7 @@ def test_training_learns_and_writes_its_files(tmp_path):
 @pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     straight = tmp_path / "straight"
-    train_supernet(tiny_job(2), straight, progress=False)
+    train_supernet(tiny_job(2), Run(straight), progress=False)
 
     def interrupt(metrics, checkpoint_path):  # Ctrl-C right after the first epoch's checkpoint
         raise KeyboardInterrupt
@@ -53,7 +54,7 @@ def test_resume_continues_exactly(tmp_path):
         train_supernet_worker(tiny_job(2), split, resume=False, context=WorkerContext(), progress=False,
                               on_epoch_end=interrupt)
     assert ckpt.load(split / "checkpoint.pt")["epoch"] == 1 and not (split / "supernet.pt").exists()
-    train_supernet(tiny_job(2), split, resume=True, progress=False)
+    train_supernet(tiny_job(2), Run(split), resume=True, progress=False)
     a, b = ckpt.load(straight / "checkpoint.pt"), ckpt.load(split / "checkpoint.pt")
     assert a["epoch"] == b["epoch"] == 2
     assert states_equal(a["model"], b["model"])
@@ -63,9 +64,9 @@ def test_resume_continues_exactly(tmp_path):
 @pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path):
     from nas.errors import UserError
-    train_supernet(tiny_job(1), tmp_path, progress=False)
+    train_supernet(tiny_job(1), Run(tmp_path), progress=False)
     with pytest.raises(UserError, match="different settings"):
-        train_supernet(tiny_job(1, "sandwich"), tmp_path, resume=True, progress=False)
+        train_supernet(tiny_job(1, "sandwich"), Run(tmp_path), resume=True, progress=False)
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_sandwich_training_trains_the_largest_and_the_smallest_every_step(tmp_pa
         return set_active(self, arch)
 
     monkeypatch.setattr(MixerNet, "set_active", recording)
-    train_supernet(tiny_job(1, "sandwich"), tmp_path, progress=False)
+    train_supernet(tiny_job(1, "sandwich"), Run(tmp_path), progress=False)
     largest, smallest = (a.key() for a in make_path_sampler("sandwich", SearchSpace.from_dict(TINY_SPACE), 0).paths()[:2])
     steps = 1000 // 50
     assert trained.count(largest) == steps and trained.count(smallest) == steps
@@ -106,7 +107,7 @@ def test_inplace_distillation_teaches_the_other_paths_the_largest_paths_predicti
     monkeypatch.setattr(MixerNet, "forward", recording_forward)
     monkeypatch.setattr(engine.SoftTargetCrossEntropy, "forward", recording_soft)
     job = tiny_job(1, "sandwich", inplace_distill=True)
-    train_supernet(job, tmp_path, progress=False)
+    train_supernet(job, Run(tmp_path), progress=False)
     steps = 1000 // 50
     train_outputs = outputs[:3 * steps]  # then the per-epoch validation's forwards
     assert len(soft_targets) == 2 * steps  # the smallest and the random path, every step
@@ -130,7 +131,7 @@ def test_inplace_distillation_is_off_by_default_and_needs_the_sandwich():
 
 @pytest.mark.slow
 def test_ray_train_with_two_cpu_workers(tmp_path):
-    final = train_supernet(tiny_job(1), tmp_path, num_workers=2)
+    final = train_supernet(tiny_job(1), Run(tmp_path), num_workers=2)
     assert final.exists()
     state = ckpt.load(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1 and state["history"][0]["images_per_s"] > 0
@@ -160,10 +161,10 @@ def dies_after_the_first_epoch(job, run_dir, **kwargs):
 def test_a_ray_train_worker_that_dies_restarts_from_the_last_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
     # issue #44 items 2-3: Ray Train starts the group again (max_failures) from the first epoch's checkpoint
     job = tiny_job(2)
-    run_ray_train(train_supernet_worker, job, tmp_path / "straight", resume=False, num_workers=2, use_gpu=False,
-                  find_unused_parameters=True, max_failures=0)
-    run_ray_train(dies_after_the_first_epoch, job, tmp_path / "killed", resume=False, num_workers=2, use_gpu=False,
-                  find_unused_parameters=True, max_failures=1)
+    run_ray_train(train_supernet_worker, job, Run(tmp_path / "straight", cluster=Cluster(max_failures=0)),
+                  resume=False, num_workers=2, use_gpu=False, find_unused_parameters=True)
+    run_ray_train(dies_after_the_first_epoch, job, Run(tmp_path / "killed", cluster=Cluster(max_failures=1)),
+                  resume=False, num_workers=2, use_gpu=False, find_unused_parameters=True)
     assert (tmp_path / "killed" / "killed").exists()  # the worker did die
     # and the group went on from the first epoch's checkpoint: no epoch was trained twice
     assert (tmp_path / "killed" / "epochs.log").read_text().split() == ["1", "2"]
@@ -188,8 +189,8 @@ def test_two_ddp_workers_at_half_the_batch_train_like_one_worker_at_the_whole_ba
                                              lr=3e-3), space=SearchSpace.from_dict(ATTENTION_SPACE))
 
     for name, workers, batch in (("one", 1, 50), ("two", 2, 25)):
-        run_ray_train(train_supernet_worker, job(batch), tmp_path / name, resume=False, num_workers=workers,
-                      use_gpu=False, find_unused_parameters=True, max_failures=0)
+        run_ray_train(train_supernet_worker, job(batch), Run(tmp_path / name, cluster=Cluster(max_failures=0)),
+                      resume=False, num_workers=workers, use_gpu=False, find_unused_parameters=True)
     one, two = (ckpt.load(tmp_path / name / "supernet.pt") for name in ("one", "two"))
     # the loss of each epoch is over every worker's images (all-reduced), so the curves compare
     loss_gap = max(abs(b["train_loss"] - a["train_loss"]) / abs(a["train_loss"])
