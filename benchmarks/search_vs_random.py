@@ -4,7 +4,9 @@
 
 Rule: the search's best arch (``--best``, a best.json written by ``launch.py search``) and ``--random`` archs drawn
 uniformly from the supernet's space by ``random.Random(--seed)``, kept if within the search's FLOPs budget and
-distinct. Each is trained alone with the retrain recipe (``--epochs`` etc., the defaults of ``launch.py retrain``),
+distinct (``--rule uniform``); or, with ``--rule band``, the archs ``launch.py check-ranking --archs N --seed S``
+draws (evenly spaced FLOPs quantiles of the distinct in-budget archs among its uniform draws: a sample of the same
+in-budget archs, stratified by FLOPs), so a ranking check's stand-alone runs serve as the random set. Each is trained alone with the retrain recipe (``--epochs`` etc., the defaults of ``launch.py retrain``),
 ``--seeds`` seeds, as parallel Ray Tune trials through ``nas.ranking.check.check_ranking``, so the runs share the
 supernet's stand-alone cache with ``launch.py check-ranking``. Reported: the best arch's mean test top-1, the random
 archs' median of their means, and the seed-to-seed spread (the mean over the archs of max - min across seeds).
@@ -33,10 +35,11 @@ from nas.cli.check_ranking import STANDALONE_FLAGS
 from nas.cli.flags import HelpFormatter, add_setting_flags, settings_from_args
 from nas.errors import UserError
 from nas.ranking.check import check_ranking
-from nas.settings import RankingConfig, TrainConfig
+from nas.ranking.arch_sets import band_archs
+from nas.settings import DRAWS, RankingConfig, TrainConfig
 from nas.train.supernet import load_supernet_state
-from searchspace import (DEPLOYMENT, PUBLISHED_MODELS, Arch, SearchSpace, arch_cost, format_flops, parse_flops,
-                         published_arch)
+from searchspace import (DEPLOYMENT, PUBLISHED_MODELS, Arch, Budget, SearchSpace, arch_cost, format_flops,
+                         parse_flops, published_arch)
 from searchspace.arch import load_arch_file, read_json_file
 
 
@@ -51,6 +54,13 @@ def random_archs(space: SearchSpace, budget: float, count: int, seed: int, exclu
             if len(archs) == count:
                 return list(archs.values())
     raise UserError(f"fewer than {count} distinct archs within {format_flops(budget)} FLOPs in 100,000 draws")
+
+
+def drawn_archs(rule: str, space: SearchSpace, budget: float, count: int, seed: int, exclude: set[str]) -> list[Arch]:
+    if rule == "band":
+        return [a for a in band_archs(space, Budget(flops=budget), count, draws=DRAWS, seed=seed)
+                if a.key() not in exclude]
+    return random_archs(space, budget, count, seed, exclude)
 
 
 def parse_draws(text: str) -> list[int]:
@@ -102,6 +112,8 @@ def main() -> int:
     p.add_argument("--supernet", default=None, help="default: the one named in --best")
     p.add_argument("--budget", default=None, help="default: the search's budget, from --best")
     p.add_argument("--random", type=int, default=5, help="random archs within the budget")
+    p.add_argument("--rule", choices=("uniform", "band"), default="uniform",
+                   help="uniform: uniform draws kept within the budget; band: check-ranking's draw of that many archs")
     p.add_argument("--seed-models", action="store_true",
                    help="also train Swin-T, DWNet-T and dynamic DWNet-T as points of the space, and compare with them")
     add_setting_flags(p, RankingConfig(), ("seeds", "cpus_per_trial"))
@@ -122,12 +134,14 @@ def main() -> int:
     state = load_supernet_state(supernet)
     space = SearchSpace.from_dict(state["space"])
     best = space.validate(load_arch_file(args.best)[0], source=args.best)
-    drawn = {d: random_archs(space, budget, args.random, d, {best.key()}) for d in draws}
+    drawn = {d: drawn_archs(args.rule, space, budget, args.random, d, {best.key()}) for d in draws}
     randoms = list({a.key(): a for archs in drawn.values() for a in archs}.values())  # distinct, in draw order
     models = ({name: space.validate(published_arch(mixer), source=name) for name, mixer in PUBLISHED_MODELS.items()}
               if args.seed_models else {})
     archs = list({a.key(): a for a in (best, *randoms, *models.values())}.values())
-    rule = (f"the search's best ({args.best}) and {args.random} uniform draws within {format_flops(budget)} FLOPs, "
+    how = ("uniform draws" if args.rule == "uniform" else
+           f"archs by check-ranking's rule (FLOPs quantiles of {DRAWS} uniform draws)")
+    rule = (f"the search's best ({args.best}) and {args.random} {how} within {format_flops(budget)} FLOPs, "
             + ", ".join(f"random.Random({d})" for d in draws)
             + (f"; the seed models {', '.join(models)}" if models else ""))
     print(rule, flush=True)

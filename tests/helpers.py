@@ -174,6 +174,13 @@ class StoredRuns:
         infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.base, recursive=True, allow_not_found=True))
         return sorted(i.path[len(self.base) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File)
 
+    def listing(self, folder: str) -> list[str]:
+        """The files directly in ``folder`` (relative to the URI), relative to the URI: one cheap call."""
+        import pyarrow.fs
+
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(f"{self.base}/{folder}", allow_not_found=True))
+        return sorted(i.path[len(self.base) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File)
+
     def glob(self, pattern: str) -> list[str]:
         import fnmatch
 

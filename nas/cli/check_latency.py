@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.errors import UserError
 from nas.settings import DEFAULT_BUDGET, DRAWS, LatencyConfig, RankingConfig
 
 from .common import check_writable_dir
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     settings_from_args(RankingConfig(), args, ("archs",))  # the ranges, checked before any import
     timing = settings_from_args(LatencyConfig(), args, ("warmup", "repeats"))
     table_path = Path(args.table)
+    if not table_path.is_file():  # before the imports below: a wrong path costs no seconds
+        raise UserError(f"--table {table_path}: no such file (write one with launch.py latency-table)")
     out = Path(args.out_dir) if args.out_dir else table_path.with_name(f"{table_path.stem}-check")
     from nas.ranking.arch_sets import band_archs
     from searchspace import Budget

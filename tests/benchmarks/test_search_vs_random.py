@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.search_vs_random import compare, compare_with_seed_models, parse_draws, random_archs
+from benchmarks.search_vs_random import compare, compare_with_seed_models, drawn_archs, parse_draws, random_archs
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from tests.helpers import run_benchmark
@@ -22,6 +22,17 @@ def test_draws_are_seeded_within_the_budget_distinct_and_exclude_the_pick():
     assert {a.key() for a in random_archs(space, 4.5e9, 5, 2, exclude=set())} != {a.key() for a in first}
     without = random_archs(space, 4.5e9, 5, 1, exclude={first[0].key()})
     assert first[0].key() not in {a.key() for a in without}
+
+
+def test_the_band_rule_draws_what_check_ranking_draws_less_the_pick():
+    from nas.ranking.arch_sets import band_archs
+    from searchspace import Budget
+
+    space = SearchSpace.default()
+    checked = band_archs(space, Budget(flops=4.5e9), 16, seed=0)
+    assert [a.key() for a in drawn_archs("band", space, 4.5e9, 16, 0, exclude=set())] == [a.key() for a in checked]
+    without = drawn_archs("band", space, 4.5e9, 16, 0, exclude={checked[3].key()})
+    assert [a.key() for a in without] == [a.key() for a in checked if a is not checked[3]]
 
 
 def test_no_random_archs_is_an_empty_draw():

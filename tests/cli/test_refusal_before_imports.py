@@ -46,6 +46,7 @@ BAD = [
     # a missing folder is as cheap to see as a bad flag (these took 7-11 s, the heavy imports first)
     ["search", "--resume", "--search-dir", "/no/such/search"],
     ["export", "--run", "/no/such/run", "--onnx", "m.onnx"],
+    ["check-latency", "--table", "/no/such/table.json"],
     # and a supernet file that is missing or no checkpoint (12-14 s before: torch.load was first to say so)
     ["search", "--supernet", "pyproject.toml"],
     ["check-ranking", "--supernet", "/no/such/supernet.pt"],

@@ -31,7 +31,7 @@ from tests.helpers import BUDGET, ROOT, SUPERNET_FLAGS, TINY_SPACE, StoredRuns, 
 
 pytestmark = pytest.mark.slow  # every test here runs launch.py with training and Ray
 
-TRIALS = 6
+TRIALS = 8
 TUNE = "s/ray/tune"
 TUNE_STATE = ("experiment_state-", "search_gen_state-", "searcher-state-")
 
@@ -85,18 +85,20 @@ class StateRecorder(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                files = self.stored.files()
-                if f"s/{BUNDLE}" in files:
+                if f"s/{BUNDLE}" in self.stored.listing("s"):
                     bundle = self.stored.read_bytes(f"s/{BUNDLE}")
                     if not self.bundles or bundle != self.bundles[-1]:
                         self.bundles.append(bundle)
-                tune = {f: self.stored.read_bytes(f) for f in files
-                        if f.startswith(f"{TUNE}/") and f.count("/") == 3 and f.split("/")[-1].startswith(TUNE_STATE)}
+                tune = {f: self.stored.read_bytes(f) for f in self.stored.listing(TUNE)
+                        if f.split("/")[-1].startswith(TUNE_STATE)}
                 if tune and json_complete(tune) and (not self.tune_files or tune != self.tune_files[-1]):
                     self.tune_files.append(tune)
             except (OSError, zipfile.BadZipFile):  # a file replaced as it was read: read again
                 pass
             time.sleep(0.05)
+
+    def saved_finished(self) -> int:
+        return len(finished_in(bundled_table(self.bundles[-1]))) if self.bundles else 0
 
     def bundle_before(self, finished: int) -> bytes:
         """The last bundle that held at least one finished trial but fewer than ``finished``."""
@@ -149,22 +151,25 @@ def test_a_driver_killed_with_kill_9_resumes_from_what_the_storage_holds(tmp_pat
     first, env = machine(tmp_path, "first")
     recorder = StateRecorder(stored)
     recorder.start()
-    proc = subprocess.Popen(search(storage_uri, supernet, cluster), cwd=first, env=env, stdout=subprocess.PIPE,
-                            stderr=(first / "search.stderr").open("w"), text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if recorder.bundles and len(finished_in(bundled_table(recorder.bundles[-1]))) >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # no handler runs, nothing is flushed: as when the machine dies
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(lines) + (first / "search.stderr").read_text()[-3000:]
-    records = evaluation_records_once_the_trials_are_gone(stored)
-    recorder.stop.set()
-    recorder.join()
+    try:
+        proc = subprocess.Popen(search(storage_uri, supernet, cluster), cwd=first, env=env, stdout=subprocess.PIPE,
+                                stderr=(first / "search.stderr").open("w"), text=True)
+        lines: list[str] = []
+        for line in proc.stdout:  # 3 trials printed, then until the storage holds a save with them
+            lines.append(line)
+            if len(printed(lines)) == 3:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and recorder.saved_finished() < 3:
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGKILL)  # no handler runs, nothing is flushed: as when the machine dies
+                break
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL, "".join(lines) + (first / "search.stderr").read_text()[-3000:]
+        records = evaluation_records_once_the_trials_are_gone(stored)
+    finally:
+        recorder.stop.set()
+        recorder.join()
 
     newest = len(finished_in(bundled_table(recorder.bundles[-1])))
     if left == "a trial ended after the last stored save":
@@ -198,7 +203,9 @@ def test_a_driver_killed_with_kill_9_resumes_from_what_the_storage_holds(tmp_pat
     again = printed(resumed.stdout.splitlines())
     assert not set(again) & {r["arch"] for r in kept.values()}  # finished in the saved state: not run again
     for arch, line in again.items():  # printed by the second driver: evaluated now, or kept from its record
-        assert ("(kept: evaluated before the driver restarted)" in line) == (arch in records), line
+        if "(kept: evaluated before the driver restarted)" not in line:
+            assert arch not in records, line  # a result the storage held was not evaluated again
+    # (a record written by a trial of the killed driver as Ray stopped it may be kept too: evaluated once all the same)
     assert len(list(stored.glob("s/evaluations/*"))) == TRIALS  # one evaluation per arch, in all
     suggested = [json.loads(line) for line in stored.read_text("s/suggestions.jsonl").splitlines()]
     assert sorted(line["trial"] for line in suggested if line["state"] == "suggested") == sorted(by_id)
