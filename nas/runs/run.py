@@ -53,7 +53,7 @@ class Run:
     # --- other runs in the same place ---------------------------------------------------------------------------
     def sub(self, name: str) -> "Run":
         """A run in a folder under this one (a trial's, a stand-alone run's), on the same storage and cluster."""
-        return Run(self.folder / name, self.storage, self.cluster)
+        return self.beside(self.folder / name)
 
     def beside(self, folder: str | Path) -> "Run":
         """A run in another folder of the same storage and cluster (a supernet a search trains first)."""
