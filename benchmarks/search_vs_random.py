@@ -15,7 +15,7 @@ The search wins if best - median > spread.
 ``--seed-models`` adds the seed papers' networks as points of the space (Swin-T, DWNet-T and dynamic DWNet-T:
 depths 2-2-6-2, kernel or window 7; ``searchspace.PUBLISHED_MODELS``), trained with the same recipe and seeds, and
 compares the searched arch with the best of them within the budget by the same rule (margin over the seed spread).
-``--random 0 --seed-models`` trains only those.
+``--random 0 --seed-models`` trains only those; ``--seed-models DWNet-T`` (a comma list) only the named.
 
 One draw of five archs can be friendly or not (2026-11-29: +10.6 points on one draw, -0.5 on another), so
 ``--seed 0,1,2`` draws several sets at once: the verdict per draw, and pooled over every distinct random arch of the
@@ -74,6 +74,16 @@ def parse_draws(text: str) -> list[int]:
     return draws
 
 
+def parse_seed_models(text: str) -> list[str]:
+    """``--seed-models``: a comma list of the seed models' names (empty: none)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PUBLISHED_MODELS]
+    if unknown:
+        raise UserError(f"--seed-models {text}: no seed model {', '.join(unknown)} (there are "
+                        f"{', '.join(PUBLISHED_MODELS)})")
+    return names
+
+
 def seed_spread(rows: list[dict]) -> float:
     """The mean over ``rows`` (ranking-report rows) of max - min of their per-seed test top-1."""
     return statistics.fmean(max(r["standalone_top1_per_seed"]) - min(r["standalone_top1_per_seed"]) for r in rows)
@@ -114,8 +124,9 @@ def main() -> int:
     p.add_argument("--random", type=int, default=5, help="random archs within the budget")
     p.add_argument("--rule", choices=("uniform", "band"), default="uniform",
                    help="uniform: uniform draws kept within the budget; band: check-ranking's draw of that many archs")
-    p.add_argument("--seed-models", action="store_true",
-                   help="also train Swin-T, DWNet-T and dynamic DWNet-T as points of the space, and compare with them")
+    p.add_argument("--seed-models", nargs="?", const=",".join(PUBLISHED_MODELS), default="", metavar="NAMES",
+                   help="also train the seed papers' models as points of the space, and compare with them: all of "
+                        f"them, or a comma list of {', '.join(PUBLISHED_MODELS)}")
     add_setting_flags(p, RankingConfig(), ("seeds", "cpus_per_trial"))
     p.add_argument("--seed", default="0", help="the random draw, or a comma list of draws (0,1,2): the verdict per "
                    "draw and over all their archs")
@@ -136,8 +147,8 @@ def main() -> int:
     best = space.validate(load_arch_file(args.best)[0], source=args.best)
     drawn = {d: drawn_archs(args.rule, space, budget, args.random, d, {best.key()}) for d in draws}
     randoms = list({a.key(): a for archs in drawn.values() for a in archs}.values())  # distinct, in draw order
-    models = ({name: space.validate(published_arch(mixer), source=name) for name, mixer in PUBLISHED_MODELS.items()}
-              if args.seed_models else {})
+    models = {name: space.validate(published_arch(PUBLISHED_MODELS[name]), source=name)
+              for name in parse_seed_models(args.seed_models)}
     archs = list({a.key(): a for a in (best, *randoms, *models.values())}.values())
     how = ("uniform draws" if args.rule == "uniform" else
            f"archs by check-ranking's rule (FLOPs quantiles of {DRAWS} uniform draws)")

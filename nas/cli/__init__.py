@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             address = cluster_address(args.address)  # RAY_ADDRESS counts as --address
             if address:  # before any work: a wrong address must not cost a supernet
                 prepare_cluster_connection(address)
-            args = argparse.Namespace(**{**vars(args), "address": address,
-                                         "cluster": replace(cluster, address=address)})
+            args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "address"},
+                                      cluster=replace(cluster, address=address))
         if hasattr(args, "storage"):  # before any work too: a storage that cannot be written must not cost a run
             args = argparse.Namespace(**{**vars(args), "storage": open_storage(args.storage)})
         return int(args._run(args) or 0)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchmarks.search_vs_random import compare, compare_with_seed_models, drawn_archs, parse_draws, random_archs
+from benchmarks.search_vs_random import (compare, compare_with_seed_models, drawn_archs, parse_draws, parse_seed_models,
+                                         random_archs)
 from nas.errors import UserError
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost
 from tests.helpers import run_benchmark
@@ -49,6 +50,14 @@ def test_the_pick_meets_the_best_seed_model_within_the_budget():
     lost = compare_with_seed_models(row(0.59, 0.59, flops=3.0e9), models, 4.5e9)  # level with DWNet-T
     assert lost["verdict"] == "search does not beat the best seed model (DWNet-T)"
     assert compare_with_seed_models(row(0.6), models, 1e9)["verdict"] == "no seed model within the budget"
+
+
+def test_parse_seed_models():
+    assert parse_seed_models("") == []
+    assert parse_seed_models("Swin-T,DWNet-T,dynamic DWNet-T") == ["Swin-T", "DWNet-T", "dynamic DWNet-T"]
+    assert parse_seed_models("DWNet-T") == ["DWNet-T"]
+    with pytest.raises(UserError, match="no seed model ConvNeXt-T"):
+        parse_seed_models("DWNet-T,ConvNeXt-T")
 
 
 def test_parse_draws():

@@ -87,13 +87,14 @@ class StateRecorder(threading.Thread):
             try:
                 if f"s/{BUNDLE}" in self.stored.listing("s"):
                     bundle = self.stored.read_bytes(f"s/{BUNDLE}")
+                    finished_in(bundled_table(bundle))  # S3 reads size then bytes: a replaced file reads torn
                     if not self.bundles or bundle != self.bundles[-1]:
                         self.bundles.append(bundle)
                 tune = {f: self.stored.read_bytes(f) for f in self.stored.listing(TUNE)
                         if f.split("/")[-1].startswith(TUNE_STATE)}
                 if tune and json_complete(tune) and (not self.tune_files or tune != self.tune_files[-1]):
                     self.tune_files.append(tune)
-            except (OSError, zipfile.BadZipFile):  # a file replaced as it was read: read again
+            except (OSError, ValueError, StopIteration, zipfile.BadZipFile):  # replaced as it was read: read again
                 pass
             time.sleep(0.05)
 
