@@ -154,7 +154,14 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    """This benchmark's command as run from the checkout's root: ``python -m benchmarks.<name> ARGS``."""
+    module = ".".join(Path(os.path.relpath(sys.argv[0], ROOT)).with_suffix("").parts)
+    return " ".join(shlex.quote(a) for a in ["python", "-m", module, *sys.argv[1:]])
+
+
+def with_checkout_on_path() -> dict[str, str]:
+    """The environment for a child ``python -m benchmarks...`` run from any folder."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def machine() -> dict:
@@ -255,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 child_out = work / f"{i + 1:02d}-inproc.json"
                 child_out.parent.mkdir(parents=True, exist_ok=True)
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--supernet", str(supernet_path),
+                subprocess.run([sys.executable, "-m", "benchmarks.search_overhead", "--supernet", str(supernet_path),
                                 "--trials", str(args.trials), "--sampler", args.sampler, "--seed", str(args.seed),
                                 "--budget", args.budget, "--cpus-per-trial", str(args.cpus_per_trial),
-                                "--cache-dir", args.cache_dir, "--child-out", str(child_out)], check=True)
+                                "--cache-dir", args.cache_dir, "--child-out", str(child_out)], check=True,
+                               env=with_checkout_on_path())
                 run = json.loads(child_out.read_text())
         else:
             conc, ordered = int(spec[3:].rstrip("u")), not spec.endswith("u")
