@@ -379,6 +379,9 @@ class SearchConfig(Record):
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
+    seed_models: bool = setting(False, "--seed-models", "first evaluate the seed papers' models that are points of "
+                                "the space (Swin-T, DWNet-T, dynamic DWNet-T), each as one of the trials, so the "
+                                "results hold them beside what the search finds (one over the budget is rejected)")
 
     def __post_init__(self) -> None:
         check_bounds(self)

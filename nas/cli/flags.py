@@ -33,6 +33,10 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         kind = meta.get("type") or type(default)
         flag = (flags or {}).get(name, meta["flag"])
         options = {"dest": meta.get("dest", name), "default": default, "help": meta["help"]}
+        if isinstance(default, bool):  # a switch, off unless given
+            assert default is False, f"{flag}: a switch must default to off"
+            parser.add_argument(flag, action="store_true", **options)
+            continue
         if "choices" in meta:
             options["choices"] = meta["choices"]
         else:

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
     g.add_argument("--search-dir", default=None, help="run folder (default: <storage>/search-<time>; "
                    "with --resume: the latest <storage>/search-*)")
-    add_setting_flags(g, SEARCH_DEFAULTS, ("seed", "finetune_steps"))
+    add_setting_flags(g, SEARCH_DEFAULTS, ("seed", "finetune_steps", "seed_models"))
     g.add_argument("--train-all-paths", action="store_true",
                    help="train the supernet on every path of the space (default: only the paths within --budget, "
                         "the archs this search can pick)")

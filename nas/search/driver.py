@@ -32,7 +32,7 @@ from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
 from nas.search.outputs import trial_row
-from nas.search.params import arch_from_params, tune_search_space
+from nas.search.params import arch_from_params, seed_model_points, tune_search_space
 from nas.search.samplers import make_optuna_sampler
 from nas.search.trial import Evaluations, TrialContext, evaluate_trial
 from nas.search.tune_state import bundle_saved_state, restore_saved_state
@@ -138,7 +138,7 @@ def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
     cfg = ctx.config
     storage_path, storage_filesystem = run.ray_storage()
     constraint = BudgetConstraint(ctx.space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
-    optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES),
+    optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), points_to_evaluate=_first_points(ctx),
                                  sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials), seed=cfg.seed)
     guard = BudgetGuard(optuna_search, constraint, run,
                         ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
@@ -153,6 +153,16 @@ def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
                                   failure_config=tune.FailureConfig(max_failures=run.cluster.max_failures,
                                                                     fail_fast=False)),
     )
+
+
+def _first_points(ctx: TrialContext) -> list[dict] | None:
+    """With ``seed_models``: the seed papers' models that are points of the space, suggested before the sampler's."""
+    if not ctx.config.seed_models:
+        return None
+    points, outside = seed_model_points(ctx.space)
+    if outside:
+        print(f"seed models not in this space, left out: {', '.join(outside)}", flush=True)
+    return points or None
 
 
 def _trial_row(result, num_stages: int) -> dict:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from searchspace import Arch, SearchSpace, StageChoice
+from searchspace import PUBLISHED_MODELS, Arch, SearchSpace, StageChoice, published_arch
 from searchspace.arch import DEFAULT_POOL_OP
+from searchspace.errors import SpaceError
 from searchspace.space import StageSpace
 
 FIELDS = ("mixer", "kernel", "depth", "pool")
@@ -36,3 +37,21 @@ def tune_search_space(space: SearchSpace) -> dict:
 
     return {param_name(i, f): tune.choice(list(stage.choices(f))) for i, stage in enumerate(space.stages)
             for f in stage_fields(stage)}
+
+
+def params_of(arch: Arch, space: SearchSpace) -> dict[str, Any]:
+    """The search parameters that name ``arch`` (a point of ``space``): ``arch_from_params``'s inverse."""
+    return {param_name(i, f): getattr(choice, f) for i, (choice, stage) in enumerate(zip(arch.stages, space.stages))
+            for f in stage_fields(stage)}
+
+
+def seed_model_points(space: SearchSpace) -> tuple[list[dict[str, Any]], list[str]]:
+    """The seed papers' models that are points of ``space``, as search parameters, and the names of those that are
+    not."""
+    points, outside = [], []
+    for name, mixer in PUBLISHED_MODELS.items():
+        try:
+            points.append(params_of(space.validate(published_arch(mixer), source=name), space))
+        except SpaceError:
+            outside.append(name)
+    return points, outside
