@@ -73,8 +73,8 @@ def agreement(a: dict, b: dict) -> dict:
     for i, (sa, sb) in enumerate(zip(pa.stages, pb.stages)):
         ma, mb = (Counter(r["stage_mixers"][i] for r in run_["members"]).most_common(1)[0][0] for run_ in (a, b))
         stages.append({**{f: getattr(sa, f) == getattr(sb, f) for f in FIELDS}, "front_mixer": ma == mb})
-    return {"runs": [a["run"], b["run"]], "stages": stages,
-            "pick_mixers_agree": sum(s["mixer"] for s in stages), "front_mixers_agree": sum(s["front_mixer"] for s in stages)}
+    return {"runs": [a["run"], b["run"]], "stages": stages, "pick_mixers_agree": sum(s["mixer"] for s in stages),
+            "front_mixers_agree": sum(s["front_mixer"] for s in stages)}
 
 
 def describe_run(path: Path) -> dict:

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         print(f"resuming search {search_dir}", flush=True)
     else:
-        if not args.cluster.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial would wait forever
+        if not args.cluster.address:  # the local Ray holds this machine's CPUs and GPUs: a bigger trial waits forever
             check_trial_fits_here(config.cpus_per_trial, config.gpus_per_trial, torch.cuda.device_count())
         if not args.supernet:  # (a --supernet's data settings are the search's: checked above)
             supernet_path = _supernet_for(job, args, results)
