@@ -134,6 +134,7 @@ def main() -> int:
     p.add_argument("--out-dir", default="results/benchmarks")
     args = p.parse_args()
     draws = parse_draws(args.seed)
+    model_names = parse_seed_models(args.seed_models)  # a wrong name is refused before the supernet loads
 
     info = read_json_file(args.best).get("search") or {}
     supernet = Path(args.supernet or info.get("supernet") or "")
@@ -148,7 +149,7 @@ def main() -> int:
     drawn = {d: drawn_archs(args.rule, space, budget, args.random, d, {best.key()}) for d in draws}
     randoms = list({a.key(): a for archs in drawn.values() for a in archs}.values())  # distinct, in draw order
     models = {name: space.validate(published_arch(PUBLISHED_MODELS[name]), source=name)
-              for name in parse_seed_models(args.seed_models)}
+              for name in model_names}
     archs = list({a.key(): a for a in (best, *randoms, *models.values())}.values())
     how = ("uniform draws" if args.rule == "uniform" else
            f"archs by check-ranking's rule (FLOPs quantiles of {DRAWS} uniform draws)")
