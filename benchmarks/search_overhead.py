@@ -39,10 +39,11 @@ from nas.errors import UserError
 from nas.runs import checkpoint as ckpt
 from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
-from nas.search.guard import Duplicates, OverBudget, StudyPort, complete_objectives
+from nas.search.guard import Duplicates, OverBudget, StudyPort, complete_objectives, objective_names
 from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, param_name, stage_fields
 from nas.search.samplers import make_optuna_sampler
+from nas.search.score import SCORES
 from nas.search.trial import TrialContext, trial_metrics
 from nas.settings import SearchConfig
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost, parse_flops, write_json_atomic
@@ -105,7 +106,8 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
     over_budget = OverBudget(BudgetConstraint(space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None))
     duplicates = Duplicates(before_tell=over_budget.before_tell)
     port = StudyPort(optuna.create_study(directions=DIRECTIONS,
-                                         sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials)))
+                                         sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials)),
+                     objective_names(SCORES[cfg.score].key))
     dists = optuna_distributions(space)
     torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # what evaluate_trial sets in a Ray trial
     device = torch.device("cpu")
@@ -137,7 +139,7 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
         t0 = time.perf_counter()
         m = evaluate(arch)
         eval_s += time.perf_counter() - t0
-        objectives = complete_objectives(m, error=False)
+        objectives = complete_objectives(m, error=False, names=port.names)
         duplicates.finish(probe, objectives)
         over_budget.before_tell(probe, m, port)
         port.tell(probe, objectives)

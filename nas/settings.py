@@ -26,6 +26,7 @@ PATH_SAMPLERS = ("spos", "sandwich")            # supernet.SAMPLERS: which paths
 SEARCH_SAMPLERS = ("tpe", "nsga2", "random")    # Optuna samplers of nas.search.samplers
 AMP_MODES = ("bf16", "fp16")                    # nas.train.steps.AMP_DTYPES
 LATENCY_METHODS = ("lut", "measure")            # predicted from a table of blocks, or timed per arch
+SEARCH_SCORES = ("top1", "loss")                # what the search maximises: nas.search.score.SCORES
 INITS = ("scratch", "supernet")                 # where a retrain's weights start
 ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the conversion fails for these nets
 
@@ -379,6 +380,10 @@ class SearchConfig(Record):
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
+    score: str = setting("top1", "--score", "what the search maximises for each arch, from one evaluation after its "
+                         "fine-tuning steps: top1 (validation top-1) or loss (minus the validation loss plus the "
+                         "steps' mean training loss: it ranked stand-alone training better on digits and on photos, "
+                         "docs/BENCHMARKS.md)", choices=SEARCH_SCORES)
     seed_models: bool = setting(False, "--seed-models", "first evaluate the seed papers' models that are points of "
                                 "the space (Swin-T, DWNet-T, dynamic DWNet-T), each as one of the trials, so the "
                                 "results hold them beside what the search finds (one over the budget is rejected)")
@@ -389,6 +394,11 @@ class SearchConfig(Record):
             raise UserError(f"unknown sampler {self.sampler!r} (choose from {', '.join(SEARCH_SAMPLERS)})")
         if self.latency not in LATENCY_METHODS:
             raise UserError(f"--latency {self.latency}: choose from {', '.join(LATENCY_METHODS)}")
+        if self.score not in SEARCH_SCORES:
+            raise UserError(f"--score {self.score}: choose from {', '.join(SEARCH_SCORES)}")
+        if self.score == "loss" and self.finetune_steps == 0:
+            raise UserError("--score loss with --finetune-steps 0: the score adds the steps' training loss; give "
+                            "steps, or --score top1")
         if self.latency_table is not None and self.latency != "lut":
             raise UserError("--latency-table with --latency measure: the table predicts latency, measure times each "
                             "arch here; choose one")
@@ -452,7 +462,7 @@ class RankingConfig(Record):
 
 
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "AMP_MODES",
-           "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
+__all__ = ["DATASETS", "DEFAULT_DATASET", "EMBEDDED_DATASETS", "PATH_SAMPLERS", "SEARCH_SAMPLERS", "SEARCH_SCORES",
+           "AMP_MODES", "LATENCY_METHODS", "INITS", "ONNX_MIN_OPSET", "FINETUNE_STEPS", "MAX_FAILURES", "DRAWS", "DEFAULT_BUDGET", "Bound",
            "setting", "check_value", "check_bounds", "flag_of", "Record", "default_img_size", "DataConfig", "TrainConfig", "ModelOptions",
            "EVAL_ONLY_TRAIN_FIELDS", "SUPERNET_RECIPE", "SupernetJob", "RetrainJob", "RunOptions", "Cluster", "TrialResources", "SearchConfig", "LATENCY_BACKENDS", "LatencyConfig", "RankingConfig"]

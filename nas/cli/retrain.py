@@ -10,6 +10,7 @@ from nas.errors import UserError
 from nas.runs.layout import RUN_CONFIG
 from nas.runs.migrate import migrate
 from nas.runs.record import read_supernet_record
+from nas.search.score import score_named
 from nas.settings import INITS, DataConfig, ModelOptions, RetrainJob, TrainConfig, TrialResources
 from searchspace import DEPLOYMENT, Arch, SearchSpace, arch_cost, format_flops, load_arch_file
 from searchspace.arch import read_json_file
@@ -146,7 +147,8 @@ def _run_front(args: argparse.Namespace, train) -> int:
     search_run = str(path.parent)
     search_config = _search_config(search_run)
     space = _space_of(args, search_config, search_run)
-    members = sorted(front, key=lambda m: -m["top1"])[:args.top_k]
+    score = score_named(pareto.get("score", "top1"))  # searches before --score maximised top-1
+    members = sorted(front, key=lambda m: -m[score.key])[:args.top_k]
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
                        source=f"{path} member {i + 1}")

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a trained supernet.pt (default: the one for these settings, trained if missing)")
     g.add_argument("--search-dir", default=None, help="run folder (default: <storage>/search-<time>; "
                    "with --resume: the latest <storage>/search-*)")
-    add_setting_flags(g, SEARCH_DEFAULTS, ("seed", "finetune_steps", "seed_models"))
+    add_setting_flags(g, SEARCH_DEFAULTS, ("seed", "finetune_steps", "score", "seed_models"))
     g.add_argument("--train-all-paths", action="store_true",
                    help="train the supernet on every path of the space (default: only the paths within --budget, "
                         "the archs this search can pick)")
@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_outputs(rows: list[dict], config: SearchConfig, search_dir: Path, results, supernet_path: Path,
                    data_cfg: DataConfig, record: SupernetRecord, latency_on: str) -> dict:
     from nas.search.outputs import write_search_outputs
+    from nas.search.score import SCORES
 
     return write_search_outputs(
         search_dir, rows, budget=config.budget, results_root=results.folder,
@@ -178,7 +179,7 @@ def _write_outputs(rows: list[dict], config: SearchConfig, search_dir: Path, res
                "top1_split": "val (carved from the training data; the search never reads the test split)",
                "top1_weights": config.top1_weights},
         search_info={"supernet": str(supernet_path), "data": data_cfg.to_dict(), "model": record.job.model.to_dict(),
-                     "latency_on": latency_on}, latency_on=latency_on)
+                     "latency_on": latency_on}, latency_on=latency_on, score=SCORES[config.score])
 
 
 def _latency_axis(config: SearchConfig, space: SearchSpace, search_run, results, *, resume: bool):
@@ -226,8 +227,9 @@ def _report(summary: dict, finished: bool, seconds: float, config: SearchConfig,
     """What the terminal shows at the end, and the exit code: 130 interrupted, 1 nothing within the budget."""
     from nas.ranking.check import last_check
     from nas.search.outputs import format_table
+    from nas.search.score import SCORES
 
-    results = storage.root
+    results, score = storage.root, SCORES[config.score]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     if not finished:
         print(f"\nsearch interrupted ({counts}); partial outputs are in {search_dir}. Continue with:\n"
@@ -237,10 +239,10 @@ def _report(summary: dict, finished: bool, seconds: float, config: SearchConfig,
     if not summary["front"]:
         print("no arch within the budget was evaluated: raise --trials or the budget")
         return 1
-    front = sorted(summary["front"], key=lambda r: -r["top1"])
+    front = sorted(summary["front"], key=lambda r: -r[score.key])
     weights = f"inherited weights + {config.finetune_steps} steps alone" if config.finetune_steps else "inherited weights"
-    print(f"Pareto front (top-1 on the validation split, {weights}; cost at 224x224):\n"
-          f"{format_table([{**r} for r in front])}")
+    print(f"Pareto front ({score.title} on the validation split, {weights}; cost at 224x224):\n"
+          f"{format_table(front, score=score)}")
     # How far to trust those top-1 figures: the supernet's last stand-alone ranking check.
     print(last_check(supernet_path, config.finetune_steps))
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")

@@ -1,6 +1,7 @@
 """What a suggestion is told when it breaks the search's budget, and its constraint values (<= 0 is feasible)."""
 from __future__ import annotations
 
+from nas.search.score import rejected_scores
 from searchspace import DEPLOYMENT, Arch, Budget, SearchSpace, arch_cost
 
 # What a rejected arch is told as latency when no table predicts it (``--latency measure``): finite, because
@@ -34,14 +35,14 @@ class BudgetConstraint:
 
     def screen(self, arch: Arch) -> tuple[dict[str, float], dict | None]:
         """A suggestion's constraint values (set on its Optuna trial) and, when it is over the budget, the
-        result it is told instead of running: worst top-1 and finite costs, the constraints making it
+        result it is told instead of running: the worst scores and finite costs, the constraints making it
         infeasible. A latency that only a trial measures is not held against it."""
         violations = self.violations(arch)
         if max(violations.values()) <= 0:
             return violations, None
         if self.latency_after_trial:
             violations["latency_over_budget"] = 0.0
-        return violations, {"top1": 0.0, "flops": arch_cost(arch, DEPLOYMENT).flops,
+        return violations, {**rejected_scores(), "flops": arch_cost(arch, DEPLOYMENT).flops,
                             "latency_ms": self.latency_ms(arch)}
 
     def measured_violation(self, latency_ms: float) -> float:

@@ -30,10 +30,11 @@ from nas.runs.layout import suggestions_file
 from nas.runs.migrate import migrate
 from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
-from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
+from nas.search.guard import MODES, BudgetGuard, objective_names
 from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, seed_model_points, tune_search_space
 from nas.search.samplers import make_optuna_sampler
+from nas.search.score import SCORES, TOP1, Score
 from nas.search.trial import Evaluations, TrialContext, evaluate_trial
 from nas.search.tune_state import bundle_saved_state, restore_saved_state
 from searchspace import DEPLOYMENT, Arch, arch_cost
@@ -45,8 +46,8 @@ def _trial_reporter():
     class TrialLines(tune.Callback):
         """One line per finished trial: what a person watching the terminal wants."""
 
-        def __init__(self, total: int) -> None:
-            self.total, self.done, self.start = total, 0, time.perf_counter()
+        def __init__(self, total: int, score: Score = TOP1) -> None:
+            self.total, self.done, self.start, self.score = total, 0, time.perf_counter(), score
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             # restored trials count too; this one is not marked terminated yet when Tune calls back
@@ -54,7 +55,9 @@ def _trial_reporter():
             r = trial.last_result or {}
             rate = self.done / max(time.perf_counter() - self.start, 1e-9) * 60
             kept = "  (kept: evaluated before the driver restarted)" if r.get("kept") else ""
-            print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}  "
+            score = "" if self.score.key == "top1" else f"  {self.score.key} {r.get(self.score.key, float('nan')):.4f}"
+            print(f"[{self.done:>3}/{self.total}] {r.get('arch', '?'):<34} top1 {r.get('top1', float('nan')):.4f}"
+                  f"{score}  "
                   f"{r.get('flops', 0) / 1e9:6.2f} GFLOPs  {r.get('latency_ms', float('nan')):7.1f} ms  "
                   f"({rate:.1f} trials/min){kept}", flush=True)
 
@@ -138,7 +141,8 @@ def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
     cfg = ctx.config
     storage_path, storage_filesystem = run.ray_storage()
     constraint = BudgetConstraint(ctx.space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
-    optuna_search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), points_to_evaluate=_first_points(ctx),
+    optuna_search = OptunaSearch(metric=list(objective_names(SCORES[cfg.score].key)), mode=list(MODES),
+                                 points_to_evaluate=_first_points(ctx),
                                  sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials), seed=cfg.seed)
     guard = BudgetGuard(optuna_search, constraint, run,
                         ordered_concurrency=cfg.max_concurrent if cfg.ordered else None)
@@ -149,7 +153,7 @@ def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
                                     num_samples=cfg.trials, reuse_actors=True),
         run_config=tune.RunConfig(name=TUNE_EXPERIMENT, storage_path=storage_path,
                                   storage_filesystem=storage_filesystem, verbose=0,
-                                  callbacks=[_trial_reporter()(cfg.trials), _run_syncer()(run)],
+                                  callbacks=[_trial_reporter()(cfg.trials, SCORES[cfg.score]), _run_syncer()(run)],
                                   failure_config=tune.FailureConfig(max_failures=run.cluster.max_failures,
                                                                     fail_fast=False)),
     )
@@ -171,8 +175,8 @@ def _trial_row(result, num_stages: int) -> dict:
     trial_id = m.get("trial_id") or (result.path and Path(result.path).name)
     arch = arch_from_params(result.config, num_stages)
     if result.error is None and "top1" in m:
-        return trial_row(trial_id, arch, m["state"], top1=m["top1"], flops=m["flops"], params=m["params"],
-                         latency_ms=m["latency_ms"], node=m.get("node", ""))
+        return trial_row(trial_id, arch, m["state"], top1=m["top1"], neg_loss=m.get("neg_loss"), flops=m["flops"],
+                         params=m["params"], latency_ms=m["latency_ms"], node=m.get("node", ""))
     # no error and no result: the trial was running when the search was interrupted
     cost = arch_cost(arch, DEPLOYMENT)
     return trial_row(trial_id, arch, "error" if result.error is not None else "interrupted", flops=cost.flops,

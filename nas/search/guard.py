@@ -26,8 +26,12 @@ from nas.search.constraints import BudgetConstraint
 from nas.search.params import arch_from_params
 from searchspace import Arch, atomic_path
 
-OBJECTIVES = ("top1", "flops", "latency_ms")
 MODES = ("max", "min", "min")
+
+
+def objective_names(score_key: str = "top1") -> tuple[str, str, str]:
+    """The search's objectives, in the order of ``MODES``: its score (``nas.search.score``), FLOPs, latency."""
+    return score_key, "flops", "latency_ms"
 
 
 class SamplerPort(Protocol):
@@ -168,11 +172,11 @@ class SuggestionLog:
             Path(tmp).write_text("".join(json.dumps(line) + "\n" for line in self.lines))
 
 
-def complete_objectives(result: dict | None, error: bool) -> dict | None:
-    """The objectives of a trial's result, or None when it failed or reported them not all."""
-    if not result or error or not all(m in result for m in OBJECTIVES):
+def complete_objectives(result: dict | None, error: bool, names: tuple[str, ...]) -> dict | None:
+    """The objectives ``names`` of a trial's result, or None when it failed or reported them not all."""
+    if not result or error or not all(m in result for m in names):
         return None
-    return {m: result[m] for m in OBJECTIVES}
+    return {m: result[m] for m in names}
 
 
 class _OptunaSearchPort:
@@ -195,8 +199,8 @@ class StudyPort:
     """The port over a plain Optuna study driven by ask/tell in one process (no Ray): what
     ``benchmarks/search_overhead.py`` runs the same chain through, as the baseline of the Ray Tune search."""
 
-    def __init__(self, study) -> None:
-        self.study, self.asked = study, {}
+    def __init__(self, study, names: tuple[str, ...] = objective_names()) -> None:
+        self.study, self.asked, self.names = study, {}, names
 
     def ask(self, probe: str, distributions: dict):
         self.asked[probe] = trial = self.study.ask(fixed_distributions=distributions)
@@ -213,7 +217,7 @@ class StudyPort:
         if result is None:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
-            self.study.tell(trial, [result[m] for m in OBJECTIVES])
+            self.study.tell(trial, [result[m] for m in self.names])
 
 
 class BudgetGuard(Searcher):
@@ -236,6 +240,11 @@ class BudgetGuard(Searcher):
         self.max_skips = max_skips_per_trial
         self.aliases: dict[str, str] = {}       # Ray trial id -> the searcher's id for it
         self.num_probes = 0
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The wrapped searcher's metrics (a property, not a field: guards pickled before it existed resume)."""
+        return tuple(self.searcher.metric)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -283,7 +292,7 @@ class BudgetGuard(Searcher):
             self._tell(trial_id, result, error)
 
     def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
-        objectives = complete_objectives(result, error)
+        objectives = complete_objectives(result, error, self.objectives)
         self.duplicates.finish(trial_id, objectives)
         probe = self.aliases.get(trial_id, trial_id)
         if objectives is not None:
@@ -311,5 +320,5 @@ class BudgetGuard(Searcher):
             self.log.restore(state["log"])
 
 
-__all__ = ["OBJECTIVES", "MODES", "SamplerPort", "Handled", "OverBudget", "Duplicates", "SuggestionOrder",
+__all__ = ["MODES", "objective_names", "SamplerPort", "Handled", "OverBudget", "Duplicates", "SuggestionOrder",
            "SuggestionLog", "complete_objectives", "StudyPort", "BudgetGuard"]

@@ -1,4 +1,4 @@
-"""One trial: an arch's costs, then (within every budget) its top-1 with inherited weights."""
+"""One trial: an arch's costs, then (within every budget) its scores with inherited weights."""
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +17,7 @@ from nas.latency.timing import device_lock, measure_latency
 from nas.runs.record import SupernetRecord
 from nas.runs.run import Run
 from nas.search.params import arch_from_params
+from nas.search.score import rejected_scores, trial_scores
 from nas.settings import DataConfig, SearchConfig, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from searchspace import DEPLOYMENT, Arch, NetSettings, SearchSpace, arch_cost, write_json_atomic
@@ -84,7 +85,7 @@ def _worker_supernet(ctx: TrialContext) -> tuple[MixerNet, DataBundle]:
 
 
 def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[str, Any]:
-    """Evaluate one arch: costs first, top-1 only if within every budget."""
+    """Evaluate one arch: costs first, its scores (``nas.search.score``) only if within every budget."""
     cost = arch_cost(arch, DEPLOYMENT)
     cfg = ctx.config
     measuring = cfg.latency == "measure"
@@ -97,13 +98,13 @@ def trial_metrics(arch: Arch, ctx: TrialContext, device: torch.device) -> dict[s
         latency = ctx.latency_table.predict(arch)
     metrics = {"flops": cost.flops, "params": cost.params, "latency_ms": latency * 1e3, "arch": arch.key()}
     if not cfg.budget.admits(cost, latency_s=latency):  # the FLOPs were screened before: only a measured latency
-        return {**metrics, "top1": 0.0, "feasible": 0, "state": "over_latency_budget"}
+        return {**metrics, **rejected_scores(), "feasible": 0, "state": "over_latency_budget"}
     supernet, data = _worker_supernet(ctx)
     with (device_lock(device, exclusive=False) if measuring else contextlib.nullcontext()):
         supernet = supernet.to(device)
-        top1 = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
-                             device=device, finetune_steps=cfg.finetune_steps, recipe=ctx.recipe)["top1"]
-    return {**metrics, "top1": top1, "feasible": 1, "state": "completed"}
+        evaluation = evaluate_arch(supernet, arch, data, recalib_batches=cfg.recalib_batches, seed=cfg.seed,
+                                   device=device, finetune_steps=cfg.finetune_steps, recipe=ctx.recipe)
+    return {**metrics, **trial_scores(evaluation), "feasible": 1, "state": "completed"}
 
 
 def evaluate_trial(config: dict, ctx: TrialContext) -> None:

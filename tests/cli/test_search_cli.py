@@ -146,6 +146,24 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
         assert match and match[0]["top1"] == row["top1"] and match[0]["arch"] == row["arch"]
 
 
+def test_the_loss_score_chooses_the_front_and_the_pick(workdir):
+    done = run_launch(*search_args("results/search-loss", "--trials", "4", "--score", "loss", "--finetune-steps", "2"),
+                      cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = workdir / "results" / "search-loss"
+    completed = [r for r in read_trials(run / "trials.csv") if r["state"] == "completed"]
+    assert len(completed) == 4
+    # every trial holds both scores of its one evaluation
+    assert all(float(r["neg_loss"]) < 0 and 0 <= float(r["top1"]) <= 1 for r in completed)
+    pick = max(completed, key=lambda r: (float(r["neg_loss"]), -float(r["flops"])))
+    best = json.loads((run / "best.json").read_text())
+    assert best["name"] == pick["arch"] and best["metrics"]["neg_loss"] == pytest.approx(float(pick["neg_loss"]))
+    pareto = json.loads((run / "pareto.json").read_text())
+    assert pareto["score"] == "loss" and pick["arch"] in {m["arch"] for m in pareto["front"]}
+    assert json.loads((run / "config.json").read_text())["search"]["score"] == "loss"
+    assert "neg_loss" in done.stdout and "Pareto front (minus (validation loss" in done.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--budget", "4.5GB"], "budget '4.5GB': expected a positive FLOP count"),
     (["--budget", "1G"], "below the cheapest arch"),
@@ -159,6 +177,8 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
     (["--cpus-per-trial", "-1"], "cannot be negative"),
     (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5"),
     (["--finetune-steps", "-1"], "--finetune-steps -1"),
+    (["--score", "loss", "--finetune-steps", "0"], "--score loss with --finetune-steps 0"),
+    (["--score", "accuracy"], "invalid choice: 'accuracy'"),
 ])
 def test_bad_search_arguments(workdir, args, message):
     done = run_launch("search", "--space", "space.json", *args, cwd=workdir)

@@ -66,6 +66,8 @@ def test_bounds_read_as_written():
     (lambda: ModelOptions(drop_path_rate=1.0), "--drop-path 1: must be in [0, 1)"),
     (lambda: SearchConfig(budget_flops=4.5e9, finetune_steps=-1), "--finetune-steps -1: must be >= 0"),
     (lambda: SearchConfig(budget_flops=4.5e9, sampler="grid"), "unknown sampler 'grid'"),
+    (lambda: SearchConfig(budget_flops=4.5e9, score="accuracy"), "--score accuracy: choose from top1, loss"),
+    (lambda: SearchConfig(budget_flops=4.5e9, score="loss", finetune_steps=0), "--score loss with --finetune-steps 0"),
     (lambda: TrialResources(cpus=0), "--cpus-per-trial 0 with no GPU"),
     (lambda: TrialResources(gpus=1.5), "--gpus-per-trial 1.5: above 1"),
     (lambda: SupernetJob(path_sampler="spos", inplace_distill=True), "in-place distillation needs the sandwich"),

@@ -129,13 +129,13 @@ def test_measured_latency_rejections_and_violations_reach_the_sampler(sampler, t
     from ray.tune.search.optuna import OptunaSearch
 
     from nas.search.constraints import BudgetConstraint
-    from nas.search.guard import MODES, OBJECTIVES, BudgetGuard
+    from nas.search.guard import MODES, BudgetGuard, objective_names
     from nas.search.params import tune_search_space
     from nas.search.samplers import make_optuna_sampler
     from searchspace import SearchSpace
 
     space, budget, latency_budget_ms = SearchSpace.default(), 4.5e9, 50.0
-    search = OptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
+    search = OptunaSearch(metric=list(objective_names()), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
                           seed=0)
     guard = BudgetGuard(search, BudgetConstraint(space, Budget(flops=budget, latency_s=latency_budget_ms / 1e3), latency_table=None),
                         Run(tmp_path))

@@ -7,8 +7,8 @@ from optuna.trial import TrialState
 
 from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
-from nas.search.guard import (OBJECTIVES, Duplicates, OverBudget, SuggestionLog, SuggestionOrder, StudyPort,
-                              complete_objectives)
+from nas.search.guard import (Duplicates, OverBudget, SuggestionLog, SuggestionOrder, StudyPort,
+                              complete_objectives, objective_names)
 from nas.search.samplers import make_optuna_sampler
 from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost
 from tests.helpers import TINY_SPACE, swin_t_arch
@@ -90,9 +90,14 @@ def test_results_are_told_in_suggestion_order_whatever_order_trials_finish_in():
 
 
 def test_complete_objectives_needs_every_objective_and_no_error():
-    full = {"top1": 0.5, "flops": 1.0, "latency_ms": 2.0, "state": "completed"}
-    assert complete_objectives(full, False) == {m: full[m] for m in OBJECTIVES}
-    assert complete_objectives(full, True) is None and complete_objectives({"top1": 0.5}, False) is None
+    full = {"top1": 0.5, "neg_loss": -3.1, "flops": 1.0, "latency_ms": 2.0, "state": "completed"}
+    names = objective_names()
+    assert complete_objectives(full, False, names) == {"top1": 0.5, "flops": 1.0, "latency_ms": 2.0}
+    assert complete_objectives(full, False, objective_names("neg_loss")) == {"neg_loss": -3.1, "flops": 1.0,
+                                                                            "latency_ms": 2.0}
+    assert complete_objectives(full, True, names) is None and complete_objectives({"top1": 0.5}, False, names) is None
+    assert complete_objectives({"top1": 0.5, "flops": 1.0, "latency_ms": 2.0}, False,
+                               objective_names("neg_loss")) is None  # a trial without the fine-tuning's loss
 
 
 def test_the_log_records_suggestions_and_rejections_in_order(tmp_path):
