@@ -175,8 +175,9 @@ def main() -> int:
               "gflops": round(r["flops"] / 1e9, 3), "inherited_val_top1": r["inherited_top1"],
               "standalone_test_top1": r["standalone_top1"],
               "per_seed": "/".join(f"{v:.4f}" for v in r["standalone_top1_per_seed"])} for r in report["archs"]]
+    role_width = max(len(row["role"]) for row in table)
     for row in table:
-        print(f"{row['role']:<9} {row['draws']:<6} {row['arch']:<34} {row['gflops']:6.2f} GFLOPs  inherited "
+        print(f"{row['role']:<{role_width}} {row['draws']:<6} {row['arch']:<34} {row['gflops']:6.2f} GFLOPs  inherited "
               f"{row['inherited_val_top1']:.4f}  alone {row['standalone_test_top1']:.4f} ({row['per_seed']})")
     for name, c in [*((f"draw {c['draw']}", c) for c in per_draw),
                     *([(f"all {len(randoms)} random archs", pooled)] if len(draws) > 1 and randoms else [])]:

@@ -147,7 +147,7 @@ def _run_front(args: argparse.Namespace, train) -> int:
     search_run = str(path.parent)
     search_config = _search_config(search_run)
     space = _space_of(args, search_config, search_run)
-    score = score_named(pareto.get("score", "top1"))  # searches before --score maximised top-1
+    score = score_named(pareto.get("score", "top1"), str(path))  # searches before --score maximised top-1
     members = sorted(front, key=lambda m: -m[score.key])[:args.top_k]
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),

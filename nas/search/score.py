@@ -12,9 +12,20 @@ maximised; the score chooses the sampler's objective, the Pareto front and the p
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nas.errors import UserError
+
+
+def _top1(evaluation: dict) -> float:
+    return evaluation["top1"]
+
+
+def _neg_loss_sum(evaluation: dict) -> float | None:
+    if evaluation.get("train_loss") is None:
+        return None
+    return -(evaluation["loss"] + evaluation["train_loss"])
 
 
 @dataclass(frozen=True)
@@ -27,32 +38,33 @@ class Score:
     reference: float | None    # the hypervolume's reference (None: 10% beyond the worst row's value)
     rejected: float            # what a suggestion that never runs (over a budget) is told
     percent: bool              # shown as a percentage
+    read: Callable[[dict], float | None]  # from an evaluate_arch result; None where it lacks what the score needs
 
     def value(self, evaluation: dict) -> float | None:
         """This score of an ``evaluate_arch`` result (None: the result lacks what it needs)."""
-        if self.key == "top1":
-            return evaluation["top1"]
-        if evaluation.get("train_loss") is None:
-            return None
-        return -(evaluation["loss"] + evaluation["train_loss"])
+        return self.read(evaluation)
 
     def reference_for(self, values: list[float]) -> float:
+        """The hypervolume's reference for rows of these values."""
         if self.reference is not None:
             return self.reference
         worst = min(values, default=self.best - 1.0)
         return worst - 0.1 * abs(self.best - worst)
 
 
-TOP1 = Score("top1", "top1", "top-1", "top-1 (%), validation", best=1.0, reference=0.0, rejected=0.0, percent=True)
+TOP1 = Score("top1", "top1", "top-1", "top-1 (%), validation", best=1.0, reference=0.0, rejected=0.0, percent=True,
+             read=_top1)
 # A loss sum of 100 nats an image: far below any arch that learns at all.
 NEG_LOSS = Score("loss", "neg_loss", "minus (validation loss + the steps' training loss)",
-                 "-(validation loss + steps' training loss)", best=0.0, reference=None, rejected=-100.0, percent=False)
+                 "-(validation loss + steps' training loss)", best=0.0, reference=None, rejected=-100.0, percent=False,
+                 read=_neg_loss_sum)
 SCORES = {s.name: s for s in (TOP1, NEG_LOSS)}
 
 
-def score_named(name: str) -> Score:
+def score_named(name: str, source: str) -> Score:
+    """The score a file names (``source``: the file, for the error)."""
     if name not in SCORES:
-        raise UserError(f"--score {name}: choose from {', '.join(SCORES)}")
+        raise UserError(f"{source}: unknown score {name!r} (known: {', '.join(SCORES)})")
     return SCORES[name]
 
 

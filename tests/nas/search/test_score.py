@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from nas.data.datasets import build_data
-from nas.search.score import NEG_LOSS, SCORES, TOP1, rejected_scores, trial_scores
+from nas.errors import UserError
+from nas.search.score import NEG_LOSS, SCORES, TOP1, rejected_scores, score_named, trial_scores
 from nas.settings import SEARCH_SCORES
 from nas.train.evaluate import evaluate_arch
 from searchspace import NetSettings
@@ -45,6 +46,12 @@ def test_a_rejected_suggestion_is_told_below_any_arch_that_learns(evaluation):
     told = rejected_scores()
     assert told == {"top1": TOP1.rejected, "neg_loss": NEG_LOSS.rejected}
     assert told["top1"] <= tuned["top1"] and told["neg_loss"] < NEG_LOSS.value(tuned)
+
+
+def test_a_file_naming_an_unknown_score_is_refused_in_one_line():
+    assert score_named("loss", "pareto.json") is NEG_LOSS
+    with pytest.raises(UserError, match=r"^pareto.json: unknown score 'accuracy' \(known: top1, loss\)$"):
+        score_named("accuracy", "pareto.json")
 
 
 def test_the_hypervolume_reference_of_each_score():
