@@ -43,7 +43,6 @@ from nas.search.guard import Duplicates, OverBudget, StudyPort, complete_objecti
 from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, param_name, stage_fields
 from nas.search.samplers import make_optuna_sampler
-from nas.search.score import SCORES
 from nas.search.trial import TrialContext, trial_metrics
 from nas.settings import SearchConfig
 from searchspace import DEPLOYMENT, SearchSpace, arch_cost, parse_flops, write_json_atomic
@@ -107,7 +106,7 @@ def run_inprocess(ctx: TrialContext, *, evaluate: Callable[[Any], dict] | None =
     duplicates = Duplicates(before_tell=over_budget.before_tell)
     port = StudyPort(optuna.create_study(directions=DIRECTIONS,
                                          sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials)),
-                     objective_names(SCORES[cfg.score].key))
+                     objective_names(cfg.score))
     dists = optuna_distributions(space)
     torch.set_num_threads(max(1, int(cfg.cpus_per_trial)))  # what evaluate_trial sets in a Ray trial
     device = torch.device("cpu")

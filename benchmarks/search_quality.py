@@ -28,6 +28,7 @@ from benchmarks.search_overhead import (ROOT, command_line, default_supernet_pat
 from nas.errors import UserError
 from nas.runs.run import Run
 from nas.search.outputs import feasible_rows, hypervolume, pareto_front
+from nas.search.score import SCORES
 from nas.search.trial import trial_metrics
 from nas.settings import SearchConfig
 from searchspace import DEPLOYMENT, Budget, SearchSpace, arch_cost, parse_flops, write_json_atomic
@@ -105,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not finished:
                     raise UserError(f"{run_dir}: the search did not finish")
             wall = time.perf_counter() - t0
-            feasible = feasible_rows(rows, Budget(flops=budget))
-            front = pareto_front(feasible)
-            hv = hypervolume(front, budget, ref_ms)
+            score = SCORES[cfg.score]
+            feasible = feasible_rows(rows, Budget(flops=budget), score)
+            front = pareto_front(feasible, score)
+            hv = hypervolume(front, budget, ref_ms, score)
             best = max(feasible, key=lambda r: (r["top1"], -r["flops"]), default=None)
             run = {"sampler": sampler, "seed": seed, "hypervolume": hv, "wall_s": wall,
                    "evaluated": sum(r["state"] != "rejected_over_budget" for r in rows),

@@ -26,7 +26,7 @@ PATH_SAMPLERS = ("spos", "sandwich")            # supernet.SAMPLERS: which paths
 SEARCH_SAMPLERS = ("tpe", "nsga2", "random")    # Optuna samplers of nas.search.samplers
 AMP_MODES = ("bf16", "fp16")                    # nas.train.steps.AMP_DTYPES
 LATENCY_METHODS = ("lut", "measure")            # predicted from a table of blocks, or timed per arch
-SEARCH_SCORES = ("top1", "loss")                # what the search maximises: nas.search.score.SCORES
+SEARCH_SCORES = ("loss", "top1")                # what the search maximises: nas.search.score.SCORES
 INITS = ("scratch", "supernet")                 # where a retrain's weights start
 ONNX_MIN_OPSET = 18  # what torch.onnx's exporter writes natively; below it the conversion fails for these nets
 
@@ -89,8 +89,24 @@ def recalib_batches_setting():
 
 def finetune_steps_setting():
     return setting(FINETUNE_STEPS, "--finetune-steps", "steps each arch trains alone from its inherited weights before "
-                   "it is evaluated (about an epoch of the default data; 0: the inherited weights as they are)",
-                   NON_NEGATIVE)
+                   "it is evaluated (about an epoch of the default data; 0, with --score top1: the inherited weights "
+                   "as they are)", NON_NEGATIVE)
+
+
+def score_setting():
+    return setting("loss", "--score", "the score of each arch that the search maximises, from one evaluation "
+                   "after its fine-tuning steps: loss (minus the validation loss plus the steps' mean training "
+                   "loss) or top1 (the validation top-1). loss ranked stand-alone training better on digits and on "
+                   "photos (docs/BENCHMARKS.md); it needs the steps", choices=SEARCH_SCORES)
+
+
+def check_score(score: str, finetune_steps: int) -> None:
+    """Refuse a score the evaluation cannot give: ``loss`` adds the fine-tuning steps' training loss."""
+    if score not in SEARCH_SCORES:
+        raise UserError(f"--score {score}: choose from {', '.join(SEARCH_SCORES)}")
+    if score == "loss" and finetune_steps == 0:
+        raise UserError("--score loss with --finetune-steps 0: the score adds the steps' training loss; give "
+                        "steps, or --score top1")
 
 
 # No range here: TrialResources refuses a negative count, or a trial of no CPU and no GPU, in its own words.
@@ -380,10 +396,7 @@ class SearchConfig(Record):
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()
     ordered: bool = True           # tell results in suggestion order: the same seed gives the same trials
-    score: str = setting("top1", "--score", "what the search maximises for each arch, from one evaluation after its "
-                         "fine-tuning steps: top1 (validation top-1) or loss (minus the validation loss plus the "
-                         "steps' mean training loss: it ranked stand-alone training better on digits and on photos, "
-                         "docs/BENCHMARKS.md)", choices=SEARCH_SCORES)
+    score: str = score_setting()
     seed_models: bool = setting(False, "--seed-models", "first evaluate the seed papers' models that are points of "
                                 "the space (Swin-T, DWNet-T, dynamic DWNet-T), each as one of the trials, so the "
                                 "results hold them beside what the search finds (one over the budget is rejected)")
@@ -394,11 +407,7 @@ class SearchConfig(Record):
             raise UserError(f"unknown sampler {self.sampler!r} (choose from {', '.join(SEARCH_SAMPLERS)})")
         if self.latency not in LATENCY_METHODS:
             raise UserError(f"--latency {self.latency}: choose from {', '.join(LATENCY_METHODS)}")
-        if self.score not in SEARCH_SCORES:
-            raise UserError(f"--score {self.score}: choose from {', '.join(SEARCH_SCORES)}")
-        if self.score == "loss" and self.finetune_steps == 0:
-            raise UserError("--score loss with --finetune-steps 0: the score adds the steps' training loss; give "
-                            "steps, or --score top1")
+        check_score(self.score, self.finetune_steps)
         if self.latency_table is not None and self.latency != "lut":
             raise UserError("--latency-table with --latency measure: the table predicts latency, measure times each "
                             "arch here; choose one")
@@ -454,10 +463,12 @@ class RankingConfig(Record):
     draws: int = DRAWS         # uniform draws of the space the K are taken from
     recalib_batches: int = recalib_batches_setting()
     finetune_steps: int = finetune_steps_setting()  # as the search evaluates
+    score: str = score_setting()  # the score whose order is checked, as the search maximises it
     cpus_per_trial: float = cpus_per_trial_setting()
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        check_score(self.score, self.finetune_steps)
         TrialResources(self.cpus_per_trial)
 
 

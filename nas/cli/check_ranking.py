@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", default=None,
                         help="the band the archs are drawn from (default: the supernet's path budget, else 4.5GFLOPs)")
     add_setting_flags(parser, RankingConfig(), ("seeds", "seed", "cpus_per_trial", "recalib_batches",
-                                                 "finetune_steps"))
+                                                 "finetune_steps", "score"))
     add_setting_flags(parser, Cluster(), ("max_failures",))
     add_address_argument(parser)
     add_storage_argument(parser)
@@ -74,23 +74,27 @@ def run(args: argparse.Namespace) -> int:
                 f"{format_flops(budget.flops)} FLOPs among {DRAWS} uniform draws (seed {args.seed})")
 
     check_writable_dir(ranking_dir(supernet), "the ranking folder")  # beside the supernet: it may be read-only
-    from nas.ranking.check import check_ranking, describe, describe_best_quarter
+    from nas.ranking.check import check_ranking, describe, describe_best_quarter, score_values
+    from nas.search.score import SCORES
     from nas.train.supernet import load_supernet_state
 
     state = load_supernet_state(supernet)
     summary = check_ranking(supernet, archs, cfg, train, run=open_run(args, ranking_dir(supernet)),
                             rule=rule, state=state)
 
-    print(f"\n{'arch':<34} {'GFLOPs':>7} {'inherited':>10} {'alone':>8}   (inherited: validation; alone: test, "
-          f"mean of {cfg.seeds} seeds)")
-    for r in sorted(summary["archs"], key=lambda r: -r["standalone_top1"]):
-        print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {100 * r['inherited_top1']:9.2f}% "
+    score = SCORES[cfg.score]
+    print(f"\n{'arch':<34} {'GFLOPs':>7} {'score':>8} {'top-1':>8} {'alone':>8}   (score ({cfg.score}) and top-1: "
+          f"inherited, validation; alone: test, mean of {cfg.seeds} seeds)")
+    rows = sorted(summary["archs"], key=lambda r: -r["standalone_top1"])
+    for r, value in zip(rows, score_values(rows, score)):
+        shown = f"{100 * value:7.2f}%" if score.percent else f"{value:8.3f}"
+        print(f"{r['arch']:<34} {r['flops'] / 1e9:7.2f} {shown} {100 * r['inherited_top1']:7.2f}% "
               f"{100 * r['standalone_top1']:7.2f}%")
-    print(f"\n{describe(summary)}; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}; "
-          f"inherited validation loss instead of top-1: tau {summary['neg_val_loss_tau']:.3f}"
-          + (f"; validation + fine-tuning training loss: tau {summary['neg_val_train_loss_tau']:.3f}"
-             f"; without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
-             if cfg.finetune_steps else ""))
+    print(f"\n{describe(summary)}; other scores of the same evaluation: top-1 tau {summary['top1_tau']:.3f}, "
+          f"minus the validation loss tau {summary['neg_val_loss_tau']:.3f}"
+          + (f", minus (validation + fine-tuning training loss) tau {summary['neg_val_train_loss_tau']:.3f}"
+             f"; top-1 without the {cfg.finetune_steps} fine-tuning steps: tau {summary['no_finetune_tau']:.3f}"
+             if cfg.finetune_steps else "") + f"; -FLOPs alone: tau {summary['neg_flops_tau']:.3f}")
     print(describe_best_quarter(summary))
     out = ranking_dir(supernet)
     print(f"outputs: {out}/ranking.json, ranking.csv, ranking.png")

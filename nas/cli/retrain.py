@@ -147,7 +147,8 @@ def _run_front(args: argparse.Namespace, train) -> int:
     search_run = str(path.parent)
     search_config = _search_config(search_run)
     space = _space_of(args, search_config, search_run)
-    score = score_named(pareto.get("score", "top1"), str(path))  # searches before --score maximised top-1
+    pareto = migrate("pareto", pareto)
+    score = score_named(pareto["score"], str(path))
     members = sorted(front, key=lambda m: -m[score.key])[:args.top_k]
     for i, m in enumerate(members):
         space.validate(Arch.from_dict({"stages": m["stages"]}, source=f"{path} member {i + 1}"),
@@ -163,7 +164,7 @@ def _run_front(args: argparse.Namespace, train) -> int:
 
     template = RetrainJob({}, data, train, model, args.init, supernet)
     print(f"retraining {len(members)} front members in parallel in {base}", flush=True)
-    weights = migrate("pareto", pareto)["top1_weights"]
+    weights = pareto["top1_weights"]
     rows = retrain_front(members, template, front_run, cpus_per_trial=args.cpus_per_trial,
                          estimate_weights=weights)
     summary = json.loads((base / "front_retrained.json").read_text())

@@ -243,8 +243,8 @@ def _report(summary: dict, finished: bool, seconds: float, config: SearchConfig,
     weights = f"inherited weights + {config.finetune_steps} steps alone" if config.finetune_steps else "inherited weights"
     print(f"Pareto front ({score.title} on the validation split, {weights}; cost at 224x224):\n"
           f"{format_table(front, score=score)}")
-    # How far to trust those top-1 figures: the supernet's last stand-alone ranking check.
-    print(last_check(supernet_path, config.finetune_steps))
+    # How far to trust those scores: the supernet's last stand-alone ranking check.
+    print(last_check(supernet_path, config.finetune_steps, config.score))
     print(f"\noutputs: {search_dir}/trials.csv, pareto.json, pareto.png")
     print(f"best: {search_dir / 'best.json'} (also {results / 'best.json'})")
     if storage.uri:

@@ -1,11 +1,11 @@
 """Does the supernet rank archs as training them alone would? ``launch.py check-ranking``.
 
 K archs are trained stand-alone (the ``retrain`` recipe, N seeds each, as parallel Ray Tune trials) and their
-mean test top-1 is compared with the top-1 the supernet gives them (inherited weights, BatchNorm recalibrated,
-validation split, as the search sees it): Kendall tau-b and Spearman rho with bootstrap intervals over the archs,
-and how far the truth itself can be trusted: how well the seeds agree with each other, and the noise ceiling (the
-tau a perfect predictor could expect against a mean of this many seeds, ``nas.ranking.stats.noise_ceiling_tau``). A tau
-near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
+mean test top-1 is compared with the score the supernet gives them (``--score``, as the search reads it from the
+inherited weights after the fine-tuning steps, BatchNorm recalibrated, validation split): Kendall tau-b and
+Spearman rho with bootstrap intervals over the archs, and how far the truth itself can be trusted: how well the
+seeds agree with each other, and the noise ceiling (the tau a perfect predictor could expect against a mean of this
+many seeds, ``nas.ranking.stats.noise_ceiling_tau``). A tau near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
 
 Which archs, by a stated rule: ``nas.ranking.arch_sets.band_archs`` draws the space uniformly (seeded), keeps the
 distinct archs within the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles
@@ -37,6 +37,7 @@ from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord
 from nas.runs.run import Run
+from nas.search.score import SCORES, Score
 from nas.settings import RankingConfig, RetrainJob, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from nas.train.parallel import retrain_in_parallel
@@ -93,7 +94,7 @@ def _check_ranking(supernet_path: Path, archs: list[Arch], cfg: RankingConfig, t
     supernet = load_supernet(supernet_path, state=state)
     data = build_data(job.data)
     rows = [_arch_row(arch, supernet, data, cfg, job.train, cache) for arch in archs]
-    summary = summarize(rows, cfg.seed)
+    summary = summarize(rows, cfg.seed, SCORES[cfg.score])
     summary.update({
         "supernet": str(supernet_path), "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "rule": rule,
         "config": cfg.to_dict(), "recipe": train.to_dict(), "data": job.data.to_dict(),
@@ -165,34 +166,43 @@ def _write_report(out: Path, summary: dict) -> None:
     plot_ranking(out / "ranking.png", rows, summary)
 
 
-def summarize(rows: list[dict], seed: int) -> dict:
+def score_values(rows: list[dict], score: Score) -> list[float]:
+    """Each row's ``score``, read from its inherited evaluation as the search reads a trial's."""
+    return [score.read({"top1": r["inherited_top1"], "loss": r["inherited_val_loss"],
+                        "train_loss": r["inherited_train_loss"]}) for r in rows]
+
+
+def summarize(rows: list[dict], seed: int, score: Score) -> dict:
+    """The rank statistics of ``rows``; the headline ones (``kendall_tau``, ``spearman_rho``, ``best_quarter``) of
+    ``score``, the one the search maximises."""
     inherited = [r["inherited_top1"] for r in rows]
+    scores = score_values(rows, score)
     truth = [r["standalone_top1"] for r in rows]
     per_seed = list(zip(*(r["standalone_top1_per_seed"] for r in rows)))
     seed_taus = [kendall_tau(a, b) for a, b in combinations(per_seed, 2)]
     return {
-        "num_archs": len(rows), "num_seeds": len(per_seed),
-        "kendall_tau": kendall_tau(inherited, truth),
-        "kendall_tau_ci95": bootstrap_interval(kendall_tau, inherited, truth, seed=seed),
-        "spearman_rho": spearman_rho(inherited, truth),
-        "spearman_rho_ci95": bootstrap_interval(spearman_rho, inherited, truth, seed=seed),
+        "num_archs": len(rows), "num_seeds": len(per_seed), "score": score.name,
+        "kendall_tau": kendall_tau(scores, truth),
+        "kendall_tau_ci95": bootstrap_interval(kendall_tau, scores, truth, seed=seed),
+        "spearman_rho": spearman_rho(scores, truth),
+        "spearman_rho_ci95": bootstrap_interval(spearman_rho, scores, truth, seed=seed),
+        "top1_tau": kendall_tau(inherited, truth),
         # How well one training seed ranks like another: a ceiling on what the truth can confirm.
         "seed_to_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
         # What a perfect predictor could expect against this truth (nan/None with one seed).
         "noise_ceiling_tau": _finite_or_none(noise_ceiling_tau([r["standalone_top1_per_seed"] for r in rows],
                                                                seed=seed)),
         "neg_flops_tau": kendall_tau([-r["flops"] for r in rows], truth),
-        # The same inherited evaluation scored by its loss (finer than top-1 on a small split): rank agreement of
-        # minus the loss, for comparison; the search optimises top-1.
+        # The same inherited evaluation scored by its validation loss alone, for comparison.
         "neg_val_loss_tau": kendall_tau([-r["inherited_val_loss"] for r in rows], truth),
         # ... and by the validation loss plus the fine-tuning's mean training loss (how fast the arch fit alone);
-        # None without fine-tuning. docs/BENCHMARKS.md compares the three on the default task.
+        # None without fine-tuning; the search's default score. docs/BENCHMARKS.md compares them.
         "neg_val_train_loss_tau": (None if any(r["inherited_train_loss"] is None for r in rows) else kendall_tau(
             [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in rows], truth)),
-        # Inherited top-1 without the fine-tuning steps (the same as kendall_tau when there are none).
+        # Inherited top-1 without the fine-tuning steps (the same as top1_tau when there are none).
         "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
         # Where a search chooses: the order within the truth's best quarter, and whether its top pick is the best.
-        "best_quarter": _finite_values(best_fraction_agreement(inherited, truth, 0.25)),
+        "best_quarter": _finite_values(best_fraction_agreement(scores, truth, 0.25)),
     }
 
 
@@ -222,7 +232,8 @@ def describe(summary: dict) -> str:
     seeds, ceiling = summary.get("seed_to_seed_tau"), summary.get("noise_ceiling_tau")
     return (f"Kendall tau {summary['kendall_tau']:.3f} [95% {lo:.2f}, {hi:.2f}], Spearman rho "
             f"{summary['spearman_rho']:.3f} [{rlo:.2f}, {rhi:.2f}] on {summary['num_archs']} archs x "
-            f"{summary['num_seeds']} seeds" + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else "")
+            f"{summary['num_seeds']} seeds, by the score {SCORES[summary['score']].title}"
+            + (f"; seed-to-seed tau {seeds:.2f}" if seeds is not None else "")
             + (f"; noise ceiling {ceiling:.2f}" if ceiling is not None else "")
             + (f" (each arch fine-tuned {_checked_steps(summary)} steps from its inherited weights)"
                if _checked_steps(summary) else " (inherited weights as they are)"))
@@ -232,9 +243,10 @@ def _checked_steps(summary: dict) -> int:
     return int(summary["config"]["finetune_steps"])
 
 
-def last_check(supernet_path: str | Path, finetune_steps: int | None = None) -> str:
+def last_check(supernet_path: str | Path, finetune_steps: int | None = None, score: str | None = None) -> str:
     """One line on the supernet's last ranking check, for ``search`` to print beside its front (and a warning
-    if the check evaluated the archs with another number of fine-tuning steps than ``finetune_steps``)."""
+    if the check evaluated the archs with another number of fine-tuning steps than ``finetune_steps``, or ordered
+    them by another score than ``score``)."""
     path = ranking_dir(supernet_path) / RANKING_SUMMARY
     if not path.exists():
         return (f"supernet ranking: never checked (python launch.py check-ranking --supernet {supernet_path} trains "
@@ -246,6 +258,9 @@ def last_check(supernet_path: str | Path, finetune_steps: int | None = None) -> 
             line += (f"\nwarning: that check fine-tuned each arch {_checked_steps(summary)} steps, this search "
                      f"{finetune_steps}: its figures describe another evaluation (check-ranking --finetune-steps "
                      f"{finetune_steps})")
+        if score is not None and score != summary["score"]:
+            line += (f"\nwarning: that check ordered the archs by --score {summary['score']}, this search maximises "
+                     f"{score} (check-ranking --score {score})")
         return line
     except (ValueError, KeyError, TypeError):
         return f"supernet ranking: {path} is unreadable; run check-ranking again"
@@ -257,7 +272,8 @@ def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
-    xs = [100 * r["inherited_top1"] for r in rows]
+    score = SCORES[summary["score"]]
+    xs = [(100 if score.percent else 1) * v for v in score_values(rows, score)]
     ys = [100 * r["standalone_top1"] for r in rows]
     points = ax.scatter(xs, ys, c=[r["flops"] / 1e9 for r in rows], cmap="viridis", s=40)
     fig.colorbar(points, ax=ax, label="GFLOPs (224x224)")
@@ -265,7 +281,7 @@ def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
         spread = [100 * v for v in r["standalone_top1_per_seed"]]
         ax.plot([x, x], [min(spread), max(spread)], c="0.75", lw=1, zorder=0)
         ax.annotate(r["arch"], (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
-    ax.set_xlabel("inherited top-1 (%), validation split: what the search sees")
+    ax.set_xlabel(f"{score.label}, inherited weights: what the search sees")
     ax.set_ylabel("stand-alone top-1 (%), test split, mean of seeds (bar: range)")
     ax.set_title(describe(summary), fontsize=8)
     ax.grid(alpha=0.3)
@@ -274,4 +290,4 @@ def plot_ranking(path: Path, rows: list[dict], summary: dict) -> None:
     plt.close(fig)
 
 
-__all__ = ["check_ranking", "last_check", "describe", "describe_best_quarter", "summarize"]
+__all__ = ["check_ranking", "last_check", "describe", "describe_best_quarter", "score_values", "summarize"]

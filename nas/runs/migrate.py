@@ -31,6 +31,7 @@ def migrate(kind: str, record: dict) -> dict:
         return d
     if kind == "search config":  # a search folder's config.json
         d["search"] = {"finetune_steps": 0, **d["search"]}  # searches before the fine-tuning steps scored without
+        d["search"].setdefault("score", "top1")  # searches before --score maximised top-1
         d["search"].pop("max_failures", None)  # the failure policy is the cluster's, given to each run
         d["data"] = migrate("data", d["data"])
         if "supernet_job" in d:
@@ -44,6 +45,7 @@ def migrate(kind: str, record: dict) -> dict:
         return d
     if kind == "pareto":  # searches before the fine-tuning steps wrote no top1_weights: their weights were inherited
         d.setdefault("top1_weights", "inherited as they are")
+        d.setdefault("score", "top1")  # searches before --score maximised top-1
         return d
     if kind == "suggestion":  # a line of suggestions.jsonl: NaN stood where no table predicted the latency
         latency = d.get("latency_ms")
@@ -59,5 +61,7 @@ def migrate(kind: str, record: dict) -> dict:
         return d
     if kind == "ranking summary":  # a ranking.json: checks before the fine-tuning steps scored without them
         d["config"] = {"finetune_steps": 0, **(d.get("config") or {})}
+        d.setdefault("score", "top1")  # checks before --score ordered by top-1
+        d["config"].setdefault("score", d["score"])
         return d
     raise ValueError(f"no file format {kind!r} to migrate (known: {', '.join(KINDS)})")

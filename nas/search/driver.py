@@ -34,7 +34,7 @@ from nas.search.guard import MODES, BudgetGuard, objective_names
 from nas.search.outputs import trial_row
 from nas.search.params import arch_from_params, seed_model_points, tune_search_space
 from nas.search.samplers import make_optuna_sampler
-from nas.search.score import SCORES, TOP1, Score
+from nas.search.score import SCORES, Score
 from nas.search.trial import Evaluations, TrialContext, evaluate_trial
 from nas.search.tune_state import bundle_saved_state, restore_saved_state
 from searchspace import DEPLOYMENT, Arch, arch_cost
@@ -46,7 +46,7 @@ def _trial_reporter():
     class TrialLines(tune.Callback):
         """One line per finished trial: what a person watching the terminal wants."""
 
-        def __init__(self, total: int, score: Score = TOP1) -> None:
+        def __init__(self, total: int, score: Score) -> None:
             self.total, self.done, self.start, self.score = total, 0, time.perf_counter(), score
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -141,7 +141,7 @@ def _new_tuner(ctx: TrialContext, run: Run, trainable) -> tune.Tuner:
     cfg = ctx.config
     storage_path, storage_filesystem = run.ray_storage()
     constraint = BudgetConstraint(ctx.space, cfg.budget, ctx.latency_table if cfg.latency == "lut" else None)
-    optuna_search = OptunaSearch(metric=list(objective_names(SCORES[cfg.score].key)), mode=list(MODES),
+    optuna_search = OptunaSearch(metric=list(objective_names(cfg.score)), mode=list(MODES),
                                  points_to_evaluate=_first_points(ctx),
                                  sampler=make_optuna_sampler(cfg.sampler, cfg.seed, cfg.trials), seed=cfg.seed)
     guard = BudgetGuard(optuna_search, constraint, run,

@@ -24,14 +24,16 @@ from nas.runs.migrate import migrate
 from nas.runs.run import Run
 from nas.search.constraints import BudgetConstraint
 from nas.search.params import arch_from_params
+from nas.search.score import SCORES
 from searchspace import Arch, atomic_path
 
 MODES = ("max", "min", "min")
 
 
-def objective_names(score_key: str = "top1") -> tuple[str, str, str]:
-    """The search's objectives, in the order of ``MODES``: its score (``nas.search.score``), FLOPs, latency."""
-    return score_key, "flops", "latency_ms"
+def objective_names(score: str) -> tuple[str, str, str]:
+    """The search's objectives, in the order of ``MODES``: the key of the score named ``score`` (a ``--score`` value,
+    ``nas.search.score``), FLOPs, latency."""
+    return SCORES[score].key, "flops", "latency_ms"
 
 
 class SamplerPort(Protocol):
@@ -199,7 +201,7 @@ class StudyPort:
     """The port over a plain Optuna study driven by ask/tell in one process (no Ray): what
     ``benchmarks/search_overhead.py`` runs the same chain through, as the baseline of the Ray Tune search."""
 
-    def __init__(self, study, names: tuple[str, ...] = objective_names()) -> None:
+    def __init__(self, study, names: tuple[str, ...]) -> None:
         self.study, self.asked, self.names = study, {}, names
 
     def ask(self, probe: str, distributions: dict):

@@ -13,7 +13,7 @@ import optuna
 from optuna._hypervolume import compute_hypervolume
 
 from nas.runs.files import write_csv_atomic
-from nas.search.score import TOP1, Score
+from nas.search.score import Score
 from searchspace import Arch, Budget, Cost, atomic_path, save_arch_file, write_json_atomic
 
 # node: the Ray node that ran the trial's last attempt (a trial whose node was lost ran again elsewhere)
@@ -31,13 +31,13 @@ def trial_row(trial: str, arch: Arch, state: str, *, flops: float, params: int, 
             "stages": arch.to_dict()["stages"]}
 
 
-def feasible_rows(rows: Sequence[dict], budget: Budget, score: Score = TOP1) -> list[dict]:
+def feasible_rows(rows: Sequence[dict], budget: Budget, score: Score) -> list[dict]:
     """Completed, scored and within every budget (a defence in depth: over-budget archs never run)."""
     return [r for r in rows if r["state"] == "completed" and r.get(score.key) is not None
             and budget.admits(Cost(r["flops"], r["params"]), latency_s=r["latency_ms"] / 1e3)]
 
 
-def pareto_front(rows: Sequence[dict], score: Score = TOP1) -> list[dict]:
+def pareto_front(rows: Sequence[dict], score: Score) -> list[dict]:
     """Non-dominated rows for (score max, FLOPs min, latency min), by Optuna."""
     if not rows:
         return []
@@ -50,7 +50,7 @@ def pareto_front(rows: Sequence[dict], score: Score = TOP1) -> list[dict]:
     return sorted(front, key=lambda r: (r["flops"], -r[score.key]))
 
 
-def hypervolume(rows: Sequence[dict], budget_flops: float, latency_ref_ms: float, score: Score = TOP1,
+def hypervolume(rows: Sequence[dict], budget_flops: float, latency_ref_ms: float, score: Score,
                 score_ref: float | None = None) -> float:
     """Hypervolume of the rows' front in ((best - score) / (best - score_ref), FLOPs / budget, latency / ref),
     reference (1, 1, 1): the fraction of the budget box the front dominates (for top-1: 1 - top1). Higher is better.
@@ -71,8 +71,8 @@ def write_trials_csv(path: Path, rows: Sequence[dict], latency_on: str = "") -> 
 
 
 def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_flops: float,
-               latency_budget_ms: float | None, title: str, weights: str, latency_on: str = "",
-               score: Score = TOP1) -> None:
+               latency_budget_ms: float | None, title: str, weights: str, score: Score,
+               latency_on: str = "") -> None:
     """pareto.png: the score against FLOPs and against latency (``latency_on``: whose); ``weights`` says which
     weights gave the score."""
     import matplotlib
@@ -111,7 +111,7 @@ def plot_front(path: Path, rows: Sequence[dict], front: Sequence[dict], budget_f
     plt.close(fig)
 
 
-def format_table(rows: Sequence[dict], limit: int = 12, score: Score = TOP1) -> str:
+def format_table(rows: Sequence[dict], score: Score, limit: int = 12) -> str:
     """The rows as a terminal table; a score other than top-1 gets its own column."""
     other = score.key != "top1"
     lines = [f"{'arch':<34} {'top-1':>7}{f' {score.key:>9}' if other else ''} {'GFLOPs':>7} {'params':>8} "
@@ -130,8 +130,8 @@ def metrics_of(row: dict) -> dict[str, Any]:
 
 
 def write_search_outputs(run_dir: Path, rows: Sequence[dict], *, budget: Budget, results_root: Path, title: str,
-                         extra: dict | None = None, search_info: dict | None = None, latency_on: str = "",
-                         score: Score = TOP1) -> dict:
+                         score: Score, extra: dict | None = None, search_info: dict | None = None,
+                         latency_on: str = "") -> dict:
     """Write every output; returns the summary (front, best, hypervolume). ``latency_on``: whose device and backend
     the latency axis describes, written into each of them; ``score``: what the front and the pick maximise."""
     budget_flops = budget.flops

@@ -2,10 +2,10 @@
 (``nas.train.evaluate.evaluate_arch``: the validation top-1 and loss after the fine-tuning steps, and the steps' mean
 training loss).
 
-- ``top1``: the validation top-1 (the default);
-- ``loss``: minus (validation loss + the steps' mean training loss), column ``neg_loss``. The same evaluation,
-  read differently: it ordered stand-alone training better than top-1 on the digits (Kendall tau 0.717 against
-  0.683, 64 archs, three supernets) and on CIFAR-10 photos (0.767 against 0.711, 3-seed truth), docs/BENCHMARKS.md.
+- ``loss`` (the default): minus (validation loss + the steps' mean training loss), column ``neg_loss``. It ordered
+  stand-alone training better than top-1 on the digits (Kendall tau 0.717 against 0.683, 64 archs, three supernets)
+  and on CIFAR-10 photos (0.767 against 0.711, 3-seed truth), and its pick did as well alone, docs/BENCHMARKS.md;
+- ``top1``: the validation top-1 of the same evaluation (the only one without fine-tuning steps).
 
 Every trial reports both (``neg_loss`` needs fine-tuning steps), so trials.csv holds both whichever one the search
 maximised; the score chooses the sampler's objective, the Pareto front and the pick.
@@ -40,10 +40,6 @@ class Score:
     percent: bool              # shown as a percentage
     read: Callable[[dict], float | None]  # from an evaluate_arch result; None where it lacks what the score needs
 
-    def value(self, evaluation: dict) -> float | None:
-        """This score of an ``evaluate_arch`` result (None: the result lacks what it needs)."""
-        return self.read(evaluation)
-
     def reference_for(self, values: list[float]) -> float:
         """The hypervolume's reference for rows of these values."""
         if self.reference is not None:
@@ -58,7 +54,7 @@ TOP1 = Score("top1", "top1", "top-1", "top-1 (%), validation", best=1.0, referen
 NEG_LOSS = Score("loss", "neg_loss", "minus (validation loss + the steps' training loss)",
                  "-(validation loss + steps' training loss)", best=0.0, reference=None, rejected=-100.0, percent=False,
                  read=_neg_loss_sum)
-SCORES = {s.name: s for s in (TOP1, NEG_LOSS)}
+SCORES = {s.name: s for s in (NEG_LOSS, TOP1)}  # the default first, as settings.SEARCH_SCORES
 
 
 def score_named(name: str, source: str) -> Score:
@@ -75,7 +71,7 @@ def rejected_scores() -> dict[str, float]:
 
 def trial_scores(evaluation: dict) -> dict[str, float]:
     """Every score that one evaluation holds what it needs for."""
-    return {s.key: v for s in SCORES.values() if (v := s.value(evaluation)) is not None}
+    return {s.key: v for s in SCORES.values() if (v := s.read(evaluation)) is not None}
 
 
 __all__ = ["Score", "TOP1", "NEG_LOSS", "SCORES", "score_named", "rejected_scores", "trial_scores"]

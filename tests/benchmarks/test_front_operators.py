@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.front_operators import agreement, describe_run
 from nas.search.outputs import trial_row, write_search_outputs
+from nas.search.score import TOP1
 from searchspace import Arch, Budget
 from tests.helpers import run_benchmark
 
@@ -25,7 +26,7 @@ def write_run(folder, rows: list[tuple[Arch, float, float]], supernet_seed: int)
                   for i, (a, top1, flops) in enumerate(rows)]
     trial_rows.append(trial_row("t9", arch([("window_attention", 7, 2, 1)] * 4), "rejected_over_budget", flops=9e9,
                                 params=1, latency_ms=90.0))
-    write_search_outputs(folder, trial_rows, budget=Budget(flops=4.5e9), results_root=folder, title="t",
+    write_search_outputs(folder, trial_rows, budget=Budget(flops=4.5e9), results_root=folder, title="t", score=TOP1,
                          extra={"seed": 0})
     (folder / "config.json").write_text(json.dumps({"search": {"seed": 0},
                                                     "supernet_job": {"train": {"seed": supernet_seed}}}))

@@ -25,7 +25,7 @@ def supernet(tmp_path_factory):
 def context(supernet):
     state = ckpt.load(supernet)
     cfg = SearchConfig(budget_flops=1.6e9, sampler="random", trials=3, seed=3, latency="measure", max_concurrent=1,
-                       recalib_batches=1, finetune_steps=0)
+                       recalib_batches=1, finetune_steps=0, score="top1")
     return TrialContext.from_supernet(state, cfg, fingerprint="t")
 
 

@@ -39,9 +39,13 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert summary["num_archs"] == 3 and summary["num_seeds"] == 2
     inherited = [r["inherited_top1"] for r in summary["archs"]]
     truth = [r["standalone_top1"] for r in summary["archs"]]
-    # the headline figures are the rank statistics of the rows the report lists, not merely in range
-    assert summary["kendall_tau"] == pytest.approx(kendall_tau(inherited, truth))
-    assert summary["spearman_rho"] == pytest.approx(spearman_rho(inherited, truth))
+    # the headline figures are the rank statistics of the rows the report lists, by the search's default score:
+    # minus (validation loss + the fine-tuning steps' mean training loss)
+    assert summary["score"] == "loss"
+    combined = [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in summary["archs"]]
+    assert summary["kendall_tau"] == pytest.approx(kendall_tau(combined, truth))
+    assert summary["spearman_rho"] == pytest.approx(spearman_rho(combined, truth))
+    assert summary["top1_tau"] == pytest.approx(kendall_tau(inherited, truth))
     low, high = summary["kendall_tau_ci95"]
     assert -1 <= low <= summary["kendall_tau"] <= high <= 1
     flops = [r["flops"] for r in summary["archs"]]
@@ -56,7 +60,6 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert all(math.isfinite(loss) and loss > 0 for loss in losses)
     assert summary["neg_val_loss_tau"] == pytest.approx(kendall_tau([-loss for loss in losses], truth))
     # plus each arch's mean training loss over its fine-tuning steps
-    combined = [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in summary["archs"]]
     assert all(r["inherited_train_loss"] > 0 for r in summary["archs"])
     assert summary["neg_val_train_loss_tau"] == pytest.approx(kendall_tau(combined, truth))
     # each arch fine-tuned as the search does by default; the report also ranks the weights as they were
@@ -65,14 +68,14 @@ def test_check_ranking_trains_caches_and_reports(work):
     assert all(0 <= v <= 1 for v in as_is)
     assert summary["no_finetune_tau"] == pytest.approx(kendall_tau(as_is, truth))
     assert summary["neg_flops_tau"] == pytest.approx(kendall_tau([-f for f in flops], truth))
-    for key in ("kendall_tau", "spearman_rho", "neg_flops_tau", "neg_val_loss_tau", "neg_val_train_loss_tau",
-                "no_finetune_tau"):  # NaN is written as None: neither may stand in for a figure
+    for key in ("kendall_tau", "top1_tau", "spearman_rho", "neg_flops_tau", "neg_val_loss_tau",
+                "neg_val_train_loss_tau", "no_finetune_tau"):  # NaN is written as None: neither may stand in for a figure
         assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
     # where a search chooses: the truth's best quarter (2 of 3 archs) and the supernet's pick
-    quarter = best_fraction_agreement([r["inherited_top1"] for r in summary["archs"]], truth, 0.25)
+    quarter = best_fraction_agreement(combined, truth, 0.25)
     assert summary["best_quarter"]["size"] == 2 and summary["best_quarter"]["shared"] == quarter["shared"]
     assert summary["best_quarter"]["pick_rank"] == quarter["pick_rank"] in (1, 2, 3)
-    pick = inherited.index(max(inherited))
+    pick = combined.index(max(combined))
     assert summary["best_quarter"]["pick_regret"] == pytest.approx(max(truth) - truth[pick])
     assert "best quarter (2 archs by the truth)" in done.stdout and "supernet's best 2" in done.stdout
     assert (work / "sn" / "ranking" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
@@ -90,10 +93,12 @@ def test_check_ranking_trains_caches_and_reports(work):
 
     # a search with this supernet prints its last check beside the front, and says when it evaluates otherwise
     search = run_launch("search", "--space", "space.json", "--supernet", "sn/supernet.pt", "--budget", BUDGET,
-                        "--trials", "2", "--search-dir", "results/s", "--finetune-steps", "0", cwd=work)
+                        "--trials", "2", "--search-dir", "results/s", "--finetune-steps", "0", "--score", "top1",
+                        cwd=work)
     assert search.returncode == 0, search.stderr[-3000:]
     assert "supernet ranking, checked" in search.stdout and "Kendall tau" in search.stdout
     assert f"that check fine-tuned each arch {FINETUNE_STEPS} steps, this search 0" in search.stdout
+    assert "that check ordered the archs by --score loss, this search maximises top1" in search.stdout
 
 
 def test_check_ranking_bad_input(work):
@@ -105,7 +110,8 @@ def test_check_ranking_bad_input(work):
                           (["--archs", "1"], "--archs 1: must be >= 2"),
                           (["--budget", "4.5GB"], "4.5GB"),
                           (["--budget", "4.5"], "did you mean 4.5GFLOPs?"),
-                          (["--finetune-steps", "-2"], "--finetune-steps -2")):
+                          (["--finetune-steps", "-2"], "--finetune-steps -2"),
+                          (["--finetune-steps", "0"], "--score loss with --finetune-steps 0")):
         done = run_launch("check-ranking", "--supernet", "sn/supernet.pt", *args, cwd=work)
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

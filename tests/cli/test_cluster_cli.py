@@ -48,8 +48,8 @@ def test_without_an_address_a_command_starts_its_own_ray_beside_a_running_cluste
                          env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     searched = run_launch("search", "--space", "space.json", "--budget", BUDGET, "--supernet", "sn/supernet.pt",
-                          "--trials", "1", "--finetune-steps", "0", "--search-dir", "results/s", cwd=tmp_path,
-                          env=env)
+                          "--trials", "1", "--finetune-steps", "0", "--score", "top1", "--search-dir", "results/s",
+                          cwd=tmp_path, env=env)
     assert searched.returncode == 0, searched.stderr[-3000:]
     dashboard = [line for line in searched.stderr.splitlines() if line.startswith("Ray dashboard: ")]
     assert len(dashboard) == 1 and "http://127.0.0.1:" in dashboard[0], searched.stderr[-3000:]

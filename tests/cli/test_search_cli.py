@@ -84,29 +84,31 @@ def test_search_writes_every_output_and_keeps_the_budget(workdir):
     assert all(int(r["flops"]) <= 1.6e9 for r in evaluated)
     assert rejected and all(int(r["flops"]) > 1.6e9 for r in rejected)  # half the tiny space is over the budget
     assert len({r["arch"] for r in evaluated}) == 5, "an arch is evaluated once"
-    for r in evaluated:
-        assert 0 <= float(r["top1"]) <= 1 and float(r["latency_ms"]) > 0 and int(r["params"]) > 0
+    for r in evaluated:  # both scores of each evaluation; the default maximises the loss score
+        assert 0 <= float(r["top1"]) <= 1 and float(r["neg_loss"]) < 0
+        assert float(r["latency_ms"]) > 0 and int(r["params"]) > 0
 
     pareto = json.loads((run / "pareto.json").read_text())
     front = pareto["front"]
-    assert front and all(f["flops"] <= 1.6e9 for f in front)
+    assert pareto["score"] == "loss" and front and all(f["flops"] <= 1.6e9 for f in front)
     for a in front:  # no member is dominated by any evaluated arch
         for r in evaluated:
-            dominates = (float(r["top1"]) >= a["top1"] and int(r["flops"]) <= a["flops"]
+            dominates = (float(r["neg_loss"]) >= a["neg_loss"] and int(r["flops"]) <= a["flops"]
                          and float(r["latency_ms"]) <= a["latency_ms"])
-            strictly = (float(r["top1"]) > a["top1"] or int(r["flops"]) < a["flops"]
+            strictly = (float(r["neg_loss"]) > a["neg_loss"] or int(r["flops"]) < a["flops"]
                         or float(r["latency_ms"]) < a["latency_ms"])
             assert not (dominates and strictly)
     assert pareto["hypervolume"] > 0 and pareto["counts"]["completed"] == 5
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     best = json.loads((run / "best.json").read_text())
-    assert best["metrics"]["top1"] == max(float(r["top1"]) for r in evaluated)
+    assert best["metrics"]["neg_loss"] == pytest.approx(max(float(r["neg_loss"]) for r in evaluated))
     assert best["metrics"]["flops"] <= 1.6e9 and len(best["stages"]) == 4
     assert json.loads((workdir / "results" / "best.json").read_text()) == best
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["sampler"] == "nsga2" and config["search"]["budget_flops"] == 1.6e9
     assert config["search"]["finetune_steps"] == FINETUNE_STEPS  # each arch fine-tuned before evaluation by default
+    assert config["search"]["score"] == "loss"
     assert "Pareto front" in out and "results/best.json" in out
     assert "supernet ranking: never checked" in out
     assert list((workdir / "results" / "latency").glob("*.json")), "the latency table is cached"
@@ -146,22 +148,22 @@ def test_interrupted_search_resumes_without_losing_or_repeating(workdir):
         assert match and match[0]["top1"] == row["top1"] and match[0]["arch"] == row["arch"]
 
 
-def test_the_loss_score_chooses_the_front_and_the_pick(workdir):
-    done = run_launch(*search_args("results/search-loss", "--trials", "4", "--score", "loss", "--finetune-steps", "2"),
+def test_the_top1_score_chooses_the_front_and_the_pick(workdir):
+    done = run_launch(*search_args("results/search-top1", "--trials", "4", "--score", "top1", "--finetune-steps", "2"),
                       cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = workdir / "results" / "search-loss"
+    run = workdir / "results" / "search-top1"
     completed = [r for r in read_trials(run / "trials.csv") if r["state"] == "completed"]
     assert len(completed) == 4
     # every trial holds both scores of its one evaluation
     assert all(float(r["neg_loss"]) < 0 and 0 <= float(r["top1"]) <= 1 for r in completed)
-    pick = max(completed, key=lambda r: (float(r["neg_loss"]), -float(r["flops"])))
+    pick = max(completed, key=lambda r: (float(r["top1"]), -float(r["flops"])))
     best = json.loads((run / "best.json").read_text())
-    assert best["name"] == pick["arch"] and best["metrics"]["neg_loss"] == pytest.approx(float(pick["neg_loss"]))
+    assert best["name"] == pick["arch"] and best["metrics"]["top1"] == pytest.approx(float(pick["top1"]))
     pareto = json.loads((run / "pareto.json").read_text())
-    assert pareto["score"] == "loss" and pick["arch"] in {m["arch"] for m in pareto["front"]}
-    assert json.loads((run / "config.json").read_text())["search"]["score"] == "loss"
-    assert "neg_loss" in done.stdout and "Pareto front (minus (validation loss" in done.stdout
+    assert pareto["score"] == "top1" and pick["arch"] in {m["arch"] for m in pareto["front"]}
+    assert json.loads((run / "config.json").read_text())["search"]["score"] == "top1"
+    assert "Pareto front (top-1" in done.stdout
 
 
 @pytest.mark.parametrize("args, message", [

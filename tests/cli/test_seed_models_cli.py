@@ -18,8 +18,8 @@ SWIN_T, DWNET_T, DYNAMIC_DWNET_T = "wa7x2p1-wa7x2p2-wa7x6p2-wa7x2p2", "dw7x2p1-d
 def test_the_seed_models_are_the_first_trials_and_one_over_the_budget_is_rejected(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     done = run_launch("search", "--space", "space.json", "--budget", "4.5GFLOPs", *SUPERNET_FLAGS, "--seed-models",
-                      "--trials", "3", "--finetune-steps", "0", "--latency", "measure", "--search-dir", "results/s",
-                      cwd=tmp_path)
+                      "--trials", "3", "--finetune-steps", "0", "--score", "top1", "--latency", "measure",
+                      "--search-dir", "results/s", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results/s/trials.csv").open()))
     # Swin-T costs 4.51 GFLOPs: suggested first and rejected; DWNet-T and dynamic DWNet-T are the first two trials.

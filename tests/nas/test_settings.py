@@ -66,7 +66,7 @@ def test_bounds_read_as_written():
     (lambda: ModelOptions(drop_path_rate=1.0), "--drop-path 1: must be in [0, 1)"),
     (lambda: SearchConfig(budget_flops=4.5e9, finetune_steps=-1), "--finetune-steps -1: must be >= 0"),
     (lambda: SearchConfig(budget_flops=4.5e9, sampler="grid"), "unknown sampler 'grid'"),
-    (lambda: SearchConfig(budget_flops=4.5e9, score="accuracy"), "--score accuracy: choose from top1, loss"),
+    (lambda: SearchConfig(budget_flops=4.5e9, score="accuracy"), "--score accuracy: choose from loss, top1"),
     (lambda: SearchConfig(budget_flops=4.5e9, score="loss", finetune_steps=0), "--score loss with --finetune-steps 0"),
     (lambda: TrialResources(cpus=0), "--cpus-per-trial 0 with no GPU"),
     (lambda: TrialResources(gpus=1.5), "--gpus-per-trial 1.5: above 1"),
@@ -103,3 +103,19 @@ def test_migrate_brings_old_records_to_todays_format_and_leaves_todays_alone():
     assert migrate("search state", {"aliases": {}})["told"] == 0
     with pytest.raises(ValueError, match="no file format 'arch'"):
         migrate("arch", {})
+
+
+def test_records_from_before_the_score_was_chosen_read_as_top1():
+    # Searches and checks before --score maximised and ranked by top-1; one from before the fine-tuning steps
+    # (finetune_steps 0) must still load, which today's default score would refuse.
+    old = {k: v for k, v in SearchConfig(budget_flops=4.5e9, score="top1").to_dict().items()
+           if k not in ("score", "finetune_steps")}
+    migrated = migrate("search config", {"search": old, "data": {"dataset": "mnist"}})
+    assert SearchConfig.from_dict(migrated["search"]) == SearchConfig(budget_flops=4.5e9, score="top1",
+                                                                     finetune_steps=0)
+    assert migrate("pareto", {"front": []})["score"] == "top1"
+    summary = migrate("ranking summary", {"config": {"finetune_steps": 48}})
+    assert summary["score"] == "top1" and summary["config"]["score"] == "top1"
+    today = {"score": "loss", "config": {"finetune_steps": 48, "score": "loss"}}
+    assert migrate("ranking summary", today) == today
+    assert SearchConfig(budget_flops=4.5e9).score == "loss"  # and a new search maximises the loss

@@ -11,6 +11,7 @@ from nas.runs.run import Run
 from nas.search.driver import run_search
 from nas.search.outputs import hypervolume, pareto_front
 from nas.search.params import arch_from_params, tune_search_space
+from nas.search.score import TOP1
 from nas.search.trial import TrialContext, evaluate_trial
 from nas.settings import Cluster, SearchConfig
 from nas.train.supernet import train_supernet
@@ -80,7 +81,7 @@ def test_a_trial_whose_process_dies_is_retried_and_no_trial_is_lost_or_counted_t
     kills = tmp_path / "killed"
     kills.mkdir()
     cfg = SearchConfig(budget_flops=1.6e9, sampler="random", trials=3, seed=3, latency="measure", max_concurrent=2,
-                       recalib_batches=1, finetune_steps=0)
+                       recalib_batches=1, finetune_steps=0, score="top1")
     rows, finished = run_search(TrialContext.from_supernet(supernet_state, cfg, fingerprint=str(kills)),
                                 Run(tmp_path / "s", cluster=Cluster(max_failures=1)), trainable=dies_once_per_arch)
     assert finished
@@ -110,12 +111,12 @@ def test_pareto_front_and_hypervolume():
     rows = [{"top1": 0.9, "flops": 4e9, "latency_ms": 10.0}, {"top1": 0.8, "flops": 2e9, "latency_ms": 8.0},
             {"top1": 0.7, "flops": 3e9, "latency_ms": 9.0},  # dominated by the second
             {"top1": 0.85, "flops": 2e9, "latency_ms": 12.0}]
-    front = pareto_front(rows)
+    front = pareto_front(rows, TOP1)
     assert rows[2] not in front and len(front) == 3
-    hv = hypervolume(front, 4.5e9, 20.0)
+    hv = hypervolume(front, 4.5e9, 20.0, TOP1)
     assert 0 < hv < 1
-    assert hypervolume(front, 4.5e9, 20.0) > hypervolume([rows[2]], 4.5e9, 20.0)
-    assert pareto_front([]) == [] and hypervolume([], 1, 1) == 0.0
+    assert hypervolume(front, 4.5e9, 20.0, TOP1) > hypervolume([rows[2]], 4.5e9, 20.0, TOP1)
+    assert pareto_front([], TOP1) == [] and hypervolume([], 1, 1, TOP1) == 0.0
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
@@ -135,7 +136,7 @@ def test_measured_latency_rejections_and_violations_reach_the_sampler(sampler, t
     from searchspace import SearchSpace
 
     space, budget, latency_budget_ms = SearchSpace.default(), 4.5e9, 50.0
-    search = OptunaSearch(metric=list(objective_names()), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
+    search = OptunaSearch(metric=list(objective_names("top1")), mode=list(MODES), sampler=make_optuna_sampler(sampler, 0, 12),
                           seed=0)
     guard = BudgetGuard(search, BudgetConstraint(space, Budget(flops=budget, latency_s=latency_budget_ms / 1e3), latency_table=None),
                         Run(tmp_path))
@@ -180,7 +181,7 @@ def jittered_trial(config, ctx):
 def test_same_seed_same_trials_in_the_same_order(supernet_state, tmp_path):
     # regression: issue #11 item 5 -- with 2 concurrent trials the front depended on which trial finished first
     cfg = SearchConfig(budget_flops=1.6e9, sampler="tpe", trials=10, seed=5, latency="measure", max_concurrent=2,
-                       recalib_batches=1, finetune_steps=0)
+                       recalib_batches=1, finetune_steps=0, score="top1")
     ctx = TrialContext.from_supernet(supernet_state, cfg, fingerprint="t")
     runs = []
     for name in ("a", "b"):

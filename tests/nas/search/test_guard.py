@@ -20,7 +20,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def port():
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
                                 sampler=make_optuna_sampler("random", 0, 8))
-    return StudyPort(study)
+    return StudyPort(study, objective_names("top1"))
 
 
 def asked(port: StudyPort, probe: str):
@@ -91,13 +91,13 @@ def test_results_are_told_in_suggestion_order_whatever_order_trials_finish_in():
 
 def test_complete_objectives_needs_every_objective_and_no_error():
     full = {"top1": 0.5, "neg_loss": -3.1, "flops": 1.0, "latency_ms": 2.0, "state": "completed"}
-    names = objective_names()
+    names = objective_names("top1")
     assert complete_objectives(full, False, names) == {"top1": 0.5, "flops": 1.0, "latency_ms": 2.0}
-    assert complete_objectives(full, False, objective_names("neg_loss")) == {"neg_loss": -3.1, "flops": 1.0,
+    assert complete_objectives(full, False, objective_names("loss")) == {"neg_loss": -3.1, "flops": 1.0,
                                                                             "latency_ms": 2.0}
     assert complete_objectives(full, True, names) is None and complete_objectives({"top1": 0.5}, False, names) is None
     assert complete_objectives({"top1": 0.5, "flops": 1.0, "latency_ms": 2.0}, False,
-                               objective_names("neg_loss")) is None  # a trial without the fine-tuning's loss
+                               objective_names("loss")) is None  # a trial without the fine-tuning's loss
 
 
 def test_the_log_records_suggestions_and_rejections_in_order(tmp_path):

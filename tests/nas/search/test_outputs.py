@@ -26,7 +26,8 @@ def rows():
 
 def test_the_front_and_the_pick_follow_the_score(rows, tmp_path):
     budget = Budget(flops=4.5e9)
-    by_top1 = write_search_outputs(tmp_path / "a", rows, budget=budget, results_root=tmp_path / "a", title="t")
+    by_top1 = write_search_outputs(tmp_path / "a", rows, budget=budget, results_root=tmp_path / "a", title="t",
+                                   score=TOP1)
     by_loss = write_search_outputs(tmp_path / "b", rows, budget=budget, results_root=tmp_path / "b", title="t",
                                    score=NEG_LOSS)
     assert by_top1["best"]["trial"] == "t0" and by_loss["best"]["trial"] == "t1"
@@ -52,5 +53,5 @@ def test_the_hypervolume_grows_with_a_better_front_in_either_score(rows):
         ref = score.reference_for([r[score.key] for r in scored])
         assert hypervolume(front, 4.5e9, 100.0, score, ref) > hypervolume([rows[3]], 4.5e9, 100.0, score, ref) > 0
     # top-1's reference is fixed at 0: the figure is what it was before the scores
-    front = pareto_front(rows[:4])
-    assert hypervolume(front, 4.5e9, 100.0) == hypervolume(front, 4.5e9, 100.0, TOP1, 0.0)
+    front = pareto_front(rows[:4], TOP1)
+    assert hypervolume(front, 4.5e9, 100.0, TOP1) == hypervolume(front, 4.5e9, 100.0, TOP1, 0.0)

@@ -38,19 +38,19 @@ def test_each_score_reads_the_same_evaluation(evaluation):
     scores = trial_scores(tuned)
     assert scores == {"top1": tuned["top1"], "neg_loss": pytest.approx(-(tuned["loss"] + tuned["train_loss"]))}
     # Without fine-tuning there is no training loss: only top-1 can score it.
-    assert trial_scores(as_is) == {"top1": as_is["top1"]} and NEG_LOSS.value(as_is) is None
+    assert trial_scores(as_is) == {"top1": as_is["top1"]} and NEG_LOSS.read(as_is) is None
 
 
 def test_a_rejected_suggestion_is_told_below_any_arch_that_learns(evaluation):
     tuned, _ = evaluation
     told = rejected_scores()
     assert told == {"top1": TOP1.rejected, "neg_loss": NEG_LOSS.rejected}
-    assert told["top1"] <= tuned["top1"] and told["neg_loss"] < NEG_LOSS.value(tuned)
+    assert told["top1"] <= tuned["top1"] and told["neg_loss"] < NEG_LOSS.read(tuned)
 
 
 def test_a_file_naming_an_unknown_score_is_refused_in_one_line():
     assert score_named("loss", "pareto.json") is NEG_LOSS
-    with pytest.raises(UserError, match=r"^pareto.json: unknown score 'accuracy' \(known: top1, loss\)$"):
+    with pytest.raises(UserError, match=r"^pareto.json: unknown score 'accuracy' \(known: loss, top1\)$"):
         score_named("accuracy", "pareto.json")
 
 
