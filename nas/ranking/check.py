@@ -5,7 +5,8 @@ mean test top-1 is compared with the score the supernet gives them (``--score``,
 inherited weights after the fine-tuning steps, BatchNorm recalibrated, validation split): Kendall tau-b and
 Spearman rho with bootstrap intervals over the archs, and how far the truth itself can be trusted: how well the
 seeds agree with each other, and the noise ceiling (the tau a perfect predictor could expect against a mean of this
-many seeds, ``nas.ranking.stats.noise_ceiling_tau``). A tau near the ceiling cannot be told from a perfect ranking by this truth; more seeds raise the ceiling.
+many seeds, ``nas.ranking.stats.noise_ceiling_tau``). A tau near the ceiling cannot be told from a perfect ranking by
+this truth; more seeds raise the ceiling.
 
 Which archs, by a stated rule: ``nas.ranking.arch_sets.band_archs`` draws the space uniformly (seeded), keeps the
 distinct archs within the budget (what a search under it can pick), and takes K at evenly spaced FLOPs quantiles
