@@ -38,7 +38,7 @@ from nas.runs.layout import MODEL, RANKING_SUMMARY, ranking_dir
 from nas.runs.migrate import migrate
 from nas.runs.record import SupernetRecord
 from nas.runs.run import Run
-from nas.search.score import SCORES, Score
+from nas.search.score import NEG_LOSS, SCORES, TOP1, Score
 from nas.settings import RankingConfig, RetrainJob, TrainConfig
 from nas.train.evaluate import evaluate_arch
 from nas.train.parallel import retrain_in_parallel
@@ -176,8 +176,8 @@ def score_values(rows: list[dict], score: Score) -> list[float]:
 def summarize(rows: list[dict], seed: int, score: Score) -> dict:
     """The rank statistics of ``rows``; the headline ones (``kendall_tau``, ``spearman_rho``, ``best_quarter``) of
     ``score``, the one the search maximises."""
-    inherited = [r["inherited_top1"] for r in rows]
     scores = score_values(rows, score)
+    loss_sums = score_values(rows, NEG_LOSS)  # None where an arch had no fine-tuning steps
     truth = [r["standalone_top1"] for r in rows]
     per_seed = list(zip(*(r["standalone_top1_per_seed"] for r in rows)))
     seed_taus = [kendall_tau(a, b) for a, b in combinations(per_seed, 2)]
@@ -187,7 +187,7 @@ def summarize(rows: list[dict], seed: int, score: Score) -> dict:
         "kendall_tau_ci95": bootstrap_interval(kendall_tau, scores, truth, seed=seed),
         "spearman_rho": spearman_rho(scores, truth),
         "spearman_rho_ci95": bootstrap_interval(spearman_rho, scores, truth, seed=seed),
-        "top1_tau": kendall_tau(inherited, truth),
+        "top1_tau": kendall_tau(score_values(rows, TOP1), truth),
         # How well one training seed ranks like another: a ceiling on what the truth can confirm.
         "seed_to_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
         # What a perfect predictor could expect against this truth (nan/None with one seed).
@@ -198,8 +198,7 @@ def summarize(rows: list[dict], seed: int, score: Score) -> dict:
         "neg_val_loss_tau": kendall_tau([-r["inherited_val_loss"] for r in rows], truth),
         # ... and by the validation loss plus the fine-tuning's mean training loss (how fast the arch fit alone);
         # None without fine-tuning; the search's default score. docs/BENCHMARKS.md compares them.
-        "neg_val_train_loss_tau": (None if any(r["inherited_train_loss"] is None for r in rows) else kendall_tau(
-            [-(r["inherited_val_loss"] + r["inherited_train_loss"]) for r in rows], truth)),
+        "neg_val_train_loss_tau": None if None in loss_sums else kendall_tau(loss_sums, truth),
         # Inherited top-1 without the fine-tuning steps (the same as top1_tau when there are none).
         "no_finetune_tau": kendall_tau([r["inherited_top1_no_finetune"] for r in rows], truth),
         # Where a search chooses: the order within the truth's best quarter, and whether its top pick is the best.
